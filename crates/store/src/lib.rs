@@ -1,1 +1,128 @@
+//! Storage for Tessera: the contract the API relies on, and its two engines.
+//!
+//! The public surface is `Store`, whose methods are domain operations ("upsert this
+//! customer", "authenticate this key"). Each operation is implemented once in `ops`
+//! against the `Conn` capability and runs on either engine. Tenant-scoped operations take
+//! a `Tenant`, which only `Store::authenticate_key` (or a management scope) can produce, so
+//! no code path can reach a project's rows without having authenticated for it.
 
+pub mod conn;
+pub mod migrations;
+pub mod ops;
+pub mod postgres;
+pub mod sqlite;
+
+use conn::Conn;
+use std::path::Path;
+use std::sync::Arc;
+use tessera_domain::InvalidInput;
+
+pub use ops::idempotency::IdemBegin;
+pub use ops::org::{ApiKey, KeyKind, NewKey, Tenant};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("{resource_type} {id} not found")]
+    NotFound { resource_type: &'static str, id: String },
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("conflict: {message}")]
+    Conflict { key: &'static str, message: String, details: String },
+    #[error("constraint violated: {0}")]
+    Constraint(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("internal storage error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn not_found(resource_type: &'static str, id: impl Into<String>) -> Self {
+        StoreError::NotFound { resource_type, id: id.into() }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub enum Engine {
+    Sqlite(sqlite::SqliteBackend),
+    Postgres(postgres::PgBackend),
+}
+
+/// Cheap to clone; every clone shares the same engine.
+#[derive(Clone)]
+pub struct Store {
+    engine: Arc<Engine>,
+}
+
+impl Store {
+    pub fn open_sqlite(dir: &Path) -> Result<Self> {
+        Ok(Store { engine: Arc::new(Engine::Sqlite(sqlite::SqliteBackend::open(dir)?)) })
+    }
+
+    /// Connects and migrates. The driver blocks on its own small runtime, so the work runs
+    /// on a plain thread; this makes the call safe from inside or outside an async runtime.
+    pub fn open_postgres(url: &str) -> Result<Self> {
+        let url = url.to_string();
+        let backend = std::thread::spawn(move || postgres::PgBackend::connect(&url))
+            .join()
+            .map_err(|_| StoreError::Internal("PostgreSQL connect thread panicked".into()))??;
+        Ok(Store { engine: Arc::new(Engine::Postgres(backend)) })
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        match &*self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Writes waiting for the SQLite writer (always 0 on PostgreSQL).
+    pub fn write_queue_depth(&self) -> usize {
+        match &*self.engine {
+            Engine::Sqlite(b) => b.queue_depth(),
+            Engine::Postgres(_) => 0,
+        }
+    }
+
+    pub fn write_queue_capacity(&self) -> usize {
+        sqlite::QUEUE_CAPACITY
+    }
+
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    {
+        match &*self.engine {
+            Engine::Sqlite(b) => b.read(f).await,
+            Engine::Postgres(b) => b.read(f).await,
+        }
+    }
+
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    {
+        match &*self.engine {
+            Engine::Sqlite(b) => b.write(f).await,
+            Engine::Postgres(b) => b.write(f).await,
+        }
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        self.read(|c| c.query("SELECT 1", &[]).map(|_| ())).await
+    }
+
+    /// Flushes queued writes and stops background threads. Blocking; call from a
+    /// blocking context on shutdown.
+    pub fn shutdown(&self) {
+        if let Engine::Sqlite(b) = &*self.engine {
+            b.shutdown();
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Customers of a project.
+
+use crate::conn::Conn;
+use crate::ops::docs::{self, to_json, Table};
+use crate::ops::org::Tenant;
+use crate::{Result, Store, StoreError};
+use tessera_domain::customer::{Customer, CustomerInput};
+use tessera_domain::ids::new_id;
+use tessera_domain::list::{ListQuery, ListSpec, SortField};
+use tessera_domain::time::now_string;
+
+pub const TABLE: Table = Table { name: "customers", resource_type: "customer" };
+
+pub const LIST_SPEC: ListSpec = ListSpec {
+    sorts: &[SortField::CreatedAt, SortField::UpdatedAt, SortField::SourceId],
+    filters: &["email", "name", "city"],
+    default_limit: 10,
+};
+
+fn save(c: &mut dyn Conn, project_id: &str, cust: &Customer) -> Result<()> {
+    let city = cust.address.as_ref().and_then(|a| a.city.clone());
+    c.execute(
+        "INSERT INTO customers (project_id, id, source_id, email, name, city, created_at, updated_at, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (project_id, id) DO UPDATE SET source_id = excluded.source_id, email = excluded.email, \
+         name = excluded.name, city = excluded.city, updated_at = excluded.updated_at, data = excluded.data",
+        &[
+            project_id.into(),
+            cust.id.clone().into(),
+            cust.source_id.clone().into(),
+            cust.email.clone().into(),
+            cust.name.clone().into(),
+            city.into(),
+            cust.created_at.clone().into(),
+            cust.updated_at.clone().into(),
+            to_json(cust)?.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Creates a customer or, when `id` or `source_id` names an existing one, updates it.
+/// Runs inside a write transaction; also used by orders to upsert their customer.
+pub fn upsert(c: &mut dyn Conn, project_id: &str, input: CustomerInput) -> Result<Customer> {
+    if let Some(sid) = &input.source_id {
+        c.lock_key(&format!("customer:{project_id}:{sid}"))?;
+    }
+    let existing = match (&input.id, &input.source_id) {
+        (Some(id), source) => match docs::find_by_id::<Customer>(c, &TABLE, project_id, id)? {
+            Some(found) => Some(found),
+            None => match source {
+                Some(s) => docs::find_by_source_id(c, &TABLE, project_id, s)?,
+                // An id names a customer Tessera created; an unknown one is a mistake.
+                None => return Err(StoreError::not_found("customer", id.clone())),
+            },
+        },
+        (None, Some(s)) => docs::find_by_source_id(c, &TABLE, project_id, s)?,
+        (None, None) => None,
+    };
+    let now = now_string();
+    let cust = match existing {
+        Some(e) => input.update(&e, &now),
+        None => input.create(new_id("cust"), &now),
+    };
+    save(c, project_id, &cust)?;
+    Ok(cust)
+}
+
+impl Store {
+    pub async fn upsert_customer(&self, t: &Tenant, input: CustomerInput) -> Result<Customer> {
+        input.validate()?;
+        let p = t.project_id().to_string();
+        self.write(move |c| upsert(c, &p, input)).await
+    }
+
+    pub async fn get_customer(&self, t: &Tenant, key: String) -> Result<Customer> {
+        let p = t.project_id().to_string();
+        self.read(move |c| docs::get(c, &TABLE, &p, &key)).await
+    }
+
+    pub async fn update_customer(&self, t: &Tenant, key: String, mut input: CustomerInput) -> Result<Customer> {
+        // The path names the customer; identifiers in the body cannot redirect the update.
+        input.id = None;
+        input.source_id = None;
+        input.validate()?;
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let existing: Customer = docs::get(c, &TABLE, &p, &key)?;
+            let cust = input.update(&existing, &now_string());
+            save(c, &p, &cust)?;
+            Ok(cust)
+        })
+        .await
+    }
+
+    pub async fn delete_customer(&self, t: &Tenant, key: String) -> Result<()> {
+        let p = t.project_id().to_string();
+        self.write(move |c| docs::delete(c, &TABLE, &p, &key).map(|_| ())).await
+    }
+
+    pub async fn list_customers(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<Customer>, i64)> {
+        let p = t.project_id().to_string();
+        self.read(move |c| docs::list(c, &TABLE, &p, &q, &[("email", "email"), ("name", "name"), ("city", "city")], &[])).await
+    }
+}

@@ -1,0 +1,128 @@
+//! Shared mechanics for resources stored as a JSON document plus indexed columns.
+
+use crate::conn::{Conn, Val};
+use crate::{Result, StoreError};
+use serde::de::DeserializeOwned;
+use tessera_domain::list::ListQuery;
+
+pub struct Table {
+    pub name: &'static str,
+    pub resource_type: &'static str,
+}
+
+/// Finds a row by its id or, failing that, its source id. An id match wins when a
+/// source id happens to equal another row's id.
+pub fn find<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, key: &str) -> Result<Option<T>> {
+    let sql = format!(
+        "SELECT data FROM {} WHERE project_id = $1 AND (id = $2 OR source_id = $2) \
+         ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1",
+        t.name
+    );
+    match c.query_opt(&sql, &[project_id.into(), key.into()])? {
+        Some(row) => Ok(Some(row.json(0)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn get<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, key: &str) -> Result<T> {
+    find(c, t, project_id, key)?.ok_or_else(|| StoreError::not_found(t.resource_type, key))
+}
+
+pub fn find_by_id<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, id: &str) -> Result<Option<T>> {
+    let sql = format!("SELECT data FROM {} WHERE project_id = $1 AND id = $2", t.name);
+    match c.query_opt(&sql, &[project_id.into(), id.into()])? {
+        Some(row) => Ok(Some(row.json(0)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn find_by_source_id<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, source_id: &str) -> Result<Option<T>> {
+    let sql = format!("SELECT data FROM {} WHERE project_id = $1 AND source_id = $2", t.name);
+    match c.query_opt(&sql, &[project_id.into(), source_id.into()])? {
+        Some(row) => Ok(Some(row.json(0)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("cannot serialize document: {e}")))
+}
+
+/// Deletes by id or source id; returns the deleted row's id.
+pub fn delete(c: &mut dyn Conn, t: &Table, project_id: &str, key: &str) -> Result<String> {
+    let sql = format!(
+        "SELECT id FROM {} WHERE project_id = $1 AND (id = $2 OR source_id = $2) ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1",
+        t.name
+    );
+    let id = c
+        .query_opt(&sql, &[project_id.into(), key.into()])?
+        .ok_or_else(|| StoreError::not_found(t.resource_type, key))?
+        .text(0)?;
+    c.execute(&format!("DELETE FROM {} WHERE project_id = $1 AND id = $2", t.name), &[project_id.into(), id.clone().into()])?;
+    Ok(id)
+}
+
+/// A page of documents and the total matching the filters.
+///
+/// `filters` maps list-query filter names to columns; `scope` adds fixed equality
+/// conditions (a parent id). Column names come from code, never from input.
+pub fn list<T: DeserializeOwned>(
+    c: &mut dyn Conn,
+    t: &Table,
+    project_id: &str,
+    q: &ListQuery,
+    filters: &[(&str, &str)],
+    scope: &[(&str, Val)],
+) -> Result<(Vec<T>, i64)> {
+    let mut clauses = vec!["project_id = $1".to_string()];
+    let mut params: Vec<Val> = vec![project_id.into()];
+    let push = |clause: &str, v: Val, clauses: &mut Vec<String>, params: &mut Vec<Val>| {
+        params.push(v);
+        clauses.push(clause.replace('?', &format!("${}", params.len())));
+    };
+    for (col, v) in scope {
+        push(&format!("{col} = ?"), v.clone(), &mut clauses, &mut params);
+    }
+    for (name, col) in filters {
+        if let Some(v) = q.filters.get(*name) {
+            push(&format!("{col} = ?"), v.clone().into(), &mut clauses, &mut params);
+        }
+    }
+    if let Some(v) = &q.created_before {
+        push("created_at < ?", v.clone().into(), &mut clauses, &mut params);
+    }
+    if let Some(v) = &q.created_after {
+        push("created_at > ?", v.clone().into(), &mut clauses, &mut params);
+    }
+    if let Some(v) = &q.updated_before {
+        push("updated_at < ?", v.clone().into(), &mut clauses, &mut params);
+    }
+    if let Some(v) = &q.updated_after {
+        push("updated_at > ?", v.clone().into(), &mut clauses, &mut params);
+    }
+    if let Some(v) = &q.starting_after {
+        // Voucherify: alone it pages backwards from a date; with an ascending order, forwards.
+        let clause = if q.sort_explicit && !q.descending { "created_at > ?" } else { "created_at < ?" };
+        push(clause, v.clone().into(), &mut clauses, &mut params);
+    }
+    let where_sql = clauses.join(" AND ");
+    let total = c
+        .query_one(&format!("SELECT COUNT(*) FROM {} WHERE {where_sql}", t.name), &params)?
+        .int(0)?;
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let col = q.sort.column();
+    let n = params.len();
+    // The engines disagree on where NULLs sort; say it explicitly for nullable columns.
+    let nulls = if col == "created_at" { "" } else { " NULLS LAST" };
+    let sql = format!(
+        "SELECT data FROM {} WHERE {where_sql} ORDER BY {col} {dir}{nulls}, id {dir} LIMIT ${} OFFSET ${}",
+        t.name,
+        n + 1,
+        n + 2
+    );
+    params.push(Val::Int(q.limit as i64));
+    params.push(Val::Int(q.offset() as i64));
+    let rows = c.query(&sql, &params)?;
+    let items = rows.iter().map(|r| r.json(0)).collect::<Result<Vec<T>>>()?;
+    Ok((items, total))
+}

@@ -1,0 +1,226 @@
+//! Products and SKUs of a project.
+
+use crate::conn::{Conn, Val};
+use crate::ops::docs::{self, to_json, Table};
+use crate::ops::org::Tenant;
+use crate::{Result, Store, StoreError};
+use tessera_domain::ids::new_id;
+use tessera_domain::list::{ListQuery, ListSpec, SortField};
+use tessera_domain::product::{Product, ProductInput, Sku, SkuInput};
+use tessera_domain::time::now_string;
+
+pub const PRODUCTS: Table = Table { name: "products", resource_type: "product" };
+pub const SKUS: Table = Table { name: "skus", resource_type: "sku" };
+
+pub const LIST_SPEC: ListSpec = ListSpec {
+    sorts: &[SortField::CreatedAt, SortField::UpdatedAt],
+    filters: &[],
+    default_limit: 10,
+};
+
+/// SKUs embedded in a product response; the full list is paginated separately.
+const EMBEDDED_SKUS: i64 = 100;
+
+fn save_product(c: &mut dyn Conn, p: &str, prod: &Product) -> Result<()> {
+    c.execute(
+        "INSERT INTO products (project_id, id, source_id, created_at, updated_at, data) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (project_id, id) DO UPDATE SET source_id = excluded.source_id, updated_at = excluded.updated_at, data = excluded.data",
+        &[p.into(), prod.id.clone().into(), prod.source_id.clone().into(), prod.created_at.clone().into(), prod.updated_at.clone().into(), to_json(prod)?.into()],
+    )?;
+    Ok(())
+}
+
+fn save_sku(c: &mut dyn Conn, p: &str, sku: &Sku) -> Result<()> {
+    c.execute(
+        "INSERT INTO skus (project_id, id, product_id, source_id, created_at, updated_at, data) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (project_id, id) DO UPDATE SET source_id = excluded.source_id, updated_at = excluded.updated_at, data = excluded.data",
+        &[
+            p.into(),
+            sku.id.clone().into(),
+            sku.product_id.clone().into(),
+            sku.source_id.clone().into(),
+            sku.created_at.clone().into(),
+            sku.updated_at.clone().into(),
+            to_json(sku)?.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn skus_of(c: &mut dyn Conn, p: &str, product_id: &str) -> Result<(Vec<Sku>, i64)> {
+    let total = c.query_one("SELECT COUNT(*) FROM skus WHERE project_id = $1 AND product_id = $2", &[p.into(), product_id.into()])?.int(0)?;
+    let rows = c.query(
+        "SELECT data FROM skus WHERE project_id = $1 AND product_id = $2 ORDER BY created_at, id LIMIT $3",
+        &[p.into(), product_id.into(), Val::Int(EMBEDDED_SKUS)],
+    )?;
+    Ok((rows.iter().map(|r| r.json(0)).collect::<Result<_>>()?, total))
+}
+
+/// A product with the first page of its SKUs and their count.
+pub type ProductWithSkus = (Product, Vec<Sku>, i64);
+
+fn with_skus(c: &mut dyn Conn, p: &str, prod: Product) -> Result<ProductWithSkus> {
+    let (skus, total) = skus_of(c, p, &prod.id)?;
+    Ok((prod, skus, total))
+}
+
+fn find_existing<T: serde::de::DeserializeOwned>(c: &mut dyn Conn, t: &Table, p: &str, id: &Option<String>, source_id: &Option<String>) -> Result<Option<T>> {
+    match (id, source_id) {
+        (Some(id), source) => match docs::find_by_id(c, t, p, id)? {
+            Some(found) => Ok(Some(found)),
+            None => match source {
+                Some(s) => docs::find_by_source_id(c, t, p, s),
+                None => Err(StoreError::not_found(t.resource_type, id.clone())),
+            },
+        },
+        (None, Some(s)) => docs::find_by_source_id(c, t, p, s),
+        (None, None) => Ok(None),
+    }
+}
+
+impl Store {
+    pub async fn upsert_product(&self, t: &Tenant, input: ProductInput) -> Result<ProductWithSkus> {
+        input.validate()?;
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            if let Some(sid) = &input.source_id {
+                c.lock_key(&format!("product:{p}:{sid}"))?;
+            }
+            let now = now_string();
+            let prod = match find_existing::<Product>(c, &PRODUCTS, &p, &input.id, &input.source_id)? {
+                Some(e) => input.update(&e, &now),
+                None => input.create(new_id("prod"), &now),
+            };
+            save_product(c, &p, &prod)?;
+            with_skus(c, &p, prod)
+        })
+        .await
+    }
+
+    pub async fn get_product(&self, t: &Tenant, key: String) -> Result<ProductWithSkus> {
+        let p = t.project_id().to_string();
+        self.read(move |c| {
+            let prod: Product = docs::get(c, &PRODUCTS, &p, &key)?;
+            with_skus(c, &p, prod)
+        })
+        .await
+    }
+
+    pub async fn update_product(&self, t: &Tenant, key: String, mut input: ProductInput) -> Result<ProductWithSkus> {
+        input.id = None;
+        input.source_id = None;
+        input.validate()?;
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let existing: Product = docs::get(c, &PRODUCTS, &p, &key)?;
+            let prod = input.update(&existing, &now_string());
+            save_product(c, &p, &prod)?;
+            with_skus(c, &p, prod)
+        })
+        .await
+    }
+
+    /// Deletes the product and its SKUs together.
+    pub async fn delete_product(&self, t: &Tenant, key: String) -> Result<()> {
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let id = docs::delete(c, &PRODUCTS, &p, &key)?;
+            c.execute("DELETE FROM skus WHERE project_id = $1 AND product_id = $2", &[p.into(), id.into()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn list_products(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<ProductWithSkus>, i64)> {
+        let p = t.project_id().to_string();
+        self.read(move |c| {
+            let (prods, total) = docs::list::<Product>(c, &PRODUCTS, &p, &q, &[], &[])?;
+            let items = prods.into_iter().map(|prod| with_skus(c, &p, prod)).collect::<Result<Vec<_>>>()?;
+            Ok((items, total))
+        })
+        .await
+    }
+
+    pub async fn upsert_sku(&self, t: &Tenant, product_key: String, input: SkuInput) -> Result<Sku> {
+        input.validate()?;
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let prod: Product = docs::get(c, &PRODUCTS, &p, &product_key)?;
+            if let Some(sid) = &input.source_id {
+                c.lock_key(&format!("sku:{p}:{sid}"))?;
+            }
+            let now = now_string();
+            let sku = match find_existing::<Sku>(c, &SKUS, &p, &input.id, &input.source_id)? {
+                Some(e) if e.product_id != prod.id => {
+                    return Err(StoreError::Conflict {
+                        key: "duplicate_source_id",
+                        message: "Duplicate SKU".into(),
+                        details: format!("SKU {} belongs to another product", e.id),
+                    })
+                }
+                Some(e) => input.update(&e, &now),
+                None => input.create(new_id("sku"), prod.id.clone(), &now),
+            };
+            save_sku(c, &p, &sku)?;
+            Ok(sku)
+        })
+        .await
+    }
+
+    /// One SKU by id or source id, optionally required to belong to a product.
+    pub async fn get_sku(&self, t: &Tenant, product_key: Option<String>, key: String) -> Result<Sku> {
+        let p = t.project_id().to_string();
+        self.read(move |c| {
+            let sku: Sku = docs::get(c, &SKUS, &p, &key)?;
+            if let Some(pk) = product_key {
+                let prod: Product = docs::get(c, &PRODUCTS, &p, &pk)?;
+                if prod.id != sku.product_id {
+                    return Err(StoreError::not_found("sku", key));
+                }
+            }
+            Ok(sku)
+        })
+        .await
+    }
+
+    pub async fn update_sku(&self, t: &Tenant, product_key: String, key: String, mut input: SkuInput) -> Result<Sku> {
+        input.id = None;
+        input.source_id = None;
+        input.validate()?;
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let prod: Product = docs::get(c, &PRODUCTS, &p, &product_key)?;
+            let existing: Sku = docs::get(c, &SKUS, &p, &key)?;
+            if existing.product_id != prod.id {
+                return Err(StoreError::not_found("sku", key));
+            }
+            let sku = input.update(&existing, &now_string());
+            save_sku(c, &p, &sku)?;
+            Ok(sku)
+        })
+        .await
+    }
+
+    pub async fn delete_sku(&self, t: &Tenant, product_key: String, key: String) -> Result<()> {
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let prod: Product = docs::get(c, &PRODUCTS, &p, &product_key)?;
+            let existing: Sku = docs::get(c, &SKUS, &p, &key)?;
+            if existing.product_id != prod.id {
+                return Err(StoreError::not_found("sku", key));
+            }
+            c.execute("DELETE FROM skus WHERE project_id = $1 AND id = $2", &[p.into(), existing.id.into()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn list_skus(&self, t: &Tenant, product_key: String, q: ListQuery) -> Result<(Vec<Sku>, i64)> {
+        let p = t.project_id().to_string();
+        self.read(move |c| {
+            let prod: Product = docs::get(c, &PRODUCTS, &p, &product_key)?;
+            docs::list(c, &SKUS, &p, &q, &[], &[("product_id", prod.id.into())])
+        })
+        .await
+    }
+}

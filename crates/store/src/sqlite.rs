@@ -1,0 +1,332 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! One writer thread owns the only write connection. It drains whatever is queued (up to
+//! `MAX_BATCH` commands), runs each inside its own SAVEPOINT so a failing command is rolled
+//! back alone, commits the group with one fsync (`synchronous=FULL`), and only then answers
+//! the callers. Reads go to a pool of read-only connections, which WAL lets proceed while
+//! the writer works, so validation never waits for redemptions.
+
+use crate::conn::{to_sqlite_placeholders, Conn, Row, Val};
+use crate::StoreError;
+use rusqlite::{types::ValueRef, Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Commands per group commit. Large enough to amortize fsync, small enough that one
+/// group's latency stays in single-digit milliseconds.
+pub const MAX_BATCH: usize = 512;
+/// Commands waiting for the writer. Callers wait (backpressure) beyond this.
+pub const QUEUE_CAPACITY: usize = 8192;
+const READ_POOL_SIZE: u32 = 8;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A queued write: `run` applies it inside its savepoint and says whether to keep it;
+/// `finish` answers the caller once the group's commit outcome is known.
+trait WriteJob: Send {
+    fn run(&mut self, conn: &mut SqliteConn<'_>) -> bool;
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct TypedJob<T, F> {
+    f: Option<F>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> WriteJob for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &mut SqliteConn<'_>) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let outcome = f(conn);
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let answer = match (self.outcome, commit) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (_, Err(e)) => Err(e),
+            (None, Ok(())) => Err(StoreError::Internal("write was not applied".into())),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+enum Msg {
+    Job(Box<dyn WriteJob>),
+    /// Everything queued before this is applied and committed, then the writer exits.
+    Stop(std::sync::mpsc::Sender<()>),
+}
+
+pub struct SqliteBackend {
+    path: PathBuf,
+    jobs: mpsc::Sender<Msg>,
+    queued: Arc<AtomicUsize>,
+    readers: r2d2::Pool<ReadManager>,
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+pub struct SqliteConn<'a> {
+    conn: &'a Connection,
+}
+
+impl Conn for SqliteConn<'_> {
+    fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&to_sqlite_placeholders(sql)).map_err(map_err)?;
+        let n = stmt.execute(rusqlite::params_from_iter(params.iter().map(to_sql))).map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&to_sqlite_placeholders(sql)).map_err(map_err)?;
+        let cols = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(to_sql))).map_err(map_err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(map_err)? {
+            let mut vals = Vec::with_capacity(cols);
+            for i in 0..cols {
+                vals.push(match r.get_ref(i).map_err(map_err)? {
+                    ValueRef::Null => Val::Null,
+                    ValueRef::Integer(v) => Val::Int(v),
+                    ValueRef::Real(v) => Val::Int(v as i64),
+                    ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Val::Text(String::from_utf8_lossy(b).into_owned()),
+                });
+            }
+            out.push(Row(vals));
+        }
+        Ok(out)
+    }
+
+    fn lock_key(&mut self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn to_sql(v: &Val) -> rusqlite::types::Value {
+    match v {
+        Val::Null => rusqlite::types::Value::Null,
+        Val::Int(i) => rusqlite::types::Value::Integer(*i),
+        Val::Text(s) => rusqlite::types::Value::Text(s.clone()),
+    }
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        match f.code {
+            rusqlite::ErrorCode::ConstraintViolation => {
+                return StoreError::Constraint(msg.clone().unwrap_or_else(|| e.to_string()));
+            }
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                return StoreError::Unavailable(format!("database busy: {e}"));
+            }
+            _ => {}
+        }
+    }
+    StoreError::Internal(format!("sqlite: {e}"))
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(map_err)?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(())
+}
+
+struct ReadManager {
+    path: PathBuf,
+}
+
+impl r2d2::ManageConnection for ReadManager {
+    type Connection = Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(256);
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), rusqlite::Error> {
+        conn.execute_batch("SELECT 1")
+    }
+
+    fn has_broken(&self, _conn: &mut Connection) -> bool {
+        false
+    }
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) `tessera.db` in `dir`, applies migrations and starts
+    /// the writer thread.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Internal(format!("cannot create data directory {}: {e}", dir.display())))?;
+        let path = dir.join("tessera.db");
+        let conn = Connection::open(&path).map_err(map_err)?;
+        configure(&conn)?;
+        // WAL lets readers proceed during writes; FULL makes every acknowledged commit durable.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(map_err)?;
+        crate::migrations::apply(&mut SqliteMigrator { conn: &conn })?;
+
+        let readers = r2d2::Pool::builder()
+            .max_size(READ_POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .build(ReadManager { path: path.clone() })
+            .map_err(|e| StoreError::Internal(format!("cannot open read connections: {e}")))?;
+
+        let (tx, rx) = mpsc::channel::<Msg>(QUEUE_CAPACITY);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let queued_w = queued.clone();
+        let writer = std::thread::Builder::new()
+            .name("tessera-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, queued_w))
+            .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
+        Ok(SqliteBackend { path, jobs: tx, queued, readers, writer: std::sync::Mutex::new(Some(writer)) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get().map_err(|e| StoreError::Unavailable(format!("no read connection available: {e}")))?;
+            // A read spans several statements (page + count); one transaction gives them
+            // one snapshot.
+            conn.execute_batch("BEGIN").map_err(map_err)?;
+            let result = f(&mut SqliteConn { conn: &conn });
+            let _ = conn.execute_batch("COMMIT");
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job = Box::new(TypedJob { f: Some(f), outcome: None, reply: tx });
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.jobs.send(Msg::Job(job)).await.is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Unavailable("the writer has stopped".into()));
+        }
+        rx.await.map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    /// Applies and commits everything already queued, then stops the writer. Called on
+    /// graceful shutdown so that no accepted write is left behind.
+    pub fn shutdown(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.jobs.blocking_send(Msg::Stop(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(30));
+        }
+        if let Some(handle) = self.writer.lock().ok().and_then(|mut h| h.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+struct SqliteMigrator<'a> {
+    conn: &'a Connection,
+}
+
+impl crate::migrations::Migrator for SqliteMigrator<'_> {
+    fn run(&mut self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+        let r = f(&mut SqliteConn { conn: self.conn });
+        match r {
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(map_err),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.conn.execute_batch(sql).map_err(map_err)
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, queued: Arc<AtomicUsize>) {
+    let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
+    let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
+    while stop.is_none() {
+        match rx.blocking_recv() {
+            Some(Msg::Job(job)) => batch.push(job),
+            Some(Msg::Stop(ack)) => stop = Some(ack),
+            None => break,
+        }
+        while batch.len() < MAX_BATCH && stop.is_none() {
+            match rx.try_recv() {
+                Ok(Msg::Job(job)) => batch.push(job),
+                Ok(Msg::Stop(ack)) => stop = Some(ack),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            let n = batch.len();
+            apply_group(&conn, &mut batch);
+            queued.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+    if let Some(ack) = stop {
+        let _ = ack.send(());
+    }
+}
+
+/// Applies one group of writes in one transaction, one savepoint per write, and answers
+/// each caller after the commit.
+fn apply_group(conn: &Connection, batch: &mut Vec<Box<dyn WriteJob>>) {
+    let n = batch.len();
+    metrics::histogram!("tessera_writer_batch_size").record(n as f64);
+    let started = std::time::Instant::now();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err) {
+        for job in batch.drain(..) {
+            job.finish(Err(e.clone()));
+        }
+        return;
+    }
+    for job in batch.iter_mut() {
+        if conn.execute_batch("SAVEPOINT cmd").is_err() {
+            continue;
+        }
+        let keep = job.run(&mut SqliteConn { conn });
+        if !keep {
+            let _ = conn.execute_batch("ROLLBACK TO cmd");
+        }
+        let _ = conn.execute_batch("RELEASE cmd");
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(map_err);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    metrics::histogram!("tessera_writer_commit_seconds").record(started.elapsed().as_secs_f64());
+    for job in batch.drain(..) {
+        job.finish(commit.clone());
+    }
+}
