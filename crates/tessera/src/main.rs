@@ -1,1 +1,228 @@
-fn main() {}
+//! `tessera`: one binary, several roles.
+
+mod config;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use config::{FileConfig, LogFormat, Settings, Storage};
+use std::path::PathBuf;
+use std::time::Duration;
+use tessera_api::{openapi, AppState};
+use tessera_domain::project::ProjectInput;
+use tessera_store::ops::org::Management;
+use tessera_store::Store;
+
+#[derive(Parser)]
+#[command(name = "tessera", version, about = "Promotion and loyalty engine compatible with Voucherify's API v1")]
+struct Cli {
+    /// TOML config file (see docs/OPERATIONS.md).
+    #[arg(long, env = "TESSERA_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct StorageArgs {
+    /// Directory of the embedded SQLite database [default: ./tessera-data].
+    #[arg(long, env = "TESSERA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://...); when set, PostgreSQL is used instead of SQLite.
+    #[arg(long, env = "TESSERA_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "TESSERA_LISTEN")]
+        listen: Option<String>,
+        /// Log format: json or text [default: json].
+        #[arg(long, env = "TESSERA_LOG_FORMAT")]
+        log_format: Option<String>,
+        /// Log level filter [default: info].
+        #[arg(long, env = "TESSERA_LOG_LEVEL")]
+        log_level: Option<String>,
+    },
+    /// Manage projects from the command line.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Print the OpenAPI document of this build.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project and print its keys (shown only once).
+    Create {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        timezone: Option<String>,
+        #[arg(long)]
+        currency: Option<String>,
+        /// Print the result as JSON, in the management API's shape.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tessera: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let file = FileConfig::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve { storage, listen, log_format, log_level } => {
+            let settings = config::settings(&file, listen, storage.data_dir, storage.database_url, log_format, log_level)?;
+            init_logs(&settings);
+            runtime.block_on(serve(settings))
+        }
+        Command::Project { command: ProjectCommand::Create { storage, name, timezone, currency, json } } => {
+            let storage = config::storage(&file, storage.data_dir, storage.database_url)?;
+            runtime.block_on(project_create(storage, name, timezone, currency, json))
+        }
+        Command::Migrate { storage } => {
+            let storage = config::storage(&file, storage.data_dir, storage.database_url)?;
+            let store = open_store(&storage)?;
+            store.shutdown();
+            println!("schema at version {}", tessera_store::migrations::SCHEMA_VERSION);
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", openapi::json());
+            Ok(())
+        }
+    }
+}
+
+fn init_logs(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn open_store(storage: &Storage) -> Result<Store> {
+    match storage {
+        Storage::Sqlite(dir) => Store::open_sqlite(dir).with_context(|| format!("cannot open the database in {}", dir.display())),
+        Storage::Postgres(url) => Store::open_postgres(url).context("cannot open the PostgreSQL database"),
+    }
+}
+
+/// Creates the organization if needed; prints generated credentials exactly once, to the
+/// terminal and never to the logs.
+async fn init_org(store: &Store) -> Result<()> {
+    let creds = config::management_credentials()?;
+    let (id, token) = creds.map(|(i, t)| (Some(i), Some(t))).unwrap_or((None, None));
+    if let Some((id, token)) = store.init_organization(id, token).await? {
+        println!("Created the organization. Management credentials (shown only now; store them safely):");
+        println!("  X-Management-Id:    {id}");
+        println!("  X-Management-Token: {token}");
+        println!("Set TESSERA_MANAGEMENT_ID and TESSERA_MANAGEMENT_TOKEN to choose your own instead.");
+    }
+    Ok(())
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let store = open_store(&settings.storage)?;
+    init_org(&store).await?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+        .context("invalid metric buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let state = AppState { store: store.clone(), metrics: Some(metrics) };
+
+    let purge_store = store.clone();
+    let purger = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = purge_store.idempotency_purge_expired().await {
+                tracing::warn!(error = %e, "idempotency purge failed");
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr().context("cannot read the listening address")?;
+    tracing::info!(%addr, engine = store.engine_name(), "tessera listening");
+    // A stable line on stdout for scripts and tests that start the server on port 0.
+    println!("tessera listening on http://{addr}");
+    axum::serve(listener, tessera_api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    purger.abort();
+    tracing::info!("draining the writer");
+    tokio::task::spawn_blocking(move || store.shutdown()).await.context("writer shutdown failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+async fn project_create(storage: Storage, name: String, timezone: Option<String>, currency: Option<String>, json: bool) -> Result<()> {
+    let store = open_store(&storage)?;
+    init_org(&store).await?;
+    let input = ProjectInput { name: Some(name), timezone, currency, ..Default::default() };
+    let created = store.create_project(&Management::local_operator(), input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if json {
+        let view = tessera_api::routes::management::view(created.project, Some((&created.server_key, &created.client_key)));
+        println!("{}", serde_json::to_string_pretty(&view).context("cannot print the project")?);
+    } else {
+        println!("Created project {} ({})", created.project.name, created.project.id);
+        println!("Server-side key (X-App-Id / X-App-Token): {} {}", created.server_key.key.app_id, created.server_key.app_token);
+        println!("Client-side key (X-Client-Application-Id / X-Client-Token): {} {}", created.client_key.key.app_id, created.client_key.app_token);
+        println!("The tokens are shown only now.");
+    }
+    tokio::task::spawn_blocking(move || store.shutdown()).await.context("writer shutdown failed")?;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! `Idempotency-Key` on every POST, PUT, PATCH and DELETE.
+//!
+//! Same key and same request: the stored response is replayed. Same key, different
+//! request: 422. Same key while the first is still running: 409. Records are per project
+//! and kept 24 hours. Server errors and throttling are not stored, so a retry runs again.
+
+use crate::auth::is_mutation;
+use crate::error::ApiError;
+use crate::json::too_large;
+use crate::AppState;
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use tessera_domain::limits::{MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_LEN};
+use tessera_store::ops::org::Management;
+use tessera_store::{IdemBegin, Store, Tenant};
+
+/// Largest response stored for replay; larger ones are answered but not stored.
+const MAX_STORED_RESPONSE: usize = 4 * 1024 * 1024;
+
+/// Releases the key if the request is dropped (client gone, timeout) before finishing, so
+/// the client's retry is not refused for the in-flight staleness window.
+struct Guard {
+    store: Store,
+    scope: String,
+    key: String,
+    armed: bool,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.armed {
+            let (store, scope, key) = (self.store.clone(), std::mem::take(&mut self.scope), std::mem::take(&mut self.key));
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = store.idempotency_release(scope, key).await;
+                });
+            }
+        }
+    }
+}
+
+fn storable(status: StatusCode) -> bool {
+    (status.is_success() || status.is_client_error())
+        && !matches!(status, StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT)
+}
+
+pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !is_mutation(req.method()) {
+        return next.run(req).await;
+    }
+    let Some(key) = req.headers().get("idempotency-key").cloned() else {
+        return next.run(req).await;
+    };
+    let key = match key.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic()) => k.to_string(),
+        _ => {
+            return ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Invalid Idempotency-Key",
+                format!("The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters."),
+            )
+            .into_response()
+        }
+    };
+    let scope = if let Some(t) = req.extensions().get::<Tenant>() {
+        t.project_id().to_string()
+    } else if req.extensions().get::<Management>().is_some() {
+        "management".to_string()
+    } else {
+        return next.run(req).await;
+    };
+
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return too_large().into_response(),
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(parts.uri.path().as_bytes());
+    hasher.update(b"?");
+    hasher.update(parts.uri.query().unwrap_or("").as_bytes());
+    hasher.update(b"\n");
+    hasher.update(&bytes);
+    let hash = hex::encode(hasher.finalize());
+
+    match state.store.idempotency_begin(scope.clone(), key.clone(), hash).await {
+        Err(e) => return ApiError::from(e).into_response(),
+        Ok(IdemBegin::Mismatch) => {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency-Key reused",
+                "This Idempotency-Key was used with a different request; use a new key for a new request.",
+            )
+            .into_response()
+        }
+        Ok(IdemBegin::InFlight) => {
+            let mut e = ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_flight",
+                "Request in progress",
+                "A request with this Idempotency-Key is still being processed; retry after it completes.",
+            );
+            e.retry_after_secs = Some(1);
+            return e.into_response();
+        }
+        Ok(IdemBegin::Replay { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let has_body = !body.is_empty();
+            let mut resp = (status, body).into_response();
+            if has_body {
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return resp;
+        }
+        Ok(IdemBegin::Proceed) => {}
+    }
+
+    let mut guard = Guard { store: state.store.clone(), scope: scope.clone(), key: key.clone(), armed: true };
+    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let (parts, body) = resp.into_parts();
+    let status = parts.status;
+    let body = match to_bytes(body, MAX_STORED_RESPONSE).await {
+        Ok(b) => b,
+        Err(_) => {
+            // Too large to store: the guard releases the key.
+            return ApiError::internal().into_response();
+        }
+    };
+    guard.armed = false;
+    let outcome = if storable(status) {
+        let text = String::from_utf8_lossy(&body).into_owned();
+        state.store.idempotency_finish(scope, key, status.as_u16(), text).await
+    } else {
+        state.store.idempotency_release(scope, key).await
+    };
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "could not record idempotent response");
+    }
+    Response::from_parts(parts, Body::from(body))
+}

@@ -1,0 +1,44 @@
+//! The OpenAPI document of what Tessera serves, generated from the handlers and types.
+
+use crate::routes::{customers, health, management, orders, products};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["X-App-Id", "X-App-Token", "X-Management-Id", "X-Management-Token", "X-Client-Application-Id", "X-Client-Token"] {
+            components.add_security_scheme(name, SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(name))));
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tessera API", description = "Promotion and loyalty engine compatible with Voucherify's API v1. See docs/API.md for what is compatible and what Tessera adds."),
+    paths(
+        health::live, health::ready, health::metrics,
+        management::create_project, management::list_projects, management::get_project, management::update_project, management::delete_project,
+        management::create_key, management::list_keys, management::revoke_key,
+        customers::create, customers::list, customers::get, customers::update, customers::delete,
+        products::create, products::list, products::get, products::update, products::delete,
+        products::create_sku, products::list_skus, products::get_product_sku, products::update_sku, products::delete_sku, products::get_sku,
+        orders::create, orders::list, orders::get, orders::update,
+    ),
+    components(schemas(crate::error::ErrorBody)),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    // The version comes from the build, not from the utoipa default.
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+pub fn json() -> String {
+    document().to_pretty_json().unwrap_or_else(|_| "{}".into())
+}

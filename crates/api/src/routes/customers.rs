@@ -1,0 +1,71 @@
+use crate::auth::Auth;
+use crate::error::{ApiResult, ErrorBody};
+use crate::json::ApiJson;
+use crate::routes::{list_body, query_map};
+use crate::AppState;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use tessera_domain::customer::{CustomerInput, CustomerSummary, CustomerView};
+use tessera_domain::list;
+use tessera_store::Tenant;
+
+fn view(c: tessera_domain::customer::Customer) -> CustomerView {
+    CustomerView::new(c, CustomerSummary::default())
+}
+
+/// Creates a customer, or updates the one named by `id` or `source_id`.
+#[utoipa::path(post, path = "/v1/customers", tag = "Customers", request_body = CustomerInput,
+    responses((status = 200, body = CustomerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn create(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(input): ApiJson<CustomerInput>) -> ApiResult<Json<CustomerView>> {
+    Ok(Json(view(s.store.upsert_customer(&t, input).await?)))
+}
+
+/// A customer by id or source id.
+#[utoipa::path(get, path = "/v1/customers/{customerId}", tag = "Customers",
+    params(("customerId" = String, Path, description = "Customer id or source id")),
+    responses((status = 200, body = CustomerView), (status = 404, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn get(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>) -> ApiResult<Json<CustomerView>> {
+    Ok(Json(view(s.store.get_customer(&t, id).await?)))
+}
+
+/// Updates the fields given; `null` clears a field.
+#[utoipa::path(put, path = "/v1/customers/{customerId}", tag = "Customers", request_body = CustomerInput,
+    params(("customerId" = String, Path, description = "Customer id or source id")),
+    responses((status = 200, body = CustomerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn update(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>, ApiJson(input): ApiJson<CustomerInput>) -> ApiResult<Json<CustomerView>> {
+    Ok(Json(view(s.store.update_customer(&t, id, input).await?)))
+}
+
+#[utoipa::path(delete, path = "/v1/customers/{customerId}", tag = "Customers",
+    params(("customerId" = String, Path, description = "Customer id or source id")),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn delete(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.store.delete_customer(&t, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists customers, newest first unless `order` says otherwise.
+#[utoipa::path(get, path = "/v1/customers", tag = "Customers",
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 10"),
+        ("page" = Option<u32>, Query, description = "1 to 100"),
+        ("email" = Option<String>, Query), ("name" = Option<String>, Query), ("city" = Option<String>, Query),
+        ("created_at[before]" = Option<String>, Query), ("created_at[after]" = Option<String>, Query),
+        ("updated_at[before]" = Option<String>, Query), ("updated_at[after]" = Option<String>, Query),
+        ("order" = Option<String>, Query, description = "created_at, updated_at or source_id; prefix - for descending"),
+        ("starting_after" = Option<String>, Query),
+    ),
+    responses((status = 200, description = "`{object, data_ref: customers, customers, total, has_more}`"), (status = 400, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn list(State(s): State<AppState>, Auth(t): Auth<Tenant>, q: RawQuery) -> ApiResult<Json<serde_json::Value>> {
+    let q = list::parse(&tessera_store::ops::customers::LIST_SPEC, &query_map(q)?)?;
+    let offset = q.offset() as i64;
+    let (items, total) = s.store.list_customers(&t, q).await?;
+    let has_more = offset + (items.len() as i64) < total;
+    Ok(Json(list_body("customers", items.into_iter().map(view).collect(), total, Some(has_more))))
+}
