@@ -15,8 +15,8 @@ pub struct ApiError {
     pub key: &'static str,
     pub message: String,
     pub details: String,
-    pub resource_id: Option<String>,
-    pub resource_type: Option<&'static str>,
+    /// The missing resource's id and type, for 404s (boxed to keep results small).
+    pub resource: Option<Box<(String, &'static str)>>,
     pub retry_after_secs: Option<u64>,
 }
 
@@ -34,14 +34,18 @@ pub struct ErrorBody {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, key: &'static str, message: impl Into<String>, details: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        key: &'static str,
+        message: impl Into<String>,
+        details: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             key,
             message: message.into(),
             details: details.into(),
-            resource_id: None,
-            resource_type: None,
+            resource: None,
             retry_after_secs: None,
         }
     }
@@ -49,7 +53,12 @@ impl ApiError {
     pub fn unauthorized() -> Self {
         // Deliberately the same for a missing header, an unknown id, a wrong token or a
         // revoked key: the answer must not tell an attacker which part was right.
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", "Provide valid credentials for this API.")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            "Provide valid credentials for this API.",
+        )
     }
 
     pub fn not_found(resource_type: &'static str, id: impl Into<String>) -> Self {
@@ -60,13 +69,17 @@ impl ApiError {
             "Resource not found",
             format!("Cannot find {resource_type} with id {id}"),
         );
-        e.resource_id = Some(id);
-        e.resource_type = Some(resource_type);
+        e.resource = Some(Box::new((id, resource_type)));
         e
     }
 
     pub fn route_not_found(path: &str) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", "Resource not found", format!("No endpoint at {path}; see /v1/openapi.json"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Resource not found",
+            format!("No endpoint at {path}; see /v1/openapi.json"),
+        )
     }
 
     pub fn bad_request(key: &'static str, message: &str, details: impl Into<String>) -> Self {
@@ -83,7 +96,12 @@ impl ApiError {
     }
 
     pub fn unavailable(details: impl Into<String>) -> Self {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable", details);
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "Service unavailable",
+            details,
+        );
         e.retry_after_secs = Some(1);
         e
     }
@@ -100,10 +118,19 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { resource_type, id } => ApiError::not_found(resource_type, id),
             StoreError::Invalid(i) => i.into(),
-            StoreError::Conflict { key, message, details } => ApiError::new(StatusCode::CONFLICT, key, message, details),
+            StoreError::Conflict {
+                key,
+                message,
+                details,
+            } => ApiError::new(StatusCode::CONFLICT, key, message, details),
             StoreError::Constraint(msg) => {
                 tracing::warn!(error = %msg, "constraint violation");
-                ApiError::new(StatusCode::CONFLICT, "duplicate_key", "Duplicated resource", "A resource with the same unique identifier exists.")
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "duplicate_key",
+                    "Duplicated resource",
+                    "A resource with the same unique identifier exists.",
+                )
             }
             StoreError::Unavailable(msg) => {
                 tracing::warn!(error = %msg, "storage unavailable");
@@ -125,8 +152,8 @@ impl IntoResponse for ApiError {
             message: self.message,
             details: self.details,
             request_id: request_id::current(),
-            resource_id: self.resource_id,
-            resource_type: self.resource_type.map(str::to_string),
+            resource_id: self.resource.as_ref().map(|r| r.0.clone()),
+            resource_type: self.resource.as_ref().map(|r| r.1.to_string()),
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {

@@ -33,7 +33,11 @@ struct Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if self.armed {
-            let (store, scope, key) = (self.store.clone(), std::mem::take(&mut self.scope), std::mem::take(&mut self.key));
+            let (store, scope, key) = (
+                self.store.clone(),
+                std::mem::take(&mut self.scope),
+                std::mem::take(&mut self.key),
+            );
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
                     let _ = store.idempotency_release(scope, key).await;
@@ -45,7 +49,10 @@ impl Drop for Guard {
 
 fn storable(status: StatusCode) -> bool {
     (status.is_success() || status.is_client_error())
-        && !matches!(status, StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT)
+        && !matches!(
+            status,
+            StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT
+        )
 }
 
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -123,8 +130,15 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         Ok(IdemBegin::Proceed) => {}
     }
 
-    let mut guard = Guard { store: state.store.clone(), scope: scope.clone(), key: key.clone(), armed: true };
-    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let mut guard = Guard {
+        store: state.store.clone(),
+        scope: scope.clone(),
+        key: key.clone(),
+        armed: true,
+    };
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let (parts, body) = resp.into_parts();
     let status = parts.status;
     let body = match to_bytes(body, MAX_STORED_RESPONSE).await {
@@ -137,7 +151,10 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     guard.armed = false;
     let outcome = if storable(status) {
         let text = String::from_utf8_lossy(&body).into_owned();
-        state.store.idempotency_finish(scope, key, status.as_u16(), text).await
+        state
+            .store
+            .idempotency_finish(scope, key, status.as_u16(), text)
+            .await
     } else {
         state.store.idempotency_release(scope, key).await
     };

@@ -24,7 +24,11 @@ pub async fn middleware(req: Request, next: Next) -> Response {
     let request_id = crate::request_id::current();
     let resp = match tokio::time::timeout(REQUEST_BUDGET, next.run(req)).await {
         Ok(r) => r,
-        Err(_) => ApiError::unavailable(format!("The request did not finish within {} s.", REQUEST_BUDGET.as_secs())).into_response(),
+        Err(_) => ApiError::unavailable(format!(
+            "The request did not finish within {} s.",
+            REQUEST_BUDGET.as_secs()
+        ))
+        .into_response(),
     };
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();

@@ -9,8 +9,18 @@ struct Security;
 impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        for name in ["X-App-Id", "X-App-Token", "X-Management-Id", "X-Management-Token", "X-Client-Application-Id", "X-Client-Token"] {
-            components.add_security_scheme(name, SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(name))));
+        for name in [
+            "X-App-Id",
+            "X-App-Token",
+            "X-Management-Id",
+            "X-Management-Token",
+            "X-Client-Application-Id",
+            "X-Client-Token",
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(name))),
+            );
         }
     }
 }

@@ -87,30 +87,42 @@ pub struct CustomerInput {
 pub(crate) fn check_len(field: &str, v: &Option<String>, max: usize) -> Result<(), InvalidInput> {
     if let Some(s) = v {
         if s.len() > max {
-            return Err(InvalidInput::payload(format!("'{field}' is longer than {max} characters")));
+            return Err(InvalidInput::payload(format!(
+                "'{field}' is longer than {max} characters"
+            )));
         }
     }
     Ok(())
 }
 
-pub(crate) fn check_nested_len(field: &str, v: &Option<Option<String>>, max: usize) -> Result<(), InvalidInput> {
+pub(crate) fn check_nested_len(
+    field: &str,
+    v: &Option<Option<String>>,
+    max: usize,
+) -> Result<(), InvalidInput> {
     check_len(field, &v.clone().flatten(), max)
 }
 
 pub fn check_metadata(field: &str, m: &Map<String, Value>) -> Result<(), InvalidInput> {
     let size = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_METADATA_BYTES {
-        return Err(InvalidInput::payload(format!("'{field}' is larger than {MAX_METADATA_BYTES} bytes")));
+        return Err(InvalidInput::payload(format!(
+            "'{field}' is larger than {MAX_METADATA_BYTES} bytes"
+        )));
     }
     Ok(())
 }
 
 pub fn check_identifier(field: &str, v: &str) -> Result<(), InvalidInput> {
     if v.is_empty() || v.len() > MAX_ID_LEN {
-        return Err(InvalidInput::payload(format!("'{field}' must be 1 to {MAX_ID_LEN} characters")));
+        return Err(InvalidInput::payload(format!(
+            "'{field}' must be 1 to {MAX_ID_LEN} characters"
+        )));
     }
     if v.chars().any(char::is_control) {
-        return Err(InvalidInput::payload(format!("'{field}' must not contain control characters")));
+        return Err(InvalidInput::payload(format!(
+            "'{field}' must not contain control characters"
+        )));
     }
     Ok(())
 }
@@ -135,7 +147,9 @@ impl CustomerInput {
         for (name, v) in [("birthdate", &self.birthdate), ("birthday", &self.birthday)] {
             if let Some(Some(d)) = v {
                 if !time::is_valid_date(d) {
-                    return Err(InvalidInput::payload(format!("'{name}' must be a date in the form YYYY-MM-DD")));
+                    return Err(InvalidInput::payload(format!(
+                        "'{name}' must be a date in the form YYYY-MM-DD"
+                    )));
                 }
             }
         }
@@ -305,7 +319,9 @@ mod tests {
 
     #[test]
     fn null_clears_absent_keeps() {
-        let input: CustomerInput = serde_json::from_str(r#"{"name":"A","email":"a@x.io","metadata":{"k":1}}"#).expect("valid");
+        let input: CustomerInput =
+            serde_json::from_str(r#"{"name":"A","email":"a@x.io","metadata":{"k":1}}"#)
+                .expect("valid");
         input.validate().expect("valid");
         let c = input.create("cust_1".into(), "2024-01-01T00:00:00.000Z");
         let patch: CustomerInput = serde_json::from_str(r#"{"name":null}"#).expect("valid");

@@ -53,12 +53,17 @@ pub struct ListSpec {
 }
 
 fn parse_time(name: &str, raw: &str) -> Result<String, InvalidInput> {
-    time::parse_lenient(raw)
-        .map(time::format)
-        .ok_or_else(|| InvalidInput::param(format!("'{name}' must be a date-time (RFC 3339), got '{raw}'")))
+    time::parse_lenient(raw).map(time::format).ok_or_else(|| {
+        InvalidInput::param(format!(
+            "'{name}' must be a date-time (RFC 3339), got '{raw}'"
+        ))
+    })
 }
 
-pub fn parse(spec: &ListSpec, params: &BTreeMap<String, String>) -> Result<ListQuery, InvalidInput> {
+pub fn parse(
+    spec: &ListSpec,
+    params: &BTreeMap<String, String>,
+) -> Result<ListQuery, InvalidInput> {
     let mut q = ListQuery {
         limit: spec.default_limit,
         page: 1,
@@ -79,14 +84,22 @@ pub fn parse(spec: &ListSpec, params: &BTreeMap<String, String>) -> Result<ListQ
                     .parse::<u32>()
                     .ok()
                     .filter(|v| (1..=MAX_PAGE_SIZE).contains(v))
-                    .ok_or_else(|| InvalidInput::param(format!("'limit' must be an integer from 1 to {MAX_PAGE_SIZE}")))?;
+                    .ok_or_else(|| {
+                        InvalidInput::param(format!(
+                            "'limit' must be an integer from 1 to {MAX_PAGE_SIZE}"
+                        ))
+                    })?;
             }
             "page" => {
                 q.page = raw
                     .parse::<u32>()
                     .ok()
                     .filter(|v| (1..=MAX_PAGE).contains(v))
-                    .ok_or_else(|| InvalidInput::param(format!("'page' must be an integer from 1 to {MAX_PAGE}")))?;
+                    .ok_or_else(|| {
+                        InvalidInput::param(format!(
+                            "'page' must be an integer from 1 to {MAX_PAGE}"
+                        ))
+                    })?;
             }
             "order" => {
                 let (desc, field) = match raw.strip_prefix('-') {
@@ -100,7 +113,10 @@ pub fn parse(spec: &ListSpec, params: &BTreeMap<String, String>) -> Result<ListQ
                     .find(|s| s.column() == field)
                     .ok_or_else(|| {
                         let allowed: Vec<_> = spec.sorts.iter().map(|s| s.column()).collect();
-                        InvalidInput::param(format!("'order' must be one of {} (prefix '-' for descending)", allowed.join(", ")))
+                        InvalidInput::param(format!(
+                            "'order' must be one of {} (prefix '-' for descending)",
+                            allowed.join(", ")
+                        ))
                     })?;
                 q.sort = sort;
                 q.descending = desc;
@@ -115,7 +131,10 @@ pub fn parse(spec: &ListSpec, params: &BTreeMap<String, String>) -> Result<ListQ
             "starting_after" => q.starting_after = Some(parse_time(name, raw)?),
             other if spec.filters.contains(&other) => {
                 if raw.len() > crate::limits::MAX_ID_LEN {
-                    return Err(InvalidInput::param(format!("'{other}' is longer than {} characters", crate::limits::MAX_ID_LEN)));
+                    return Err(InvalidInput::param(format!(
+                        "'{other}' is longer than {} characters",
+                        crate::limits::MAX_ID_LEN
+                    )));
                 }
                 q.filters.insert(other.to_string(), raw.clone());
             }
@@ -128,13 +147,19 @@ pub fn parse(spec: &ListSpec, params: &BTreeMap<String, String>) -> Result<ListQ
     Ok(q)
 }
 
-fn check_range(name: &str, after: &Option<String>, before: &Option<String>) -> Result<(), InvalidInput> {
+fn check_range(
+    name: &str,
+    after: &Option<String>,
+    before: &Option<String>,
+) -> Result<(), InvalidInput> {
     if let (Some(a), Some(b)) = (after, before) {
         let (Some(a), Some(b)) = (time::parse_lenient(a), time::parse_lenient(b)) else {
             return Ok(());
         };
         if b < a {
-            return Err(InvalidInput::param(format!("'{name}[before]' must not be earlier than '{name}[after]'")));
+            return Err(InvalidInput::param(format!(
+                "'{name}[before]' must not be earlier than '{name}[after]'"
+            )));
         }
         let span_secs = b.as_second() - a.as_second();
         if span_secs > MAX_DATE_RANGE_DAYS * 86_400 {
@@ -157,7 +182,10 @@ mod tests {
     };
 
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -172,13 +200,31 @@ mod tests {
         assert!(parse(&SPEC, &params(&[("limit", "0")])).is_err());
         assert!(parse(&SPEC, &params(&[("page", "101")])).is_err());
         assert!(parse(&SPEC, &params(&[("order", "source_id")])).is_err());
-        assert!(parse(&SPEC, &params(&[("created_at[after]", "2020-01-01T00:00:00Z"), ("created_at[before]", "2024-01-01T00:00:00Z")])).is_err());
-        assert!(parse(&SPEC, &params(&[("created_at[after]", "2024-01-02T00:00:00Z"), ("created_at[before]", "2024-01-01T00:00:00Z")])).is_err());
+        assert!(parse(
+            &SPEC,
+            &params(&[
+                ("created_at[after]", "2020-01-01T00:00:00Z"),
+                ("created_at[before]", "2024-01-01T00:00:00Z")
+            ])
+        )
+        .is_err());
+        assert!(parse(
+            &SPEC,
+            &params(&[
+                ("created_at[after]", "2024-01-02T00:00:00Z"),
+                ("created_at[before]", "2024-01-01T00:00:00Z")
+            ])
+        )
+        .is_err());
     }
 
     #[test]
     fn filters_and_order() {
-        let q = parse(&SPEC, &params(&[("email", "a@b.c"), ("order", "updated_at"), ("city", "x")])).expect("valid");
+        let q = parse(
+            &SPEC,
+            &params(&[("email", "a@b.c"), ("order", "updated_at"), ("city", "x")]),
+        )
+        .expect("valid");
         assert_eq!(q.filters.get("email").map(String::as_str), Some("a@b.c"));
         assert!(!q.filters.contains_key("city"));
         assert_eq!((q.sort, q.descending), (SortField::UpdatedAt, false));

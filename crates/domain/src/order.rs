@@ -131,7 +131,9 @@ pub struct OrderInput {
 fn check_amount(field: &str, v: Option<i64>) -> Result<(), InvalidInput> {
     if let Some(a) = v {
         if !(0..=MAX_AMOUNT).contains(&a) {
-            return Err(InvalidInput::payload(format!("'{field}' must be an integer amount in minor units from 0 to {MAX_AMOUNT}")));
+            return Err(InvalidInput::payload(format!(
+                "'{field}' must be an integer amount in minor units from 0 to {MAX_AMOUNT}"
+            )));
         }
     }
     Ok(())
@@ -150,20 +152,37 @@ impl OrderInput {
         check_amount("discount_amount", self.discount_amount)?;
         if let Some(items) = &self.items {
             if items.len() > MAX_ORDER_ITEMS {
-                return Err(InvalidInput::payload(format!("an order may have at most {MAX_ORDER_ITEMS} items")));
+                return Err(InvalidInput::payload(format!(
+                    "an order may have at most {MAX_ORDER_ITEMS} items"
+                )));
             }
             for (i, item) in items.iter().enumerate() {
-                for (n, v) in [("amount", item.amount), ("price", item.price), ("discount_amount", item.discount_amount), ("initial_amount", item.initial_amount)] {
+                for (n, v) in [
+                    ("amount", item.amount),
+                    ("price", item.price),
+                    ("discount_amount", item.discount_amount),
+                    ("initial_amount", item.initial_amount),
+                ] {
                     check_amount(&format!("items[{i}].{n}"), v)?;
                 }
-                for (n, v) in [("quantity", item.quantity), ("discount_quantity", item.discount_quantity), ("initial_quantity", item.initial_quantity)] {
+                for (n, v) in [
+                    ("quantity", item.quantity),
+                    ("discount_quantity", item.discount_quantity),
+                    ("initial_quantity", item.initial_quantity),
+                ] {
                     if let Some(q) = v {
                         if !(0..=MAX_QUANTITY).contains(&q) {
-                            return Err(InvalidInput::payload(format!("'items[{i}].{n}' must be from 0 to {MAX_QUANTITY}")));
+                            return Err(InvalidInput::payload(format!(
+                                "'items[{i}].{n}' must be from 0 to {MAX_QUANTITY}"
+                            )));
                         }
                     }
                 }
-                for (n, v) in [("product_id", &item.product_id), ("sku_id", &item.sku_id), ("source_id", &item.source_id)] {
+                for (n, v) in [
+                    ("product_id", &item.product_id),
+                    ("sku_id", &item.sku_id),
+                    ("source_id", &item.source_id),
+                ] {
                     if let Some(s) = v {
                         check_identifier(&format!("items[{i}].{n}"), s)?;
                     }
@@ -194,7 +213,10 @@ impl OrderInput {
     ) -> Result<Order, InvalidInput> {
         let items_given = self.items.is_some();
         let items = match self.items {
-            Some(items) => items.into_iter().map(complete_item).collect::<Result<Vec<_>, _>>()?,
+            Some(items) => items
+                .into_iter()
+                .map(complete_item)
+                .collect::<Result<Vec<_>, _>>()?,
             None => existing.map(|o| o.items.clone()).unwrap_or_default(),
         };
         let items_amount = sum(items.iter().map(|i| i.amount.unwrap_or(0)))?;
@@ -205,7 +227,10 @@ impl OrderInput {
             (None, true, _) | (None, false, None) => items_amount,
             (None, false, Some(o)) => o.amount,
         };
-        let discount = self.discount_amount.or(existing.map(|o| o.discount_amount)).unwrap_or(0);
+        let discount = self
+            .discount_amount
+            .or(existing.map(|o| o.discount_amount))
+            .unwrap_or(0);
         let total_discount = discount.checked_add(items_discount).ok_or_else(overflow)?;
         let total = amount.saturating_sub(total_discount).max(0);
         let metadata = match self.metadata {
@@ -214,22 +239,35 @@ impl OrderInput {
         };
         Ok(Order {
             id,
-            source_id: existing.and_then(|o| o.source_id.clone()).or(self.source_id),
-            status: self.status.or(existing.map(|o| o.status)).unwrap_or(OrderStatus::Created),
+            source_id: existing
+                .and_then(|o| o.source_id.clone())
+                .or(self.source_id),
+            status: self
+                .status
+                .or(existing.map(|o| o.status))
+                .unwrap_or(OrderStatus::Created),
             amount,
-            initial_amount: self.initial_amount.or(existing.and_then(|o| o.initial_amount)),
+            initial_amount: self
+                .initial_amount
+                .or(existing.and_then(|o| o.initial_amount)),
             discount_amount: discount,
             items_discount_amount: items_discount,
             total_discount_amount: total_discount,
             total_amount: total,
             applied_discount_amount: existing.map(|o| o.applied_discount_amount).unwrap_or(0),
-            items_applied_discount_amount: existing.map(|o| o.items_applied_discount_amount).unwrap_or(0),
-            total_applied_discount_amount: existing.map(|o| o.total_applied_discount_amount).unwrap_or(0),
+            items_applied_discount_amount: existing
+                .map(|o| o.items_applied_discount_amount)
+                .unwrap_or(0),
+            total_applied_discount_amount: existing
+                .map(|o| o.total_applied_discount_amount)
+                .unwrap_or(0),
             items,
             metadata,
             customer_id: customer_id.or(existing.and_then(|o| o.customer_id.clone())),
             referrer_id: referrer_id.or(existing.and_then(|o| o.referrer_id.clone())),
-            created_at: existing.map(|o| o.created_at.clone()).unwrap_or_else(|| now.to_string()),
+            created_at: existing
+                .map(|o| o.created_at.clone())
+                .unwrap_or_else(|| now.to_string()),
             updated_at: existing.map(|_| now.to_string()),
         })
     }
@@ -240,7 +278,10 @@ fn overflow() -> InvalidInput {
 }
 
 fn sum(mut values: impl Iterator<Item = i64>) -> Result<i64, InvalidInput> {
-    values.try_fold(0i64, |acc, v| acc.checked_add(v)).filter(|v| *v <= MAX_AMOUNT).ok_or_else(overflow)
+    values
+        .try_fold(0i64, |acc, v| acc.checked_add(v))
+        .filter(|v| *v <= MAX_AMOUNT)
+        .ok_or_else(overflow)
 }
 
 /// Fills an item's derived amounts: `amount = price * quantity` when not given, and
@@ -248,15 +289,26 @@ fn sum(mut values: impl Iterator<Item = i64>) -> Result<i64, InvalidInput> {
 fn complete_item(mut item: OrderItem) -> Result<OrderItem, InvalidInput> {
     if item.amount.is_none() {
         if let (Some(p), Some(q)) = (item.price, item.quantity) {
-            let a = p.checked_mul(q).filter(|a| *a <= MAX_AMOUNT).ok_or_else(overflow)?;
+            let a = p
+                .checked_mul(q)
+                .filter(|a| *a <= MAX_AMOUNT)
+                .ok_or_else(overflow)?;
             item.amount = Some(a);
         }
     }
     if item.related_object.is_none() {
-        item.related_object = if item.sku_id.is_some() { Some(RelatedObject::Sku) } else { Some(RelatedObject::Product) };
+        item.related_object = if item.sku_id.is_some() {
+            Some(RelatedObject::Sku)
+        } else {
+            Some(RelatedObject::Product)
+        };
     }
     let amount = item.amount.unwrap_or(0);
-    item.subtotal_amount = Some(amount.saturating_sub(item.discount_amount.unwrap_or(0)).max(0));
+    item.subtotal_amount = Some(
+        amount
+            .saturating_sub(item.discount_amount.unwrap_or(0))
+            .max(0),
+    );
     Ok(item)
 }
 
@@ -306,8 +358,14 @@ pub struct OrderView {
 impl From<Order> for OrderView {
     fn from(o: Order) -> Self {
         OrderView {
-            customer: o.customer_id.clone().map(|id| ObjectRef { id, object: "customer" }),
-            referrer: o.referrer_id.clone().map(|id| ObjectRef { id, object: "customer" }),
+            customer: o.customer_id.clone().map(|id| ObjectRef {
+                id,
+                object: "customer",
+            }),
+            referrer: o.referrer_id.clone().map(|id| ObjectRef {
+                id,
+                object: "customer",
+            }),
             id: o.id,
             source_id: o.source_id,
             status: o.status,
@@ -320,7 +378,14 @@ impl From<Order> for OrderView {
             applied_discount_amount: o.applied_discount_amount,
             items_applied_discount_amount: o.items_applied_discount_amount,
             total_applied_discount_amount: o.total_applied_discount_amount,
-            items: o.items.into_iter().map(|item| OrderItemView { object: "order_item", item }).collect(),
+            items: o
+                .items
+                .into_iter()
+                .map(|item| OrderItemView {
+                    object: "order_item",
+                    item,
+                })
+                .collect(),
             metadata: o.metadata,
             customer_id: o.customer_id,
             referrer_id: o.referrer_id,
@@ -343,7 +408,9 @@ mod tests {
         )
         .expect("valid");
         input.validate().expect("valid");
-        let o = input.build("ord_1".into(), None, None, None, "t").expect("builds");
+        let o = input
+            .build("ord_1".into(), None, None, None, "t")
+            .expect("builds");
         assert_eq!(o.amount, 3700);
         assert_eq!(o.items_discount_amount, 100);
         assert_eq!(o.total_discount_amount, 300);
@@ -356,8 +423,11 @@ mod tests {
 
     #[test]
     fn too_many_items_or_negative_amounts_are_refused() {
-        let items: Vec<_> = (0..501).map(|_| serde_json::json!({"quantity":1,"price":1})).collect();
-        let input: OrderInput = serde_json::from_value(serde_json::json!({ "items": items })).expect("parses");
+        let items: Vec<_> = (0..501)
+            .map(|_| serde_json::json!({"quantity":1,"price":1}))
+            .collect();
+        let input: OrderInput =
+            serde_json::from_value(serde_json::json!({ "items": items })).expect("parses");
         assert!(input.validate().is_err());
         let input: OrderInput = serde_json::from_str(r#"{"amount":-5}"#).expect("parses");
         assert!(input.validate().is_err());

@@ -49,7 +49,9 @@ pub struct ProductInput {
 fn check_price(v: &Option<Option<i64>>) -> Result<(), InvalidInput> {
     if let Some(Some(p)) = v {
         if !(0..=MAX_AMOUNT).contains(p) {
-            return Err(InvalidInput::payload(format!("'price' must be an integer amount in minor units from 0 to {MAX_AMOUNT}")));
+            return Err(InvalidInput::payload(format!(
+                "'price' must be an integer amount in minor units from 0 to {MAX_AMOUNT}"
+            )));
         }
     }
     Ok(())

@@ -64,12 +64,18 @@ impl ProjectInput {
     pub fn validate(&self, creating: bool) -> Result<(), InvalidInput> {
         match &self.name {
             Some(n) => check_identifier("name", n)?,
-            None if creating => return Err(InvalidInput::payload("Payload must have required property 'name'")),
+            None if creating => {
+                return Err(InvalidInput::payload(
+                    "Payload must have required property 'name'",
+                ))
+            }
             None => {}
         }
         if let Some(Some(d)) = &self.description {
             if d.len() > MAX_TEXT_LEN {
-                return Err(InvalidInput::payload(format!("'description' is longer than {MAX_TEXT_LEN} characters")));
+                return Err(InvalidInput::payload(format!(
+                    "'description' is longer than {MAX_TEXT_LEN} characters"
+                )));
             }
         }
         if let Some(tz) = &self.timezone {
@@ -79,7 +85,9 @@ impl ProjectInput {
         }
         if let Some(c) = &self.currency {
             if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(InvalidInput::payload("'currency' must be an ISO 4217 code such as 'USD'"));
+                return Err(InvalidInput::payload(
+                    "'currency' must be an ISO 4217 code such as 'USD'",
+                ));
             }
         }
         if let Some(Some(d)) = &self.dial_code {
@@ -88,8 +96,12 @@ impl ProjectInput {
             }
         }
         if let Some(domains) = &self.client_trusted_domains {
-            if domains.len() > MAX_TRUSTED_DOMAINS || domains.iter().any(|d| d.is_empty() || d.len() > MAX_ID_LEN) {
-                return Err(InvalidInput::payload(format!("'client_trusted_domains' may hold at most {MAX_TRUSTED_DOMAINS} origins")));
+            if domains.len() > MAX_TRUSTED_DOMAINS
+                || domains.iter().any(|d| d.is_empty() || d.len() > MAX_ID_LEN)
+            {
+                return Err(InvalidInput::payload(format!(
+                    "'client_trusted_domains' may hold at most {MAX_TRUSTED_DOMAINS} origins"
+                )));
             }
         }
         Ok(())
@@ -189,15 +201,27 @@ mod tests {
     #[test]
     fn creation_needs_a_name_and_valid_zone() {
         assert!(ProjectInput::default().validate(true).is_err());
-        let bad_tz = ProjectInput { name: Some("x".into()), timezone: Some("Mars/Base".into()), ..Default::default() };
+        let bad_tz = ProjectInput {
+            name: Some("x".into()),
+            timezone: Some("Mars/Base".into()),
+            ..Default::default()
+        };
         assert!(bad_tz.validate(true).is_err());
-        let ok = ProjectInput { name: Some("x".into()), timezone: Some("Europe/Warsaw".into()), ..Default::default() };
+        let ok = ProjectInput {
+            name: Some("x".into()),
+            timezone: Some("Europe/Warsaw".into()),
+            ..Default::default()
+        };
         assert!(ok.validate(true).is_ok());
     }
 
     #[test]
     fn origins() {
-        let t = vec!["https://shop.example".to_string(), "*.brand.io".to_string(), "localhost".to_string()];
+        let t = vec![
+            "https://shop.example".to_string(),
+            "*.brand.io".to_string(),
+            "localhost".to_string(),
+        ];
         assert!(origin_allowed(&t, "https://shop.example"));
         assert!(!origin_allowed(&t, "https://evil.example"));
         assert!(origin_allowed(&t, "https://eu.brand.io"));

@@ -52,13 +52,17 @@ pub struct Row(pub Vec<Val>);
 
 impl Row {
     fn col(&self, i: usize) -> Result<&Val, StoreError> {
-        self.0.get(i).ok_or_else(|| StoreError::Internal(format!("column {i} missing from row")))
+        self.0
+            .get(i)
+            .ok_or_else(|| StoreError::Internal(format!("column {i} missing from row")))
     }
 
     pub fn text(&self, i: usize) -> Result<String, StoreError> {
         match self.col(i)? {
             Val::Text(s) => Ok(s.clone()),
-            other => Err(StoreError::Internal(format!("column {i}: expected text, found {other:?}"))),
+            other => Err(StoreError::Internal(format!(
+                "column {i}: expected text, found {other:?}"
+            ))),
         }
     }
 
@@ -66,14 +70,18 @@ impl Row {
         match self.col(i)? {
             Val::Null => Ok(None),
             Val::Text(s) => Ok(Some(s.clone())),
-            other => Err(StoreError::Internal(format!("column {i}: expected text, found {other:?}"))),
+            other => Err(StoreError::Internal(format!(
+                "column {i}: expected text, found {other:?}"
+            ))),
         }
     }
 
     pub fn int(&self, i: usize) -> Result<i64, StoreError> {
         match self.col(i)? {
             Val::Int(v) => Ok(*v),
-            other => Err(StoreError::Internal(format!("column {i}: expected integer, found {other:?}"))),
+            other => Err(StoreError::Internal(format!(
+                "column {i}: expected integer, found {other:?}"
+            ))),
         }
     }
 
@@ -81,14 +89,18 @@ impl Row {
         match self.col(i)? {
             Val::Null => Ok(None),
             Val::Int(v) => Ok(Some(*v)),
-            other => Err(StoreError::Internal(format!("column {i}: expected integer, found {other:?}"))),
+            other => Err(StoreError::Internal(format!(
+                "column {i}: expected integer, found {other:?}"
+            ))),
         }
     }
 
     /// Deserializes a JSON document column.
     pub fn json<T: serde::de::DeserializeOwned>(&self, i: usize) -> Result<T, StoreError> {
         let text = self.text(i)?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("stored document in column {i} does not parse: {e}")))
+        serde_json::from_str(&text).map_err(|e| {
+            StoreError::Internal(format!("stored document in column {i} does not parse: {e}"))
+        })
     }
 }
 
@@ -107,7 +119,8 @@ pub trait Conn {
     }
 
     fn query_one(&mut self, sql: &str, params: &[Val]) -> Result<Row, StoreError> {
-        self.query_opt(sql, params)?.ok_or_else(|| StoreError::Internal("query returned no row".into()))
+        self.query_opt(sql, params)?
+            .ok_or_else(|| StoreError::Internal("query returned no row".into()))
     }
 }
 
@@ -132,6 +145,9 @@ mod tests {
 
     #[test]
     fn placeholders() {
-        assert_eq!(to_sqlite_placeholders("a = $1 AND b = $12 OR c = '$'"), "a = ?1 AND b = ?12 OR c = '$'");
+        assert_eq!(
+            to_sqlite_placeholders("a = $1 AND b = $12 OR c = '$'"),
+            "a = ?1 AND b = ?12 OR c = '$'"
+        );
     }
 }

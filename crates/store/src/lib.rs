@@ -23,11 +23,18 @@ pub use ops::org::{ApiKey, KeyKind, NewKey, Tenant};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("{resource_type} {id} not found")]
-    NotFound { resource_type: &'static str, id: String },
+    NotFound {
+        resource_type: &'static str,
+        id: String,
+    },
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
     #[error("conflict: {message}")]
-    Conflict { key: &'static str, message: String, details: String },
+    Conflict {
+        key: &'static str,
+        message: String,
+        details: String,
+    },
     #[error("constraint violated: {0}")]
     Constraint(String),
     #[error("storage unavailable: {0}")]
@@ -40,7 +47,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn not_found(resource_type: &'static str, id: impl Into<String>) -> Self {
-        StoreError::NotFound { resource_type, id: id.into() }
+        StoreError::NotFound {
+            resource_type,
+            id: id.into(),
+        }
     }
 }
 
@@ -59,7 +69,9 @@ pub struct Store {
 
 impl Store {
     pub fn open_sqlite(dir: &Path) -> Result<Self> {
-        Ok(Store { engine: Arc::new(Engine::Sqlite(sqlite::SqliteBackend::open(dir)?)) })
+        Ok(Store {
+            engine: Arc::new(Engine::Sqlite(sqlite::SqliteBackend::open(dir)?)),
+        })
     }
 
     /// Connects and migrates. The driver blocks on its own small runtime, so the work runs
@@ -69,7 +81,9 @@ impl Store {
         let backend = std::thread::spawn(move || postgres::PgBackend::connect(&url))
             .join()
             .map_err(|_| StoreError::Internal("PostgreSQL connect thread panicked".into()))??;
-        Ok(Store { engine: Arc::new(Engine::Postgres(backend)) })
+        Ok(Store {
+            engine: Arc::new(Engine::Postgres(backend)),
+        })
     }
 
     pub fn engine_name(&self) -> &'static str {

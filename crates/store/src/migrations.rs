@@ -9,7 +9,10 @@ use crate::StoreError;
 
 pub trait Migrator {
     /// Runs `f` in one transaction (holding the migration lock on PostgreSQL).
-    fn run(&mut self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError>;
+    fn run(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
     /// Runs a script outside a transaction (used to create the version table).
     fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
 }
@@ -119,7 +122,10 @@ pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let version = i as i64 + 1;
         m.run(&mut |c| {
-            let done = c.query_opt("SELECT version FROM tessera_migrations WHERE version = $1", &[Val::Int(version)])?;
+            let done = c.query_opt(
+                "SELECT version FROM tessera_migrations WHERE version = $1",
+                &[Val::Int(version)],
+            )?;
             if done.is_some() {
                 return Ok(());
             }
@@ -128,7 +134,10 @@ pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {
             }
             c.execute(
                 "INSERT INTO tessera_migrations (version, applied_at) VALUES ($1, $2)",
-                &[Val::Int(version), Val::Text(tessera_domain::time::now_string())],
+                &[
+                    Val::Int(version),
+                    Val::Text(tessera_domain::time::now_string()),
+                ],
             )?;
             tracing::info!(version, "applied schema migration");
             Ok(())

@@ -22,8 +22,11 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn load(path: Option<&Path>) -> Result<Self> {
-        let Some(path) = path else { return Ok(FileConfig::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 }
@@ -48,15 +51,23 @@ pub struct Settings {
     pub log_level: String,
 }
 
-pub fn storage(file: &FileConfig, data_dir: Option<PathBuf>, database_url: Option<String>) -> Result<Storage> {
-    let url = database_url.or_else(|| file.database_url.clone()).filter(|u| !u.is_empty());
+pub fn storage(
+    file: &FileConfig,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+) -> Result<Storage> {
+    let url = database_url
+        .or_else(|| file.database_url.clone())
+        .filter(|u| !u.is_empty());
     if let Some(url) = url {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             bail!("database URL must start with postgres:// or postgresql:// (got a URL with another scheme)");
         }
         return Ok(Storage::Postgres(url));
     }
-    let dir = data_dir.or_else(|| file.data_dir.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let dir = data_dir
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     if dir.as_os_str().is_empty() {
         bail!("data directory must not be empty");
     }
@@ -71,28 +82,43 @@ pub fn settings(
     log_format: Option<String>,
     log_level: Option<String>,
 ) -> Result<Settings> {
-    let listen_raw = listen.or_else(|| file.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    let listen: SocketAddr = listen_raw
-        .parse()
-        .with_context(|| format!("invalid listen address '{listen_raw}': expected IP:PORT such as 127.0.0.1:8080"))?;
-    let format_raw = log_format.or_else(|| file.log_format.clone()).unwrap_or_else(|| "json".to_string());
+    let listen_raw = listen
+        .or_else(|| file.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listen: SocketAddr = listen_raw.parse().with_context(|| {
+        format!("invalid listen address '{listen_raw}': expected IP:PORT such as 127.0.0.1:8080")
+    })?;
+    let format_raw = log_format
+        .or_else(|| file.log_format.clone())
+        .unwrap_or_else(|| "json".to_string());
     let log_format = match format_raw.as_str() {
         "json" => LogFormat::Json,
         "text" => LogFormat::Text,
         other => bail!("invalid log format '{other}': expected 'json' or 'text'"),
     };
-    let log_level = log_level.or_else(|| file.log_level.clone()).unwrap_or_else(|| "info".to_string());
+    let log_level = log_level
+        .or_else(|| file.log_level.clone())
+        .unwrap_or_else(|| "info".to_string());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         bail!("invalid log level '{log_level}': expected error, warn, info, debug or trace");
     }
-    Ok(Settings { listen, storage: storage(file, data_dir, database_url)?, log_format, log_level })
+    Ok(Settings {
+        listen,
+        storage: storage(file, data_dir, database_url)?,
+        log_format,
+        log_level,
+    })
 }
 
 /// Management credentials from `TESSERA_MANAGEMENT_ID` and `TESSERA_MANAGEMENT_TOKEN`:
 /// both or neither.
 pub fn management_credentials() -> Result<Option<(String, String)>> {
-    let id = std::env::var("TESSERA_MANAGEMENT_ID").ok().filter(|s| !s.is_empty());
-    let token = std::env::var("TESSERA_MANAGEMENT_TOKEN").ok().filter(|s| !s.is_empty());
+    let id = std::env::var("TESSERA_MANAGEMENT_ID")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let token = std::env::var("TESSERA_MANAGEMENT_TOKEN")
+        .ok()
+        .filter(|s| !s.is_empty());
     match (id, token) {
         (Some(id), Some(token)) => {
             if token.len() < 16 {
@@ -114,11 +140,21 @@ mod tests {
 
     #[test]
     fn precedence_and_defaults() {
-        let file: FileConfig = toml::from_str("listen = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/tessera\"").expect("valid");
+        let file: FileConfig =
+            toml::from_str("listen = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/tessera\"")
+                .expect("valid");
         let s = settings(&file, None, None, None, None, None).expect("valid");
         assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(s.storage, Storage::Sqlite("/var/lib/tessera".into()));
-        let s = settings(&file, Some("127.0.0.1:1".into()), None, Some("postgres://x/y".into()), None, None).expect("valid");
+        let s = settings(
+            &file,
+            Some("127.0.0.1:1".into()),
+            None,
+            Some("postgres://x/y".into()),
+            None,
+            None,
+        )
+        .expect("valid");
         assert_eq!(s.listen.to_string(), "127.0.0.1:1");
         assert_eq!(s.storage, Storage::Postgres("postgres://x/y".into()));
         let d = settings(&FileConfig::default(), None, None, None, None, None).expect("valid");

@@ -13,7 +13,11 @@ use tessera_store::ops::org::Management;
 use tessera_store::Store;
 
 #[derive(Parser)]
-#[command(name = "tessera", version, about = "Promotion and loyalty engine compatible with Voucherify's API v1")]
+#[command(
+    name = "tessera",
+    version,
+    about = "Promotion and loyalty engine compatible with Voucherify's API v1"
+)]
 struct Cli {
     /// TOML config file (see docs/OPERATIONS.md).
     #[arg(long, env = "TESSERA_CONFIG", global = true)]
@@ -93,14 +97,38 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     let cli = Cli::parse();
     let file = FileConfig::load(cli.config.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve { storage, listen, log_format, log_level } => {
-            let settings = config::settings(&file, listen, storage.data_dir, storage.database_url, log_format, log_level)?;
+        Command::Serve {
+            storage,
+            listen,
+            log_format,
+            log_level,
+        } => {
+            let settings = config::settings(
+                &file,
+                listen,
+                storage.data_dir,
+                storage.database_url,
+                log_format,
+                log_level,
+            )?;
             init_logs(&settings);
             runtime.block_on(serve(settings))
         }
-        Command::Project { command: ProjectCommand::Create { storage, name, timezone, currency, json } } => {
+        Command::Project {
+            command:
+                ProjectCommand::Create {
+                    storage,
+                    name,
+                    timezone,
+                    currency,
+                    json,
+                },
+        } => {
             let storage = config::storage(&file, storage.data_dir, storage.database_url)?;
             runtime.block_on(project_create(storage, name, timezone, currency, json))
         }
@@ -108,7 +136,10 @@ fn run() -> Result<()> {
             let storage = config::storage(&file, storage.data_dir, storage.database_url)?;
             let store = open_store(&storage)?;
             store.shutdown();
-            println!("schema at version {}", tessera_store::migrations::SCHEMA_VERSION);
+            println!(
+                "schema at version {}",
+                tessera_store::migrations::SCHEMA_VERSION
+            );
             Ok(())
         }
         Command::Openapi => {
@@ -119,18 +150,28 @@ fn run() -> Result<()> {
 }
 
 fn init_logs(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match settings.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
 
 fn open_store(storage: &Storage) -> Result<Store> {
     match storage {
-        Storage::Sqlite(dir) => Store::open_sqlite(dir).with_context(|| format!("cannot open the database in {}", dir.display())),
-        Storage::Postgres(url) => Store::open_postgres(url).context("cannot open the PostgreSQL database"),
+        Storage::Sqlite(dir) => Store::open_sqlite(dir)
+            .with_context(|| format!("cannot open the database in {}", dir.display())),
+        Storage::Postgres(url) => {
+            Store::open_postgres(url).context("cannot open the PostgreSQL database")
+        }
     }
 }
 
@@ -138,12 +179,18 @@ fn open_store(storage: &Storage) -> Result<Store> {
 /// terminal and never to the logs.
 async fn init_org(store: &Store) -> Result<()> {
     let creds = config::management_credentials()?;
-    let (id, token) = creds.map(|(i, t)| (Some(i), Some(t))).unwrap_or((None, None));
+    let (id, token) = creds
+        .map(|(i, t)| (Some(i), Some(t)))
+        .unwrap_or((None, None));
     if let Some((id, token)) = store.init_organization(id, token).await? {
-        println!("Created the organization. Management credentials (shown only now; store them safely):");
+        println!(
+            "Created the organization. Management credentials (shown only now; store them safely):"
+        );
         println!("  X-Management-Id:    {id}");
         println!("  X-Management-Token: {token}");
-        println!("Set TESSERA_MANAGEMENT_ID and TESSERA_MANAGEMENT_TOKEN to choose your own instead.");
+        println!(
+            "Set TESSERA_MANAGEMENT_ID and TESSERA_MANAGEMENT_TOKEN to choose your own instead."
+        );
     }
     Ok(())
 }
@@ -152,11 +199,17 @@ async fn serve(settings: Settings) -> Result<()> {
     let store = open_store(&settings.storage)?;
     init_org(&store).await?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0,
+        ])
         .context("invalid metric buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let state = AppState { store: store.clone(), metrics: Some(metrics) };
+    let state = AppState {
+        store: store.clone(),
+        metrics: Some(metrics),
+    };
 
     let purge_store = store.clone();
     let purger = tokio::spawn(async move {
@@ -172,7 +225,9 @@ async fn serve(settings: Settings) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = listener.local_addr().context("cannot read the listening address")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     tracing::info!(%addr, engine = store.engine_name(), "tessera listening");
     // A stable line on stdout for scripts and tests that start the server on port 0.
     println!("tessera listening on http://{addr}");
@@ -182,7 +237,9 @@ async fn serve(settings: Settings) -> Result<()> {
         .context("server error")?;
     purger.abort();
     tracing::info!("draining the writer");
-    tokio::task::spawn_blocking(move || store.shutdown()).await.context("writer shutdown failed")?;
+    tokio::task::spawn_blocking(move || store.shutdown())
+        .await
+        .context("writer shutdown failed")?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -209,20 +266,51 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-async fn project_create(storage: Storage, name: String, timezone: Option<String>, currency: Option<String>, json: bool) -> Result<()> {
+async fn project_create(
+    storage: Storage,
+    name: String,
+    timezone: Option<String>,
+    currency: Option<String>,
+    json: bool,
+) -> Result<()> {
     let store = open_store(&storage)?;
     init_org(&store).await?;
-    let input = ProjectInput { name: Some(name), timezone, currency, ..Default::default() };
-    let created = store.create_project(&Management::local_operator(), input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let input = ProjectInput {
+        name: Some(name),
+        timezone,
+        currency,
+        ..Default::default()
+    };
+    let created = store
+        .create_project(&Management::local_operator(), input)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if json {
-        let view = tessera_api::routes::management::view(created.project, Some((&created.server_key, &created.client_key)));
-        println!("{}", serde_json::to_string_pretty(&view).context("cannot print the project")?);
+        let view = tessera_api::routes::management::view(
+            created.project,
+            Some((&created.server_key, &created.client_key)),
+        );
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view).context("cannot print the project")?
+        );
     } else {
-        println!("Created project {} ({})", created.project.name, created.project.id);
-        println!("Server-side key (X-App-Id / X-App-Token): {} {}", created.server_key.key.app_id, created.server_key.app_token);
-        println!("Client-side key (X-Client-Application-Id / X-Client-Token): {} {}", created.client_key.key.app_id, created.client_key.app_token);
+        println!(
+            "Created project {} ({})",
+            created.project.name, created.project.id
+        );
+        println!(
+            "Server-side key (X-App-Id / X-App-Token): {} {}",
+            created.server_key.key.app_id, created.server_key.app_token
+        );
+        println!(
+            "Client-side key (X-Client-Application-Id / X-Client-Token): {} {}",
+            created.client_key.key.app_id, created.client_key.app_token
+        );
         println!("The tokens are shown only now.");
     }
-    tokio::task::spawn_blocking(move || store.shutdown()).await.context("writer shutdown failed")?;
+    tokio::task::spawn_blocking(move || store.shutdown())
+        .await
+        .context("writer shutdown failed")?;
     Ok(())
 }

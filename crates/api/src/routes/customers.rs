@@ -18,7 +18,11 @@ fn view(c: tessera_domain::customer::Customer) -> CustomerView {
 #[utoipa::path(post, path = "/v1/customers", tag = "Customers", request_body = CustomerInput,
     responses((status = 200, body = CustomerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn create(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(input): ApiJson<CustomerInput>) -> ApiResult<Json<CustomerView>> {
+pub async fn create(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    ApiJson(input): ApiJson<CustomerInput>,
+) -> ApiResult<Json<CustomerView>> {
     Ok(Json(view(s.store.upsert_customer(&t, input).await?)))
 }
 
@@ -27,7 +31,11 @@ pub async fn create(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(in
     params(("customerId" = String, Path, description = "Customer id or source id")),
     responses((status = 200, body = CustomerView), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn get(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>) -> ApiResult<Json<CustomerView>> {
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CustomerView>> {
     Ok(Json(view(s.store.get_customer(&t, id).await?)))
 }
 
@@ -36,7 +44,12 @@ pub async fn get(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Pat
     params(("customerId" = String, Path, description = "Customer id or source id")),
     responses((status = 200, body = CustomerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn update(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>, ApiJson(input): ApiJson<CustomerInput>) -> ApiResult<Json<CustomerView>> {
+pub async fn update(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<CustomerInput>,
+) -> ApiResult<Json<CustomerView>> {
     Ok(Json(view(s.store.update_customer(&t, id, input).await?)))
 }
 
@@ -44,7 +57,11 @@ pub async fn update(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): 
     params(("customerId" = String, Path, description = "Customer id or source id")),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn delete(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     s.store.delete_customer(&t, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -62,10 +79,19 @@ pub async fn delete(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): 
     ),
     responses((status = 200, description = "`{object, data_ref: customers, customers, total, has_more}`"), (status = 400, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn list(State(s): State<AppState>, Auth(t): Auth<Tenant>, q: RawQuery) -> ApiResult<Json<serde_json::Value>> {
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    q: RawQuery,
+) -> ApiResult<Json<serde_json::Value>> {
     let q = list::parse(&tessera_store::ops::customers::LIST_SPEC, &query_map(q)?)?;
     let offset = q.offset() as i64;
     let (items, total) = s.store.list_customers(&t, q).await?;
     let has_more = offset + (items.len() as i64) < total;
-    Ok(Json(list_body("customers", items.into_iter().map(view).collect(), total, Some(has_more))))
+    Ok(Json(list_body(
+        "customers",
+        items.into_iter().map(view).collect(),
+        total,
+        Some(has_more),
+    )))
 }

@@ -22,7 +22,10 @@ pub struct KeyPair {
 
 impl From<&NewKey> for KeyPair {
     fn from(k: &NewKey) -> Self {
-        KeyPair { app_id: k.key.app_id.clone(), app_token: k.app_token.clone() }
+        KeyPair {
+            app_id: k.key.app_id.clone(),
+            app_token: k.app_token.clone(),
+        }
     }
 }
 
@@ -70,25 +73,47 @@ pub fn view(project: Project, keys: Option<(&NewKey, &NewKey)>) -> ProjectView {
 #[utoipa::path(post, path = "/management/v1/projects", tag = "Management", request_body = ProjectInput,
     responses((status = 200, body = ProjectView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("X-Management-Id" = [], "X-Management-Token" = [])))]
-pub async fn create_project(State(s): State<AppState>, Auth(m): Auth<Management>, ApiJson(input): ApiJson<ProjectInput>) -> ApiResult<Json<ProjectView>> {
+pub async fn create_project(
+    State(s): State<AppState>,
+    Auth(m): Auth<Management>,
+    ApiJson(input): ApiJson<ProjectInput>,
+) -> ApiResult<Json<ProjectView>> {
     let created = s.store.create_project(&m, input).await?;
-    Ok(Json(view(created.project, Some((&created.server_key, &created.client_key)))))
+    Ok(Json(view(
+        created.project,
+        Some((&created.server_key, &created.client_key)),
+    )))
 }
 
 #[utoipa::path(get, path = "/management/v1/projects", tag = "Management",
     responses((status = 200, description = "`{object: list, data_ref: data, data, total}`"), (status = 401, body = ErrorBody)),
     security(("X-Management-Id" = [], "X-Management-Token" = [])))]
-pub async fn list_projects(State(s): State<AppState>, Auth(m): Auth<Management>) -> ApiResult<Json<serde_json::Value>> {
-    let projects: Vec<ProjectView> = s.store.list_projects(&m).await?.into_iter().map(|p| view(p, None)).collect();
+pub async fn list_projects(
+    State(s): State<AppState>,
+    Auth(m): Auth<Management>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let projects: Vec<ProjectView> = s
+        .store
+        .list_projects(&m)
+        .await?
+        .into_iter()
+        .map(|p| view(p, None))
+        .collect();
     let total = projects.len();
-    Ok(Json(json!({"object": "list", "data_ref": "data", "data": projects, "total": total})))
+    Ok(Json(
+        json!({"object": "list", "data_ref": "data", "data": projects, "total": total}),
+    ))
 }
 
 #[utoipa::path(get, path = "/management/v1/projects/{projectId}", tag = "Management",
     params(("projectId" = String, Path)),
     responses((status = 200, body = ProjectView), (status = 404, body = ErrorBody)),
     security(("X-Management-Id" = [], "X-Management-Token" = [])))]
-pub async fn get_project(State(s): State<AppState>, Auth(m): Auth<Management>, Path(id): Path<String>) -> ApiResult<Json<ProjectView>> {
+pub async fn get_project(
+    State(s): State<AppState>,
+    Auth(m): Auth<Management>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProjectView>> {
     Ok(Json(view(s.store.get_project(&m, id).await?, None)))
 }
 
@@ -102,7 +127,10 @@ pub async fn update_project(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<ProjectInput>,
 ) -> ApiResult<Json<ProjectView>> {
-    Ok(Json(view(s.store.update_project(&m, id, input).await?, None)))
+    Ok(Json(view(
+        s.store.update_project(&m, id, input).await?,
+        None,
+    )))
 }
 
 /// Deletes the project and revokes all its keys at once.
@@ -110,7 +138,11 @@ pub async fn update_project(
     params(("projectId" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("X-Management-Id" = [], "X-Management-Token" = [])))]
-pub async fn delete_project(State(s): State<AppState>, Auth(m): Auth<Management>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_project(
+    State(s): State<AppState>,
+    Auth(m): Auth<Management>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     s.store.delete_project(&m, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -166,7 +198,11 @@ pub async fn create_key(
         None | Some("server") => KeyKind::Server,
         Some("client") => KeyKind::Client,
         Some(other) => {
-            return Err(ApiError::bad_request("invalid_payload", "Invalid payload", format!("'type' must be 'server' or 'client', got '{other}'")))
+            return Err(ApiError::bad_request(
+                "invalid_payload",
+                "Invalid payload",
+                format!("'type' must be 'server' or 'client', got '{other}'"),
+            ))
         }
     };
     let k = s.store.create_api_key(&m, id, kind, input.name).await?;
@@ -177,10 +213,22 @@ pub async fn create_key(
     params(("projectId" = String, Path)),
     responses((status = 200, description = "`{object: list, data_ref: data, data, total}`"), (status = 404, body = ErrorBody)),
     security(("X-Management-Id" = [], "X-Management-Token" = [])))]
-pub async fn list_keys(State(s): State<AppState>, Auth(m): Auth<Management>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    let keys: Vec<ApiKeyView> = s.store.list_api_keys(&m, id).await?.into_iter().map(|k| key_view(k, None)).collect();
+pub async fn list_keys(
+    State(s): State<AppState>,
+    Auth(m): Auth<Management>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let keys: Vec<ApiKeyView> = s
+        .store
+        .list_api_keys(&m, id)
+        .await?
+        .into_iter()
+        .map(|k| key_view(k, None))
+        .collect();
     let total = keys.len();
-    Ok(Json(json!({"object": "list", "data_ref": "data", "data": keys, "total": total})))
+    Ok(Json(
+        json!({"object": "list", "data_ref": "data", "data": keys, "total": total}),
+    ))
 }
 
 /// Revokes a key; every node refuses it from the next request on.
@@ -188,7 +236,11 @@ pub async fn list_keys(State(s): State<AppState>, Auth(m): Auth<Management>, Pat
     params(("projectId" = String, Path), ("appId" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("X-Management-Id" = [], "X-Management-Token" = [])))]
-pub async fn revoke_key(State(s): State<AppState>, Auth(m): Auth<Management>, Path((id, app_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn revoke_key(
+    State(s): State<AppState>,
+    Auth(m): Auth<Management>,
+    Path((id, app_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     s.store.revoke_api_key(&m, id, app_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

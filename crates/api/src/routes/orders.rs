@@ -15,7 +15,11 @@ use tessera_store::Tenant;
 #[utoipa::path(post, path = "/v1/orders", tag = "Orders", request_body = OrderInput,
     responses((status = 200, body = OrderView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn create(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(input): ApiJson<OrderInput>) -> ApiResult<Json<OrderView>> {
+pub async fn create(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    ApiJson(input): ApiJson<OrderInput>,
+) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.store.upsert_order(&t, input).await?.into()))
 }
 
@@ -23,7 +27,11 @@ pub async fn create(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(in
     params(("orderId" = String, Path, description = "Order id or source id")),
     responses((status = 200, body = OrderView), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn get(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>) -> ApiResult<Json<OrderView>> {
+pub async fn get(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.store.get_order(&t, id).await?.into()))
 }
 
@@ -31,7 +39,12 @@ pub async fn get(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Pat
     params(("orderId" = String, Path, description = "Order id or source id")),
     responses((status = 200, body = OrderView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn update(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>, ApiJson(input): ApiJson<OrderInput>) -> ApiResult<Json<OrderView>> {
+pub async fn update(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<OrderInput>,
+) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.store.update_order(&t, id, input).await?.into()))
 }
 
@@ -39,8 +52,17 @@ pub async fn update(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): 
     params(("limit" = Option<u32>, Query), ("page" = Option<u32>, Query), ("order" = Option<String>, Query)),
     responses((status = 200, description = "`{object, data_ref: orders, orders, total}`"), (status = 400, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn list(State(s): State<AppState>, Auth(t): Auth<Tenant>, q: RawQuery) -> ApiResult<Json<serde_json::Value>> {
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    q: RawQuery,
+) -> ApiResult<Json<serde_json::Value>> {
     let q = list::parse(&LIST_SPEC, &query_map(q)?)?;
     let (items, total) = s.store.list_orders(&t, q).await?;
-    Ok(Json(list_body("orders", items.into_iter().map(OrderView::from).collect(), total, None)))
+    Ok(Json(list_body(
+        "orders",
+        items.into_iter().map(OrderView::from).collect(),
+        total,
+        None,
+    )))
 }

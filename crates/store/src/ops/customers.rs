@@ -9,10 +9,17 @@ use tessera_domain::ids::new_id;
 use tessera_domain::list::{ListQuery, ListSpec, SortField};
 use tessera_domain::time::now_string;
 
-pub const TABLE: Table = Table { name: "customers", resource_type: "customer" };
+pub const TABLE: Table = Table {
+    name: "customers",
+    resource_type: "customer",
+};
 
 pub const LIST_SPEC: ListSpec = ListSpec {
-    sorts: &[SortField::CreatedAt, SortField::UpdatedAt, SortField::SourceId],
+    sorts: &[
+        SortField::CreatedAt,
+        SortField::UpdatedAt,
+        SortField::SourceId,
+    ],
     filters: &["email", "name", "city"],
     default_limit: 10,
 };
@@ -78,7 +85,12 @@ impl Store {
         self.read(move |c| docs::get(c, &TABLE, &p, &key)).await
     }
 
-    pub async fn update_customer(&self, t: &Tenant, key: String, mut input: CustomerInput) -> Result<Customer> {
+    pub async fn update_customer(
+        &self,
+        t: &Tenant,
+        key: String,
+        mut input: CustomerInput,
+    ) -> Result<Customer> {
         // The path names the customer; identifiers in the body cannot redirect the update.
         input.id = None;
         input.source_id = None;
@@ -95,11 +107,22 @@ impl Store {
 
     pub async fn delete_customer(&self, t: &Tenant, key: String) -> Result<()> {
         let p = t.project_id().to_string();
-        self.write(move |c| docs::delete(c, &TABLE, &p, &key).map(|_| ())).await
+        self.write(move |c| docs::delete(c, &TABLE, &p, &key).map(|_| ()))
+            .await
     }
 
     pub async fn list_customers(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<Customer>, i64)> {
         let p = t.project_id().to_string();
-        self.read(move |c| docs::list(c, &TABLE, &p, &q, &[("email", "email"), ("name", "name"), ("city", "city")], &[])).await
+        self.read(move |c| {
+            docs::list(
+                c,
+                &TABLE,
+                &p,
+                &q,
+                &[("email", "email"), ("name", "name"), ("city", "city")],
+                &[],
+            )
+        })
+        .await
     }
 }

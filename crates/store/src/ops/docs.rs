@@ -12,7 +12,12 @@ pub struct Table {
 
 /// Finds a row by its id or, failing that, its source id. An id match wins when a
 /// source id happens to equal another row's id.
-pub fn find<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, key: &str) -> Result<Option<T>> {
+pub fn find<T: DeserializeOwned>(
+    c: &mut dyn Conn,
+    t: &Table,
+    project_id: &str,
+    key: &str,
+) -> Result<Option<T>> {
     let sql = format!(
         "SELECT data FROM {} WHERE project_id = $1 AND (id = $2 OR source_id = $2) \
          ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1",
@@ -24,20 +29,41 @@ pub fn find<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, 
     }
 }
 
-pub fn get<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, key: &str) -> Result<T> {
+pub fn get<T: DeserializeOwned>(
+    c: &mut dyn Conn,
+    t: &Table,
+    project_id: &str,
+    key: &str,
+) -> Result<T> {
     find(c, t, project_id, key)?.ok_or_else(|| StoreError::not_found(t.resource_type, key))
 }
 
-pub fn find_by_id<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, id: &str) -> Result<Option<T>> {
-    let sql = format!("SELECT data FROM {} WHERE project_id = $1 AND id = $2", t.name);
+pub fn find_by_id<T: DeserializeOwned>(
+    c: &mut dyn Conn,
+    t: &Table,
+    project_id: &str,
+    id: &str,
+) -> Result<Option<T>> {
+    let sql = format!(
+        "SELECT data FROM {} WHERE project_id = $1 AND id = $2",
+        t.name
+    );
     match c.query_opt(&sql, &[project_id.into(), id.into()])? {
         Some(row) => Ok(Some(row.json(0)?)),
         None => Ok(None),
     }
 }
 
-pub fn find_by_source_id<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, source_id: &str) -> Result<Option<T>> {
-    let sql = format!("SELECT data FROM {} WHERE project_id = $1 AND source_id = $2", t.name);
+pub fn find_by_source_id<T: DeserializeOwned>(
+    c: &mut dyn Conn,
+    t: &Table,
+    project_id: &str,
+    source_id: &str,
+) -> Result<Option<T>> {
+    let sql = format!(
+        "SELECT data FROM {} WHERE project_id = $1 AND source_id = $2",
+        t.name
+    );
     match c.query_opt(&sql, &[project_id.into(), source_id.into()])? {
         Some(row) => Ok(Some(row.json(0)?)),
         None => Ok(None),
@@ -45,7 +71,8 @@ pub fn find_by_source_id<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, proje
 }
 
 pub fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("cannot serialize document: {e}")))
+    serde_json::to_string(v)
+        .map_err(|e| StoreError::Internal(format!("cannot serialize document: {e}")))
 }
 
 /// Deletes by id or source id; returns the deleted row's id.
@@ -58,7 +85,10 @@ pub fn delete(c: &mut dyn Conn, t: &Table, project_id: &str, key: &str) -> Resul
         .query_opt(&sql, &[project_id.into(), key.into()])?
         .ok_or_else(|| StoreError::not_found(t.resource_type, key))?
         .text(0)?;
-    c.execute(&format!("DELETE FROM {} WHERE project_id = $1 AND id = $2", t.name), &[project_id.into(), id.clone().into()])?;
+    c.execute(
+        &format!("DELETE FROM {} WHERE project_id = $1 AND id = $2", t.name),
+        &[project_id.into(), id.clone().into()],
+    )?;
     Ok(id)
 }
 
@@ -85,35 +115,71 @@ pub fn list<T: DeserializeOwned>(
     }
     for (name, col) in filters {
         if let Some(v) = q.filters.get(*name) {
-            push(&format!("{col} = ?"), v.clone().into(), &mut clauses, &mut params);
+            push(
+                &format!("{col} = ?"),
+                v.clone().into(),
+                &mut clauses,
+                &mut params,
+            );
         }
     }
     if let Some(v) = &q.created_before {
-        push("created_at < ?", v.clone().into(), &mut clauses, &mut params);
+        push(
+            "created_at < ?",
+            v.clone().into(),
+            &mut clauses,
+            &mut params,
+        );
     }
     if let Some(v) = &q.created_after {
-        push("created_at > ?", v.clone().into(), &mut clauses, &mut params);
+        push(
+            "created_at > ?",
+            v.clone().into(),
+            &mut clauses,
+            &mut params,
+        );
     }
     if let Some(v) = &q.updated_before {
-        push("updated_at < ?", v.clone().into(), &mut clauses, &mut params);
+        push(
+            "updated_at < ?",
+            v.clone().into(),
+            &mut clauses,
+            &mut params,
+        );
     }
     if let Some(v) = &q.updated_after {
-        push("updated_at > ?", v.clone().into(), &mut clauses, &mut params);
+        push(
+            "updated_at > ?",
+            v.clone().into(),
+            &mut clauses,
+            &mut params,
+        );
     }
     if let Some(v) = &q.starting_after {
         // Voucherify: alone it pages backwards from a date; with an ascending order, forwards.
-        let clause = if q.sort_explicit && !q.descending { "created_at > ?" } else { "created_at < ?" };
+        let clause = if q.sort_explicit && !q.descending {
+            "created_at > ?"
+        } else {
+            "created_at < ?"
+        };
         push(clause, v.clone().into(), &mut clauses, &mut params);
     }
     let where_sql = clauses.join(" AND ");
     let total = c
-        .query_one(&format!("SELECT COUNT(*) FROM {} WHERE {where_sql}", t.name), &params)?
+        .query_one(
+            &format!("SELECT COUNT(*) FROM {} WHERE {where_sql}", t.name),
+            &params,
+        )?
         .int(0)?;
     let dir = if q.descending { "DESC" } else { "ASC" };
     let col = q.sort.column();
     let n = params.len();
     // The engines disagree on where NULLs sort; say it explicitly for nullable columns.
-    let nulls = if col == "created_at" { "" } else { " NULLS LAST" };
+    let nulls = if col == "created_at" {
+        ""
+    } else {
+        " NULLS LAST"
+    };
     let sql = format!(
         "SELECT data FROM {} WHERE {where_sql} ORDER BY {col} {dir}{nulls}, id {dir} LIMIT ${} OFFSET ${}",
         t.name,

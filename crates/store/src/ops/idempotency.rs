@@ -18,14 +18,21 @@ pub enum IdemBegin {
 }
 
 fn ago(secs: i64) -> String {
-    let ts = time::now().checked_sub(jiff::SignedDuration::from_secs(secs)).unwrap_or_else(|_| time::now());
+    let ts = time::now()
+        .checked_sub(jiff::SignedDuration::from_secs(secs))
+        .unwrap_or_else(|_| time::now());
     time::format(ts)
 }
 
 impl Store {
     /// `scope` is the project id (or `management` for management calls), so keys never
     /// collide across tenants.
-    pub async fn idempotency_begin(&self, scope: String, key: String, request_hash: String) -> Result<IdemBegin> {
+    pub async fn idempotency_begin(
+        &self,
+        scope: String,
+        key: String,
+        request_hash: String,
+    ) -> Result<IdemBegin> {
         self.write(move |c| {
             c.lock_key(&format!("idem:{scope}:{key}"))?;
             let now = time::now_string();
@@ -53,11 +60,12 @@ impl Store {
                 )?;
                 return Ok(IdemBegin::Proceed);
             }
+            // While the first request runs, any request with its key waits its turn.
+            if state == "in_flight" && !stale {
+                return Ok(IdemBegin::InFlight);
+            }
             if row.text(0)? != request_hash {
                 return Ok(IdemBegin::Mismatch);
-            }
-            if state == "in_flight" {
-                return Ok(IdemBegin::InFlight);
             }
             let status = row.opt_int(2)?.unwrap_or(200);
             Ok(IdemBegin::Replay { status: u16::try_from(status).unwrap_or(200), body: row.opt_text(3)?.unwrap_or_default() })
@@ -65,7 +73,13 @@ impl Store {
         .await
     }
 
-    pub async fn idempotency_finish(&self, scope: String, key: String, status: u16, body: String) -> Result<()> {
+    pub async fn idempotency_finish(
+        &self,
+        scope: String,
+        key: String,
+        status: u16,
+        body: String,
+    ) -> Result<()> {
         self.write(move |c| {
             c.execute(
                 "UPDATE idempotency SET state = 'done', status = $1, body = $2 WHERE scope = $3 AND idem_key = $4",
@@ -89,6 +103,12 @@ impl Store {
     /// Drops records past their 24 hours. Run every minute, so each call deletes about a
     /// minute's worth of records and never holds the writer long.
     pub async fn idempotency_purge_expired(&self) -> Result<u64> {
-        self.write(|c| c.execute("DELETE FROM idempotency WHERE created_at < $1", &[ago(IDEMPOTENCY_TTL_SECS).into()])).await
+        self.write(|c| {
+            c.execute(
+                "DELETE FROM idempotency WHERE created_at < $1",
+                &[ago(IDEMPOTENCY_TTL_SECS).into()],
+            )
+        })
+        .await
     }
 }

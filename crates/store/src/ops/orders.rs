@@ -11,7 +11,10 @@ use tessera_domain::list::{ListQuery, ListSpec, SortField};
 use tessera_domain::order::{Order, OrderInput};
 use tessera_domain::time::now_string;
 
-pub const TABLE: Table = Table { name: "orders", resource_type: "order" };
+pub const TABLE: Table = Table {
+    name: "orders",
+    resource_type: "order",
+};
 
 pub const LIST_SPEC: ListSpec = ListSpec {
     sorts: &[SortField::CreatedAt, SortField::UpdatedAt],
@@ -40,10 +43,17 @@ fn save(c: &mut dyn Conn, p: &str, o: &Order) -> Result<()> {
 
 /// Resolves a customer reference: details with a source id upsert the customer; a bare
 /// id must name an existing one.
-fn resolve_customer(c: &mut dyn Conn, p: &str, r: Option<CustomerInput>, id: Option<String>) -> Result<Option<String>> {
+fn resolve_customer(
+    c: &mut dyn Conn,
+    p: &str,
+    r: Option<CustomerInput>,
+    id: Option<String>,
+) -> Result<Option<String>> {
     if let Some(r) = r {
         if r.id.is_none() && r.source_id.is_none() {
-            return Err(StoreError::Invalid(tessera_domain::InvalidInput::payload("a customer reference needs 'id' or 'source_id'")));
+            return Err(StoreError::Invalid(tessera_domain::InvalidInput::payload(
+                "a customer reference needs 'id' or 'source_id'",
+            )));
         }
         return Ok(Some(customers::upsert(c, p, r)?.id));
     }
@@ -56,7 +66,12 @@ fn resolve_customer(c: &mut dyn Conn, p: &str, r: Option<CustomerInput>, id: Opt
 
 /// Creates or updates an order (by `id` or `source_id`) with its customer, in the
 /// caller's transaction.
-pub fn upsert(c: &mut dyn Conn, p: &str, mut input: OrderInput, path_key: Option<&str>) -> Result<Order> {
+pub fn upsert(
+    c: &mut dyn Conn,
+    p: &str,
+    mut input: OrderInput,
+    path_key: Option<&str>,
+) -> Result<Order> {
     if let Some(sid) = &input.source_id {
         c.lock_key(&format!("order:{p}:{sid}"))?;
     }
@@ -76,8 +91,17 @@ pub fn upsert(c: &mut dyn Conn, p: &str, mut input: OrderInput, path_key: Option
     };
     let customer_id = resolve_customer(c, p, input.customer.take(), input.customer_id.take())?;
     let referrer_id = resolve_customer(c, p, input.referrer.take(), input.referrer_id.take())?;
-    let id = existing.as_ref().map(|o| o.id.clone()).unwrap_or_else(|| new_id("ord"));
-    let order = input.build(id, existing.as_ref(), customer_id, referrer_id, &now_string())?;
+    let id = existing
+        .as_ref()
+        .map(|o| o.id.clone())
+        .unwrap_or_else(|| new_id("ord"));
+    let order = input.build(
+        id,
+        existing.as_ref(),
+        customer_id,
+        referrer_id,
+        &now_string(),
+    )?;
     save(c, p, &order)?;
     Ok(order)
 }
@@ -89,7 +113,12 @@ impl Store {
         self.write(move |c| upsert(c, &p, input, None)).await
     }
 
-    pub async fn update_order(&self, t: &Tenant, key: String, mut input: OrderInput) -> Result<Order> {
+    pub async fn update_order(
+        &self,
+        t: &Tenant,
+        key: String,
+        mut input: OrderInput,
+    ) -> Result<Order> {
         input.id = None;
         input.source_id = None;
         input.validate()?;
@@ -104,6 +133,7 @@ impl Store {
 
     pub async fn list_orders(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<Order>, i64)> {
         let p = t.project_id().to_string();
-        self.read(move |c| docs::list(c, &TABLE, &p, &q, &[], &[])).await
+        self.read(move |c| docs::list(c, &TABLE, &p, &q, &[], &[]))
+            .await
     }
 }

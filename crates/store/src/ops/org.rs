@@ -94,14 +94,26 @@ pub struct NewKey {
 }
 
 fn load_project(c: &mut dyn Conn, id: &str) -> Result<Project> {
-    c.query_opt("SELECT data FROM projects WHERE id = $1 AND deleted_at IS NULL", &[id.into()])?
-        .ok_or_else(|| StoreError::not_found("project", id))?
-        .json(0)
+    c.query_opt(
+        "SELECT data FROM projects WHERE id = $1 AND deleted_at IS NULL",
+        &[id.into()],
+    )?
+    .ok_or_else(|| StoreError::not_found("project", id))?
+    .json(0)
 }
 
-fn insert_key(c: &mut dyn Conn, project_id: &str, kind: KeyKind, name: Option<String>, now: &str) -> Result<NewKey> {
+fn insert_key(
+    c: &mut dyn Conn,
+    project_id: &str,
+    kind: KeyKind,
+    name: Option<String>,
+    now: &str,
+) -> Result<NewKey> {
     let count = c
-        .query_one("SELECT COUNT(*) FROM api_keys WHERE project_id = $1 AND revoked_at IS NULL", &[project_id.into()])?
+        .query_one(
+            "SELECT COUNT(*) FROM api_keys WHERE project_id = $1 AND revoked_at IS NULL",
+            &[project_id.into()],
+        )?
         .int(0)?;
     if count >= MAX_KEYS_PER_PROJECT {
         return Err(StoreError::Conflict {
@@ -117,7 +129,14 @@ fn insert_key(c: &mut dyn Conn, project_id: &str, kind: KeyKind, name: Option<St
         &[app_id.clone().into(), project_id.into(), kind.as_str().into(), name.clone().into(), secrets::hash_token(&app_token).into(), now.into()],
     )?;
     Ok(NewKey {
-        key: ApiKey { app_id, project_id: project_id.to_string(), kind, name, created_at: now.to_string(), revoked_at: None },
+        key: ApiKey {
+            app_id,
+            project_id: project_id.to_string(),
+            kind,
+            name,
+            created_at: now.to_string(),
+            revoked_at: None,
+        },
         app_token,
     })
 }
@@ -143,7 +162,11 @@ impl Store {
     /// Creates the organization on first start. Credentials from the environment win and
     /// replace stored ones (that is how an operator rotates them); without them a pair is
     /// generated and returned so the caller can print it once.
-    pub async fn init_organization(&self, id: Option<String>, token: Option<String>) -> Result<Option<(String, String)>> {
+    pub async fn init_organization(
+        &self,
+        id: Option<String>,
+        token: Option<String>,
+    ) -> Result<Option<(String, String)>> {
         self.write(move |c| {
             let existing = c.query_opt("SELECT id FROM organization LIMIT 1", &[])?;
             let now = now_string();
@@ -172,9 +195,16 @@ impl Store {
         .await
     }
 
-    pub async fn authenticate_management(&self, id: String, token: String) -> Result<Option<Management>> {
+    pub async fn authenticate_management(
+        &self,
+        id: String,
+        token: String,
+    ) -> Result<Option<Management>> {
         self.read(move |c| {
-            let row = c.query_opt("SELECT management_token_hash FROM organization WHERE management_id = $1", &[id.into()])?;
+            let row = c.query_opt(
+                "SELECT management_token_hash FROM organization WHERE management_id = $1",
+                &[id.into()],
+            )?;
             let ok = match row {
                 Some(r) => secrets::token_matches(&token, &r.text(0)?),
                 None => {
@@ -190,7 +220,12 @@ impl Store {
 
     /// Looks up a live key of the given kind in a live project. Revocation is read from the
     /// database on every request, so it takes effect at once on every node.
-    pub async fn authenticate_key(&self, app_id: String, token: String, kind: KeyKind) -> Result<Option<Tenant>> {
+    pub async fn authenticate_key(
+        &self,
+        app_id: String,
+        token: String,
+        kind: KeyKind,
+    ) -> Result<Option<Tenant>> {
         if app_id.len() > 128 || token.len() > 128 {
             return Ok(None);
         }
@@ -213,18 +248,42 @@ impl Store {
         .await
     }
 
-    pub async fn create_project(&self, _m: &Management, input: ProjectInput) -> Result<CreatedProject> {
+    pub async fn create_project(
+        &self,
+        _m: &Management,
+        input: ProjectInput,
+    ) -> Result<CreatedProject> {
         input.validate(true)?;
         self.write(move |c| {
             let now = now_string();
             let project = input.create(new_id("proj"), &now);
             c.execute(
                 "INSERT INTO projects (id, data, created_at) VALUES ($1, $2, $3)",
-                &[project.id.clone().into(), to_json(&project)?.into(), now.clone().into()],
+                &[
+                    project.id.clone().into(),
+                    to_json(&project)?.into(),
+                    now.clone().into(),
+                ],
             )?;
-            let server_key = insert_key(c, &project.id, KeyKind::Server, Some("default server-side key".into()), &now)?;
-            let client_key = insert_key(c, &project.id, KeyKind::Client, Some("default client-side key".into()), &now)?;
-            Ok(CreatedProject { project, server_key, client_key })
+            let server_key = insert_key(
+                c,
+                &project.id,
+                KeyKind::Server,
+                Some("default server-side key".into()),
+                &now,
+            )?;
+            let client_key = insert_key(
+                c,
+                &project.id,
+                KeyKind::Client,
+                Some("default client-side key".into()),
+                &now,
+            )?;
+            Ok(CreatedProject {
+                project,
+                server_key,
+                client_key,
+            })
         })
         .await
     }
@@ -246,13 +305,21 @@ impl Store {
         .await
     }
 
-    pub async fn update_project(&self, _m: &Management, id: String, input: ProjectInput) -> Result<Project> {
+    pub async fn update_project(
+        &self,
+        _m: &Management,
+        id: String,
+        input: ProjectInput,
+    ) -> Result<Project> {
         input.validate(false)?;
         self.write(move |c| {
             c.lock_key(&format!("project:{id}"))?;
             let existing = load_project(c, &id)?;
             let project = input.update(&existing, &now_string());
-            c.execute("UPDATE projects SET data = $1 WHERE id = $2", &[to_json(&project)?.into(), id.into()])?;
+            c.execute(
+                "UPDATE projects SET data = $1 WHERE id = $2",
+                &[to_json(&project)?.into(), id.into()],
+            )?;
             Ok(project)
         })
         .await
@@ -264,14 +331,26 @@ impl Store {
         self.write(move |c| {
             load_project(c, &id)?;
             let now = now_string();
-            c.execute("UPDATE projects SET deleted_at = $1 WHERE id = $2", &[now.clone().into(), id.clone().into()])?;
-            c.execute("UPDATE api_keys SET revoked_at = $1 WHERE project_id = $2 AND revoked_at IS NULL", &[now.into(), id.into()])?;
+            c.execute(
+                "UPDATE projects SET deleted_at = $1 WHERE id = $2",
+                &[now.clone().into(), id.clone().into()],
+            )?;
+            c.execute(
+                "UPDATE api_keys SET revoked_at = $1 WHERE project_id = $2 AND revoked_at IS NULL",
+                &[now.into(), id.into()],
+            )?;
             Ok(())
         })
         .await
     }
 
-    pub async fn create_api_key(&self, _m: &Management, project_id: String, kind: KeyKind, name: Option<String>) -> Result<NewKey> {
+    pub async fn create_api_key(
+        &self,
+        _m: &Management,
+        project_id: String,
+        kind: KeyKind,
+        name: Option<String>,
+    ) -> Result<NewKey> {
         if let Some(n) = &name {
             tessera_domain::customer::check_identifier("name", n)?;
         }
@@ -297,7 +376,12 @@ impl Store {
         .await
     }
 
-    pub async fn revoke_api_key(&self, _m: &Management, project_id: String, app_id: String) -> Result<ApiKey> {
+    pub async fn revoke_api_key(
+        &self,
+        _m: &Management,
+        project_id: String,
+        app_id: String,
+    ) -> Result<ApiKey> {
         self.write(move |c| {
             load_project(c, &project_id)?;
             c.execute(

@@ -9,8 +9,14 @@ use tessera_domain::list::{ListQuery, ListSpec, SortField};
 use tessera_domain::product::{Product, ProductInput, Sku, SkuInput};
 use tessera_domain::time::now_string;
 
-pub const PRODUCTS: Table = Table { name: "products", resource_type: "product" };
-pub const SKUS: Table = Table { name: "skus", resource_type: "sku" };
+pub const PRODUCTS: Table = Table {
+    name: "products",
+    resource_type: "product",
+};
+pub const SKUS: Table = Table {
+    name: "skus",
+    resource_type: "sku",
+};
 
 pub const LIST_SPEC: ListSpec = ListSpec {
     sorts: &[SortField::CreatedAt, SortField::UpdatedAt],
@@ -48,12 +54,20 @@ fn save_sku(c: &mut dyn Conn, p: &str, sku: &Sku) -> Result<()> {
 }
 
 fn skus_of(c: &mut dyn Conn, p: &str, product_id: &str) -> Result<(Vec<Sku>, i64)> {
-    let total = c.query_one("SELECT COUNT(*) FROM skus WHERE project_id = $1 AND product_id = $2", &[p.into(), product_id.into()])?.int(0)?;
+    let total = c
+        .query_one(
+            "SELECT COUNT(*) FROM skus WHERE project_id = $1 AND product_id = $2",
+            &[p.into(), product_id.into()],
+        )?
+        .int(0)?;
     let rows = c.query(
         "SELECT data FROM skus WHERE project_id = $1 AND product_id = $2 ORDER BY created_at, id LIMIT $3",
         &[p.into(), product_id.into(), Val::Int(EMBEDDED_SKUS)],
     )?;
-    Ok((rows.iter().map(|r| r.json(0)).collect::<Result<_>>()?, total))
+    Ok((
+        rows.iter().map(|r| r.json(0)).collect::<Result<_>>()?,
+        total,
+    ))
 }
 
 /// A product with the first page of its SKUs and their count.
@@ -64,7 +78,13 @@ fn with_skus(c: &mut dyn Conn, p: &str, prod: Product) -> Result<ProductWithSkus
     Ok((prod, skus, total))
 }
 
-fn find_existing<T: serde::de::DeserializeOwned>(c: &mut dyn Conn, t: &Table, p: &str, id: &Option<String>, source_id: &Option<String>) -> Result<Option<T>> {
+fn find_existing<T: serde::de::DeserializeOwned>(
+    c: &mut dyn Conn,
+    t: &Table,
+    p: &str,
+    id: &Option<String>,
+    source_id: &Option<String>,
+) -> Result<Option<T>> {
     match (id, source_id) {
         (Some(id), source) => match docs::find_by_id(c, t, p, id)? {
             Some(found) => Ok(Some(found)),
@@ -87,10 +107,11 @@ impl Store {
                 c.lock_key(&format!("product:{p}:{sid}"))?;
             }
             let now = now_string();
-            let prod = match find_existing::<Product>(c, &PRODUCTS, &p, &input.id, &input.source_id)? {
-                Some(e) => input.update(&e, &now),
-                None => input.create(new_id("prod"), &now),
-            };
+            let prod =
+                match find_existing::<Product>(c, &PRODUCTS, &p, &input.id, &input.source_id)? {
+                    Some(e) => input.update(&e, &now),
+                    None => input.create(new_id("prod"), &now),
+                };
             save_product(c, &p, &prod)?;
             with_skus(c, &p, prod)
         })
@@ -106,7 +127,12 @@ impl Store {
         .await
     }
 
-    pub async fn update_product(&self, t: &Tenant, key: String, mut input: ProductInput) -> Result<ProductWithSkus> {
+    pub async fn update_product(
+        &self,
+        t: &Tenant,
+        key: String,
+        mut input: ProductInput,
+    ) -> Result<ProductWithSkus> {
         input.id = None;
         input.source_id = None;
         input.validate()?;
@@ -125,23 +151,38 @@ impl Store {
         let p = t.project_id().to_string();
         self.write(move |c| {
             let id = docs::delete(c, &PRODUCTS, &p, &key)?;
-            c.execute("DELETE FROM skus WHERE project_id = $1 AND product_id = $2", &[p.into(), id.into()])?;
+            c.execute(
+                "DELETE FROM skus WHERE project_id = $1 AND product_id = $2",
+                &[p.into(), id.into()],
+            )?;
             Ok(())
         })
         .await
     }
 
-    pub async fn list_products(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<ProductWithSkus>, i64)> {
+    pub async fn list_products(
+        &self,
+        t: &Tenant,
+        q: ListQuery,
+    ) -> Result<(Vec<ProductWithSkus>, i64)> {
         let p = t.project_id().to_string();
         self.read(move |c| {
             let (prods, total) = docs::list::<Product>(c, &PRODUCTS, &p, &q, &[], &[])?;
-            let items = prods.into_iter().map(|prod| with_skus(c, &p, prod)).collect::<Result<Vec<_>>>()?;
+            let items = prods
+                .into_iter()
+                .map(|prod| with_skus(c, &p, prod))
+                .collect::<Result<Vec<_>>>()?;
             Ok((items, total))
         })
         .await
     }
 
-    pub async fn upsert_sku(&self, t: &Tenant, product_key: String, input: SkuInput) -> Result<Sku> {
+    pub async fn upsert_sku(
+        &self,
+        t: &Tenant,
+        product_key: String,
+        input: SkuInput,
+    ) -> Result<Sku> {
         input.validate()?;
         let p = t.project_id().to_string();
         self.write(move |c| {
@@ -168,7 +209,12 @@ impl Store {
     }
 
     /// One SKU by id or source id, optionally required to belong to a product.
-    pub async fn get_sku(&self, t: &Tenant, product_key: Option<String>, key: String) -> Result<Sku> {
+    pub async fn get_sku(
+        &self,
+        t: &Tenant,
+        product_key: Option<String>,
+        key: String,
+    ) -> Result<Sku> {
         let p = t.project_id().to_string();
         self.read(move |c| {
             let sku: Sku = docs::get(c, &SKUS, &p, &key)?;
@@ -183,7 +229,13 @@ impl Store {
         .await
     }
 
-    pub async fn update_sku(&self, t: &Tenant, product_key: String, key: String, mut input: SkuInput) -> Result<Sku> {
+    pub async fn update_sku(
+        &self,
+        t: &Tenant,
+        product_key: String,
+        key: String,
+        mut input: SkuInput,
+    ) -> Result<Sku> {
         input.id = None;
         input.source_id = None;
         input.validate()?;
@@ -209,13 +261,21 @@ impl Store {
             if existing.product_id != prod.id {
                 return Err(StoreError::not_found("sku", key));
             }
-            c.execute("DELETE FROM skus WHERE project_id = $1 AND id = $2", &[p.into(), existing.id.into()])?;
+            c.execute(
+                "DELETE FROM skus WHERE project_id = $1 AND id = $2",
+                &[p.into(), existing.id.into()],
+            )?;
             Ok(())
         })
         .await
     }
 
-    pub async fn list_skus(&self, t: &Tenant, product_key: String, q: ListQuery) -> Result<(Vec<Sku>, i64)> {
+    pub async fn list_skus(
+        &self,
+        t: &Tenant,
+        product_key: String,
+        q: ListQuery,
+    ) -> Result<(Vec<Sku>, i64)> {
         let p = t.project_id().to_string();
         self.read(move |c| {
             let prod: Product = docs::get(c, &PRODUCTS, &p, &product_key)?;
