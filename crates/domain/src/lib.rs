@@ -1,16 +1,19 @@
 //! Pure domain logic of Tessera. Nothing here performs I/O or depends on a runtime, so
 //! every rule can be unit- and property-tested in isolation and reused by every backend.
 
+pub mod codes;
 pub mod customer;
 pub mod error;
 pub mod ids;
 pub mod json;
 pub mod limits;
 pub mod list;
+pub mod money;
 pub mod order;
 pub mod product;
 pub mod project;
 pub mod secrets;
 pub mod time;
+pub mod validity;
 
 pub use error::InvalidInput;
