@@ -3,6 +3,7 @@
 
 pub mod codes;
 pub mod customer;
+pub mod discount;
 pub mod error;
 pub mod ids;
 pub mod json;
