@@ -70,7 +70,9 @@ impl Effect {
             "APPLY_TO_ORDER" => Effect::ApplyToOrder,
             "APPLY_TO_ITEMS" => Effect::ApplyToItems,
             "APPLY_TO_ITEMS_PROPORTIONALLY" => Effect::ApplyToItemsProportionally,
-            "APPLY_TO_ITEMS_PROPORTIONALLY_BY_QUANTITY" => Effect::ApplyToItemsProportionallyByQuantity,
+            "APPLY_TO_ITEMS_PROPORTIONALLY_BY_QUANTITY" => {
+                Effect::ApplyToItemsProportionallyByQuantity
+            }
             "APPLY_TO_ITEMS_BY_QUANTITY" => Effect::ApplyToItemsByQuantity,
             "ADD_MISSING_ITEMS" => Effect::AddMissingItems,
             "ADD_NEW_ITEMS" => Effect::AddNewItems,
@@ -87,16 +89,35 @@ impl Effect {
 /// A checked discount, ready to apply.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
-    Amount { amount_off: i64, effect: Effect },
-    Percent { basis_points: i64, limit: Option<i64>, effect: Effect },
-    Fixed { fixed_amount: i64, effect: Effect },
-    Units { units: Vec<(i64, String)>, effect: Effect },
+    Amount {
+        amount_off: i64,
+        effect: Effect,
+    },
+    Percent {
+        basis_points: i64,
+        limit: Option<i64>,
+        effect: Effect,
+    },
+    Fixed {
+        fixed_amount: i64,
+        effect: Effect,
+    },
+    Units {
+        units: Vec<(i64, String)>,
+        effect: Effect,
+    },
 }
 
 fn amount(field: &str, v: Option<i64>) -> Result<i64, InvalidInput> {
-    let v = v.ok_or_else(|| InvalidInput::payload(format!("'discount.{field}' is required for this discount type")))?;
+    let v = v.ok_or_else(|| {
+        InvalidInput::payload(format!(
+            "'discount.{field}' is required for this discount type"
+        ))
+    })?;
     if !(0..=MAX_AMOUNT).contains(&v) {
-        return Err(InvalidInput::payload(format!("'discount.{field}' must be an amount in minor units from 0 to {MAX_AMOUNT}")));
+        return Err(InvalidInput::payload(format!(
+            "'discount.{field}' must be an amount in minor units from 0 to {MAX_AMOUNT}"
+        )));
     }
     Ok(v)
 }
@@ -106,9 +127,14 @@ impl Discount {
         let effect = |allowed: &[Effect], default: Effect| -> Result<Effect, InvalidInput> {
             match &self.effect {
                 None => Ok(default),
-                Some(s) => Effect::parse(s).filter(|e| allowed.contains(e)).ok_or_else(|| {
-                    InvalidInput::payload(format!("'discount.effect' {s} is not valid for a {:?} discount", self.kind))
-                }),
+                Some(s) => Effect::parse(s)
+                    .filter(|e| allowed.contains(e))
+                    .ok_or_else(|| {
+                        InvalidInput::payload(format!(
+                            "'discount.effect' {s} is not valid for a {:?} discount",
+                            self.kind
+                        ))
+                    }),
             }
         };
         use Effect::*;
@@ -116,7 +142,13 @@ impl Discount {
             DiscountType::Amount => Rule::Amount {
                 amount_off: amount("amount_off", self.amount_off)?,
                 effect: effect(
-                    &[ApplyToOrder, ApplyToItems, ApplyToItemsProportionally, ApplyToItemsProportionallyByQuantity, ApplyToItemsByQuantity],
+                    &[
+                        ApplyToOrder,
+                        ApplyToItems,
+                        ApplyToItemsProportionally,
+                        ApplyToItemsProportionallyByQuantity,
+                        ApplyToItemsByQuantity,
+                    ],
                     ApplyToOrder,
                 )?,
             },
@@ -125,31 +157,53 @@ impl Discount {
                     .percent_off
                     .as_ref()
                     .and_then(serde_json::Number::as_f64)
-                    .ok_or_else(|| InvalidInput::payload("'discount.percent_off' is required for a PERCENT discount"))?;
+                    .ok_or_else(|| {
+                        InvalidInput::payload(
+                            "'discount.percent_off' is required for a PERCENT discount",
+                        )
+                    })?;
                 if !(p > 0.0 && p <= 100.0) {
-                    return Err(InvalidInput::payload("'discount.percent_off' must be greater than 0 and at most 100"));
+                    return Err(InvalidInput::payload(
+                        "'discount.percent_off' must be greater than 0 and at most 100",
+                    ));
                 }
                 let limit = match self.amount_limit {
                     Some(l) => Some(amount("amount_limit", Some(l))?),
                     None => None,
                 };
-                Rule::Percent { basis_points: (p * 100.0).round() as i64, limit, effect: effect(&[ApplyToOrder, ApplyToItems], ApplyToOrder)? }
+                Rule::Percent {
+                    basis_points: (p * 100.0).round() as i64,
+                    limit,
+                    effect: effect(&[ApplyToOrder, ApplyToItems], ApplyToOrder)?,
+                }
             }
-            DiscountType::Fixed => {
-                Rule::Fixed { fixed_amount: amount("fixed_amount", self.fixed_amount)?, effect: effect(&[ApplyToOrder, ApplyToItems], ApplyToOrder)? }
-            }
+            DiscountType::Fixed => Rule::Fixed {
+                fixed_amount: amount("fixed_amount", self.fixed_amount)?,
+                effect: effect(&[ApplyToOrder, ApplyToItems], ApplyToOrder)?,
+            },
             DiscountType::Unit => {
-                let eff = effect(&[AddMissingItems, AddNewItems, AddManyItems], AddMissingItems)?;
+                let eff = effect(
+                    &[AddMissingItems, AddNewItems, AddManyItems],
+                    AddMissingItems,
+                )?;
                 let units: Vec<(i64, String)> = if eff == AddManyItems {
                     let list = self.units.as_ref().filter(|u| !u.is_empty() && u.len() <= 30).ok_or_else(|| {
                         InvalidInput::payload("'discount.units' must list 1 to 30 unit rewards for ADD_MANY_ITEMS")
                     })?;
-                    list.iter().map(|u| (u.unit_off, u.unit_type.clone())).collect()
+                    list.iter()
+                        .map(|u| (u.unit_off, u.unit_type.clone()))
+                        .collect()
                 } else {
-                    vec![(self.unit_off.unwrap_or(0), self.unit_type.clone().unwrap_or_default())]
+                    vec![(
+                        self.unit_off.unwrap_or(0),
+                        self.unit_type.clone().unwrap_or_default(),
+                    )]
                 };
                 for (off, ty) in &units {
-                    if !(1..=crate::limits::MAX_QUANTITY).contains(off) || ty.is_empty() || ty.len() > crate::limits::MAX_ID_LEN {
+                    if !(1..=crate::limits::MAX_QUANTITY).contains(off)
+                        || ty.is_empty()
+                        || ty.len() > crate::limits::MAX_ID_LEN
+                    {
                         return Err(InvalidInput::payload("a UNIT discount needs 'unit_off' of at least 1 and a 'unit_type' naming a product or SKU"));
                     }
                 }
@@ -210,8 +264,14 @@ pub fn allocate_capped(total: i64, weights: &[i64], caps: &[i64], keys: &[String
         if left <= 0 {
             break;
         }
-        let w: Vec<i64> = (0..n).map(|i| if open[i] { weights[i].max(0) } else { 0 }).collect();
-        let w = if w.iter().all(|x| *x == 0) { (0..n).map(|i| i64::from(open[i])).collect() } else { w };
+        let w: Vec<i64> = (0..n)
+            .map(|i| if open[i] { weights[i].max(0) } else { 0 })
+            .collect();
+        let w = if w.iter().all(|x| *x == 0) {
+            (0..n).map(|i| i64::from(open[i])).collect()
+        } else {
+            w
+        };
         let shares = allocate(left, &w, keys);
         let mut given = 0;
         for i in 0..n {
@@ -234,7 +294,12 @@ pub fn allocate_capped(total: i64, weights: &[i64], caps: &[i64], keys: &[String
 /// Applies `rule` to the lines; `eligible[i]` is how many units of line `i` the
 /// discount's targets allow. `catalog_price` gives unit prices of products or SKUs not in
 /// the cart, for unit discounts that add them.
-pub fn apply(rule: &Rule, lines: &[Line], eligible: &[i64], catalog_price: &dyn Fn(&str) -> Option<i64>) -> Outcome {
+pub fn apply(
+    rule: &Rule,
+    lines: &[Line],
+    eligible: &[i64],
+    catalog_price: &dyn Fn(&str) -> Option<i64>,
+) -> Outcome {
     let n = lines.len();
     let keys: Vec<String> = lines.iter().map(|l| l.key.clone()).collect();
     // The part of each line's remaining amount that is eligible.
@@ -252,24 +317,46 @@ pub fn apply(rule: &Rule, lines: &[Line], eligible: &[i64], catalog_price: &dyn 
             }
         })
         .collect();
-    let units: Vec<i64> = lines.iter().zip(eligible).map(|(l, u)| (*u).clamp(0, l.quantity.max(0))).collect();
+    let units: Vec<i64> = lines
+        .iter()
+        .zip(eligible)
+        .map(|(l, u)| (*u).clamp(0, l.quantity.max(0)))
+        .collect();
     let base: i64 = e.iter().sum();
-    let mut out = Outcome { item_discounts: vec![0; n], allocation: vec![0; n], ..Default::default() };
+    let mut out = Outcome {
+        item_discounts: vec![0; n],
+        allocation: vec![0; n],
+        ..Default::default()
+    };
     let order_level = |out: &mut Outcome, total: i64| {
         let total = total.clamp(0, base);
         out.order_discount = total;
         out.allocation = allocate_capped(total, &e, &e, &keys);
     };
     let item_level = |out: &mut Outcome, per_line: Vec<i64>| {
-        let per_line: Vec<i64> = per_line.iter().zip(&e).map(|(d, cap)| (*d).clamp(0, *cap)).collect();
+        let per_line: Vec<i64> = per_line
+            .iter()
+            .zip(&e)
+            .map(|(d, cap)| (*d).clamp(0, *cap))
+            .collect();
         out.allocation = per_line.clone();
         out.item_discounts = per_line;
     };
     match rule {
         Rule::Amount { amount_off, effect } => match effect {
             Effect::ApplyToOrder => order_level(&mut out, *amount_off),
-            Effect::ApplyToItems => item_level(&mut out, (0..n).map(|i| if units[i] > 0 { *amount_off } else { 0 }).collect()),
-            Effect::ApplyToItemsByQuantity => item_level(&mut out, (0..n).map(|i| amount_off.saturating_mul(units[i])).collect()),
+            Effect::ApplyToItems => item_level(
+                &mut out,
+                (0..n)
+                    .map(|i| if units[i] > 0 { *amount_off } else { 0 })
+                    .collect(),
+            ),
+            Effect::ApplyToItemsByQuantity => item_level(
+                &mut out,
+                (0..n)
+                    .map(|i| amount_off.saturating_mul(units[i]))
+                    .collect(),
+            ),
             Effect::ApplyToItemsProportionally => {
                 let total = (*amount_off).min(base);
                 item_level(&mut out, allocate_capped(total, &e, &e, &keys));
@@ -279,7 +366,11 @@ pub fn apply(rule: &Rule, lines: &[Line], eligible: &[i64], catalog_price: &dyn 
                 item_level(&mut out, allocate_capped(total, &units, &e, &keys));
             }
         },
-        Rule::Percent { basis_points, limit, effect } => {
+        Rule::Percent {
+            basis_points,
+            limit,
+            effect,
+        } => {
             let mut total = percent_of(base, *basis_points);
             if let Some(l) = limit {
                 total = total.min(*l);
@@ -290,17 +381,30 @@ pub fn apply(rule: &Rule, lines: &[Line], eligible: &[i64], catalog_price: &dyn 
                 item_level(&mut out, allocate_capped(total, &e, &e, &keys));
             }
         }
-        Rule::Fixed { fixed_amount, effect } => {
+        Rule::Fixed {
+            fixed_amount,
+            effect,
+        } => {
             if *effect == Effect::ApplyToOrder {
                 order_level(&mut out, base - fixed_amount);
             } else {
-                item_level(&mut out, (0..n).map(|i| e[i] - fixed_amount.saturating_mul(units[i])).collect());
+                item_level(
+                    &mut out,
+                    (0..n)
+                        .map(|i| e[i] - fixed_amount.saturating_mul(units[i]))
+                        .collect(),
+                );
             }
         }
-        Rule::Units { units: rewards, effect } => {
+        Rule::Units {
+            units: rewards,
+            effect,
+        } => {
             let mut per_line = vec![0i64; n];
             for (off, ty) in rewards {
-                let line = (0..n).filter(|i| lines[*i].refs.iter().any(|r| r == ty)).min_by(|a, b| lines[*a].key.cmp(&lines[*b].key));
+                let line = (0..n)
+                    .filter(|i| lines[*i].refs.iter().any(|r| r == ty))
+                    .min_by(|a, b| lines[*a].key.cmp(&lines[*b].key));
                 match (line, effect) {
                     (Some(i), Effect::AddMissingItems) | (Some(i), Effect::AddManyItems) => {
                         let free_units = (*off).min(lines[i].quantity.max(0));
@@ -308,12 +412,20 @@ pub fn apply(rule: &Rule, lines: &[Line], eligible: &[i64], catalog_price: &dyn 
                     }
                     _ => {
                         if let Some(price) = catalog_price(ty) {
-                            out.added.push(AddedLine { unit_type: ty.clone(), quantity: *off, price });
+                            out.added.push(AddedLine {
+                                unit_type: ty.clone(),
+                                quantity: *off,
+                                price,
+                            });
                         }
                     }
                 }
             }
-            let per_line: Vec<i64> = per_line.iter().zip(lines).map(|(d, l)| (*d).clamp(0, l.remaining.max(0))).collect();
+            let per_line: Vec<i64> = per_line
+                .iter()
+                .zip(lines)
+                .map(|(d, l)| (*d).clamp(0, l.remaining.max(0)))
+                .collect();
             let mut all = per_line;
             for a in &out.added {
                 all.push(a.price.saturating_mul(a.quantity).clamp(0, MAX_AMOUNT));
@@ -331,11 +443,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn line(id: &str, price: i64, qty: i64) -> Line {
-        Line { refs: vec![id.into()], price, quantity: qty, remaining: price * qty, key: format!("{id}|{price}|{qty}") }
+        Line {
+            refs: vec![id.into()],
+            price,
+            quantity: qty,
+            remaining: price * qty,
+            key: format!("{id}|{price}|{qty}"),
+        }
     }
 
     fn rule(json: serde_json::Value) -> Rule {
-        serde_json::from_value::<Discount>(json).expect("discount").rule().expect("valid")
+        serde_json::from_value::<Discount>(json)
+            .expect("discount")
+            .rule()
+            .expect("valid")
     }
 
     fn no_catalog(_: &str) -> Option<i64> {
@@ -346,18 +467,55 @@ mod tests {
     fn amount_and_percent() {
         let lines = vec![line("a", 1000, 2), line("b", 500, 1)];
         let all = vec![2, 1];
-        let o = apply(&rule(serde_json::json!({"type": "AMOUNT", "amount_off": 700})), &lines, &all, &no_catalog);
+        let o = apply(
+            &rule(serde_json::json!({"type": "AMOUNT", "amount_off": 700})),
+            &lines,
+            &all,
+            &no_catalog,
+        );
         assert_eq!((o.order_discount, o.total()), (700, 700));
         assert_eq!(o.allocation.iter().sum::<i64>(), 700);
-        let o = apply(&rule(serde_json::json!({"type": "AMOUNT", "amount_off": 9000})), &lines, &all, &no_catalog);
+        let o = apply(
+            &rule(serde_json::json!({"type": "AMOUNT", "amount_off": 9000})),
+            &lines,
+            &all,
+            &no_catalog,
+        );
         assert_eq!(o.total(), 2500, "never more than the order");
-        let o = apply(&rule(serde_json::json!({"type": "PERCENT", "percent_off": 10})), &lines, &all, &no_catalog);
+        let o = apply(
+            &rule(serde_json::json!({"type": "PERCENT", "percent_off": 10})),
+            &lines,
+            &all,
+            &no_catalog,
+        );
         assert_eq!(o.total(), 250);
-        let o = apply(&rule(serde_json::json!({"type": "PERCENT", "percent_off": 50, "amount_limit": 300})), &lines, &all, &no_catalog);
+        let o = apply(
+            &rule(serde_json::json!({"type": "PERCENT", "percent_off": 50, "amount_limit": 300})),
+            &lines,
+            &all,
+            &no_catalog,
+        );
         assert_eq!(o.total(), 300);
-        let o = apply(&rule(serde_json::json!({"type": "PERCENT", "percent_off": 12.5, "effect": "APPLY_TO_ITEMS"})), &lines, &all, &no_catalog);
-        assert_eq!((o.order_discount, o.item_discounts.clone()), (0, vec![250, 63]));
-        let o = apply(&rule(serde_json::json!({"type": "AMOUNT", "amount_off": 300, "effect": "APPLY_TO_ITEMS_BY_QUANTITY"})), &lines, &all, &no_catalog);
+        let o = apply(
+            &rule(
+                serde_json::json!({"type": "PERCENT", "percent_off": 12.5, "effect": "APPLY_TO_ITEMS"}),
+            ),
+            &lines,
+            &all,
+            &no_catalog,
+        );
+        assert_eq!(
+            (o.order_discount, o.item_discounts.clone()),
+            (0, vec![250, 63])
+        );
+        let o = apply(
+            &rule(
+                serde_json::json!({"type": "AMOUNT", "amount_off": 300, "effect": "APPLY_TO_ITEMS_BY_QUANTITY"}),
+            ),
+            &lines,
+            &all,
+            &no_catalog,
+        );
         assert_eq!(o.item_discounts, vec![600, 300]);
     }
 
@@ -365,14 +523,49 @@ mod tests {
     fn fixed_and_units() {
         let lines = vec![line("a", 1000, 2), line("ship", 999, 1)];
         let all = vec![2, 1];
-        let o = apply(&rule(serde_json::json!({"type": "FIXED", "fixed_amount": 2000})), &lines, &all, &no_catalog);
+        let o = apply(
+            &rule(serde_json::json!({"type": "FIXED", "fixed_amount": 2000})),
+            &lines,
+            &all,
+            &no_catalog,
+        );
         assert_eq!(o.total(), 999);
-        let o = apply(&rule(serde_json::json!({"type": "FIXED", "fixed_amount": 800, "effect": "APPLY_TO_ITEMS"})), &lines, &[2, 0], &no_catalog);
+        let o = apply(
+            &rule(
+                serde_json::json!({"type": "FIXED", "fixed_amount": 800, "effect": "APPLY_TO_ITEMS"}),
+            ),
+            &lines,
+            &[2, 0],
+            &no_catalog,
+        );
         assert_eq!(o.item_discounts, vec![400, 0]);
-        let o = apply(&rule(serde_json::json!({"type": "UNIT", "unit_off": 1, "unit_type": "ship"})), &lines, &all, &no_catalog);
-        assert_eq!(o.item_discounts, vec![0, 999], "free shipping as a unit of the shipping product");
-        let o = apply(&rule(serde_json::json!({"type": "UNIT", "unit_off": 1, "unit_type": "gift", "effect": "ADD_NEW_ITEMS"})), &lines, &all, &|id| (id == "gift").then_some(450));
-        assert_eq!(o.added, vec![AddedLine { unit_type: "gift".into(), quantity: 1, price: 450 }]);
+        let o = apply(
+            &rule(serde_json::json!({"type": "UNIT", "unit_off": 1, "unit_type": "ship"})),
+            &lines,
+            &all,
+            &no_catalog,
+        );
+        assert_eq!(
+            o.item_discounts,
+            vec![0, 999],
+            "free shipping as a unit of the shipping product"
+        );
+        let o = apply(
+            &rule(
+                serde_json::json!({"type": "UNIT", "unit_off": 1, "unit_type": "gift", "effect": "ADD_NEW_ITEMS"}),
+            ),
+            &lines,
+            &all,
+            &|id| (id == "gift").then_some(450),
+        );
+        assert_eq!(
+            o.added,
+            vec![AddedLine {
+                unit_type: "gift".into(),
+                quantity: 1,
+                price: 450
+            }]
+        );
         assert_eq!(o.item_discounts, vec![0, 0, 450]);
     }
 
@@ -400,15 +593,26 @@ mod tests {
             Just(Effect::ApplyToItemsByQuantity),
         ];
         prop_oneof![
-            (0i64..200_000, effects).prop_map(|(amount_off, effect)| Rule::Amount { amount_off, effect }),
-            (1i64..=10_000, prop::option::of(0i64..50_000), any::<bool>()).prop_map(|(basis_points, limit, items)| Rule::Percent {
-                basis_points,
-                limit,
-                effect: if items { Effect::ApplyToItems } else { Effect::ApplyToOrder }
-            }),
+            (0i64..200_000, effects)
+                .prop_map(|(amount_off, effect)| Rule::Amount { amount_off, effect }),
+            (1i64..=10_000, prop::option::of(0i64..50_000), any::<bool>()).prop_map(
+                |(basis_points, limit, items)| Rule::Percent {
+                    basis_points,
+                    limit,
+                    effect: if items {
+                        Effect::ApplyToItems
+                    } else {
+                        Effect::ApplyToOrder
+                    }
+                }
+            ),
             (0i64..100_000, any::<bool>()).prop_map(|(fixed_amount, items)| Rule::Fixed {
                 fixed_amount,
-                effect: if items { Effect::ApplyToItems } else { Effect::ApplyToOrder }
+                effect: if items {
+                    Effect::ApplyToItems
+                } else {
+                    Effect::ApplyToOrder
+                }
             }),
         ]
     }

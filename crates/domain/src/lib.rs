@@ -13,6 +13,7 @@ pub mod money;
 pub mod order;
 pub mod product;
 pub mod project;
+pub mod rules;
 pub mod secrets;
 pub mod time;
 pub mod validity;
