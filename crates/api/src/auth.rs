@@ -19,24 +19,14 @@ use tessera_store::{KeyKind, Tenant};
 pub struct ProjectTag(pub String);
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 pub async fn server_keys(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let (Some(id), Some(token)) = (
-        header(req.headers(), "x-app-id"),
-        header(req.headers(), "x-app-token"),
-    ) else {
+    let (Some(id), Some(token)) = (header(req.headers(), "x-app-id"), header(req.headers(), "x-app-token")) else {
         return ApiError::unauthorized().into_response();
     };
-    match state
-        .store
-        .authenticate_key(id, token, KeyKind::Server)
-        .await
-    {
+    match state.store.authenticate_key(id, token, KeyKind::Server).await {
         Ok(Some(tenant)) => {
             let tag = ProjectTag(tenant.project_id().to_string());
             req.extensions_mut().insert(tenant);
@@ -53,22 +43,15 @@ pub async fn server_keys(State(state): State<AppState>, mut req: Request, next: 
 /// must be one of the project's trusted domains.
 pub async fn client_keys(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let headers = req.headers();
-    let (Some(id), Some(token)) = (
-        header(headers, "x-client-application-id"),
-        header(headers, "x-client-token"),
-    ) else {
+    let (Some(id), Some(token)) = (header(headers, "x-client-application-id"), header(headers, "x-client-token")) else {
         return ApiError::unauthorized().into_response();
     };
     let origin = header(headers, "origin");
-    match state
-        .store
-        .authenticate_key(id, token, KeyKind::Client)
-        .await
-    {
+    match state.store.authenticate_key(id, token, KeyKind::Client).await {
         Ok(Some(tenant)) => {
-            let allowed = origin.as_deref().is_some_and(|o| {
-                tessera_domain::project::origin_allowed(tenant.trusted_domains(), o)
-            });
+            let allowed = origin
+                .as_deref()
+                .is_some_and(|o| tessera_domain::project::origin_allowed(tenant.trusted_domains(), o));
             if !allowed {
                 return ApiError::unauthorized().into_response();
             }
@@ -83,11 +66,7 @@ pub async fn client_keys(State(state): State<AppState>, mut req: Request, next: 
     }
 }
 
-pub async fn management_keys(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn management_keys(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let (Some(id), Some(token)) = (
         header(req.headers(), "x-management-id"),
         header(req.headers(), "x-management-token"),
@@ -137,8 +116,5 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth<Management> {
 
 /// Whether a method changes state (and so takes part in idempotency).
 pub fn is_mutation(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
-    )
+    matches!(*m, Method::POST | Method::PUT | Method::DELETE | Method::PATCH)
 }

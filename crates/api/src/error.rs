@@ -34,12 +34,7 @@ pub struct ErrorBody {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        key: &'static str,
-        message: impl Into<String>,
-        details: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: StatusCode, key: &'static str, message: impl Into<String>, details: impl Into<String>) -> Self {
         ApiError {
             status,
             key,
@@ -118,11 +113,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { resource_type, id } => ApiError::not_found(resource_type, id),
             StoreError::Invalid(i) => i.into(),
-            StoreError::Conflict {
-                key,
-                message,
-                details,
-            } => ApiError::new(StatusCode::CONFLICT, key, message, details),
+            StoreError::Conflict { key, message, details } => ApiError::new(StatusCode::CONFLICT, key, message, details),
             StoreError::Constraint(msg) => {
                 tracing::warn!(error = %msg, "constraint violation");
                 ApiError::new(

@@ -1,8 +1,9 @@
 //! `Idempotency-Key` on every POST, PUT, PATCH and DELETE.
 //!
-//! Same key and same request: the stored response is replayed. Same key, different
-//! request: 422. Same key while the first is still running: 409. Records are per project
-//! and kept 24 hours. Server errors and throttling are not stored, so a retry runs again.
+//! Same key and same request: the stored response is replayed. Same key while the first
+//! request is still running: 409. Same key, different request: 422. Records are per
+//! project and kept 24 hours. The first write a request makes marks its key `applied` in
+//! the same transaction (see `Store::write`), so no crash or retry can apply it twice.
 
 use crate::auth::is_mutation;
 use crate::error::ApiError;
@@ -15,39 +16,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use tessera_domain::limits::{MAX_BODY_BYTES, MAX_IDEMPOTENCY_KEY_LEN};
+use tessera_store::ops::idempotency::{IdemMark, CURRENT};
 use tessera_store::ops::org::Management;
-use tessera_store::{IdemBegin, Store, Tenant};
+use tessera_store::{IdemBegin, Tenant};
 
-/// Largest response stored for replay; larger ones are answered but not stored.
-const MAX_STORED_RESPONSE: usize = 4 * 1024 * 1024;
-
-/// Releases the key if the request is dropped (client gone, timeout) before finishing, so
-/// the client's retry is not refused for the in-flight staleness window.
-struct Guard {
-    store: Store,
-    scope: String,
-    key: String,
-    armed: bool,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if self.armed {
-            let (store, scope, key) = (
-                self.store.clone(),
-                std::mem::take(&mut self.scope),
-                std::mem::take(&mut self.key),
-            );
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = store.idempotency_release(scope, key).await;
-                });
-            }
-        }
-    }
-}
-
-fn storable(status: StatusCode) -> bool {
+/// Responses worth replaying. Conflicts, throttling and server errors are transient: the
+/// retry should run again (unless the effect already committed; see the store).
+fn replayable(status: StatusCode) -> bool {
     (status.is_success() || status.is_client_error())
         && !matches!(
             status,
@@ -117,12 +92,20 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             e.retry_after_secs = Some(1);
             return e.into_response();
         }
+        Ok(IdemBegin::AppliedWithoutResponse) => return ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_applied",
+            "Request already applied",
+            "A request with this Idempotency-Key was applied but its response was lost in a restart; read the resource to see the result.",
+        )
+        .into_response(),
         Ok(IdemBegin::Replay { status, body }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let has_body = !body.is_empty();
-            let mut resp = (status, body).into_response();
+            let mut resp = Response::new(Body::from(body));
+            *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             if has_body {
-                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
             resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             return resp;
@@ -130,36 +113,31 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         Ok(IdemBegin::Proceed) => {}
     }
 
-    let mut guard = Guard {
-        store: state.store.clone(),
-        scope: scope.clone(),
-        key: key.clone(),
-        armed: true,
-    };
-    let resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    let (parts, body) = resp.into_parts();
-    let status = parts.status;
-    let body = match to_bytes(body, MAX_STORED_RESPONSE).await {
-        Ok(b) => b,
-        Err(_) => {
-            // Too large to store: the guard releases the key.
-            return ApiError::internal().into_response();
-        }
-    };
-    guard.armed = false;
-    let outcome = if storable(status) {
-        let text = String::from_utf8_lossy(&body).into_owned();
-        state
-            .store
-            .idempotency_finish(scope, key, status.as_u16(), text)
-            .await
-    } else {
-        state.store.idempotency_release(scope, key).await
-    };
-    if let Err(e) = outcome {
-        tracing::error!(error = %e, "could not record idempotent response");
+    // The handler runs in its own task, so it completes and records its response even if
+    // this request is dropped (client gone, time budget spent): a retry then gets the
+    // replay instead of finding the key released while the effect commits.
+    let mark = IdemMark::new(scope.clone(), key.clone());
+    let store = state.store.clone();
+    let request_id = crate::request_id::current();
+    let task = tokio::spawn(crate::request_id::REQUEST_ID.scope(
+        request_id,
+        CURRENT.scope(mark, async move {
+            let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let (parts, body) = resp.into_parts();
+            // Handlers build whole JSON bodies in memory, so buffering adds no new bound.
+            let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&body).into_owned();
+            if let Err(e) = store
+                .idempotency_complete(scope, key, parts.status.as_u16(), text, replayable(parts.status))
+                .await
+            {
+                tracing::error!(error = %e, "could not record idempotent response");
+            }
+            Response::from_parts(parts, Body::from(body))
+        }),
+    ));
+    match task.await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::internal().into_response(),
     }
-    Response::from_parts(parts, Body::from(body))
 }

@@ -20,11 +20,7 @@ pub fn too_large() -> ApiError {
 }
 
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
     if !tessera_domain::json::depth_within(bytes, MAX_JSON_DEPTH) {
         return Err(ApiError::bad_request(
             "invalid_payload",
@@ -70,11 +66,7 @@ where
             if rejection.into_response().status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()
             } else {
-                ApiError::bad_request(
-                    "invalid_payload",
-                    "Invalid payload",
-                    "The request body could not be read.",
-                )
+                ApiError::bad_request("invalid_payload", "Invalid payload", "The request body could not be read.")
             }
         })?;
         if bytes.len() > MAX_BODY_BYTES {

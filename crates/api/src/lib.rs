@@ -1,6 +1,6 @@
 //! The HTTP API of Tessera.
 //!
-//! Layers, outermost first: request id -> panic guard -> logs, metrics and time budget ->
+//! Layers, outermost first: request id -> logs, metrics and time budget -> panic guard ->
 //! (per surface) authentication -> idempotency -> handler.
 
 pub mod auth;
@@ -44,11 +44,7 @@ async fn method_not_allowed(OriginalUri(uri): OriginalUri, req: Request) -> Resp
 }
 
 async fn openapi_json(State(_): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        openapi::json(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], openapi::json()).into_response()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,21 +52,11 @@ pub fn router(state: AppState) -> Router {
         .route("/customers", post(customers::create).get(customers::list))
         .route(
             "/customers/{id}",
-            get(customers::get)
-                .put(customers::update)
-                .delete(customers::delete),
+            get(customers::get).put(customers::update).delete(customers::delete),
         )
         .route("/products", post(products::create).get(products::list))
-        .route(
-            "/products/{id}",
-            get(products::get)
-                .put(products::update)
-                .delete(products::delete),
-        )
-        .route(
-            "/products/{id}/skus",
-            post(products::create_sku).get(products::list_skus),
-        )
+        .route("/products/{id}", get(products::get).put(products::update).delete(products::delete))
+        .route("/products/{id}/skus", post(products::create_sku).get(products::list_skus))
         .route(
             "/products/{id}/skus/{sku}",
             get(products::get_product_sku)
@@ -82,56 +68,29 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}", get(orders::get).put(orders::update))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::middleware,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::server_keys,
-        ));
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::server_keys));
 
     // Client-side endpoints (validate, redeem, qualify, publish) mount here as they land.
     let client_v1 = Router::new()
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::middleware,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::client_keys,
-        ));
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::client_keys));
 
     let mgmt = Router::new()
-        .route(
-            "/projects",
-            post(management::create_project).get(management::list_projects),
-        )
+        .route("/projects", post(management::create_project).get(management::list_projects))
         .route(
             "/projects/{id}",
             get(management::get_project)
                 .put(management::update_project)
                 .delete(management::delete_project),
         )
-        .route(
-            "/projects/{id}/api-keys",
-            post(management::create_key).get(management::list_keys),
-        )
-        .route(
-            "/projects/{id}/api-keys/{app_id}",
-            axum::routing::delete(management::revoke_key),
-        )
+        .route("/projects/{id}/api-keys", post(management::create_key).get(management::list_keys))
+        .route("/projects/{id}/api-keys/{app_id}", axum::routing::delete(management::revoke_key))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::middleware,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::management_keys,
-        ));
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::management_keys));
 
     Router::new()
         // Public: the API description, health and metrics (keep /metrics on an internal network).
@@ -146,9 +105,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(observe::middleware))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            observe::panic_response,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(observe::panic_response))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -24,17 +24,15 @@ pub async fn middleware(req: Request, next: Next) -> Response {
     let request_id = crate::request_id::current();
     let resp = match tokio::time::timeout(REQUEST_BUDGET, next.run(req)).await {
         Ok(r) => r,
-        Err(_) => ApiError::unavailable(format!(
-            "The request did not finish within {} s.",
-            REQUEST_BUDGET.as_secs()
-        ))
-        .into_response(),
+        Err(_) => ApiError::unavailable(format!("The request did not finish within {} s.", REQUEST_BUDGET.as_secs())).into_response(),
     };
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     let project = resp.extensions().get::<ProjectTag>().map(|p| p.0.clone());
-    metrics::counter!("tessera_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
-    metrics::histogram!("tessera_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone()).record(elapsed.as_secs_f64());
+    metrics::counter!("tessera_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("tessera_http_request_duration_seconds", "method" => method.clone(), "route" => route.clone())
+        .record(elapsed.as_secs_f64());
     if let Some(p) = &project {
         metrics::counter!("tessera_project_requests_total", "project" => p.clone()).increment(1);
     }

@@ -17,10 +17,7 @@ impl Modify for Security {
             "X-Client-Application-Id",
             "X-Client-Token",
         ] {
-            components.add_security_scheme(
-                name,
-                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(name))),
-            );
+            components.add_security_scheme(name, SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(name))));
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 tokio::task_local! {
-    static REQUEST_ID: String;
+    pub static REQUEST_ID: String;
 }
 
 #[derive(Clone, Debug)]
@@ -18,10 +18,7 @@ pub fn current() -> String {
 }
 
 fn acceptable(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 64
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub async fn middleware(mut req: Request, next: Next) -> Response {

@@ -44,17 +44,10 @@ pub struct CodeSpace {
 impl CodeSpace {
     pub fn parse(cfg: &CodeConfig) -> Result<Self, InvalidInput> {
         let charset: Vec<char> = {
-            let raw = cfg
-                .charset
-                .as_deref()
-                .filter(|c| !c.is_empty())
-                .unwrap_or(DEFAULT_CHARSET);
+            let raw = cfg.charset.as_deref().filter(|c| !c.is_empty()).unwrap_or(DEFAULT_CHARSET);
             let mut seen = std::collections::BTreeSet::new();
             let chars: Vec<char> = raw.chars().filter(|c| seen.insert(*c)).collect();
-            if chars.len() < 2
-                || chars.len() > MAX_CHARSET
-                || chars.iter().any(|c| c.is_control() || c.is_whitespace())
-            {
+            if chars.len() < 2 || chars.len() > MAX_CHARSET || chars.iter().any(|c| c.is_control() || c.is_whitespace()) {
                 return Err(InvalidInput::payload(format!(
                     "'code_config.charset' must hold 2 to {MAX_CHARSET} distinct printable characters"
                 )));
@@ -75,11 +68,7 @@ impl CodeSpace {
                 "#".repeat(len as usize)
             }
         };
-        let full: Vec<char> = prefix
-            .chars()
-            .chain(body.chars())
-            .chain(postfix.chars())
-            .collect();
+        let full: Vec<char> = prefix.chars().chain(body.chars()).chain(postfix.chars()).collect();
         if full.len() > MAX_CODE_LEN || full.iter().any(|c| c.is_control()) {
             return Err(InvalidInput::payload(format!(
                 "generated codes must be at most {MAX_CODE_LEN} printable characters"
@@ -100,13 +89,9 @@ impl CodeSpace {
             .collect();
         let slots = template.iter().filter(|c| c.is_none()).count() as u32;
         if slots == 0 {
-            return Err(InvalidInput::payload(
-                "'code_config.pattern' must contain at least one '#'",
-            ));
+            return Err(InvalidInput::payload("'code_config.pattern' must contain at least one '#'"));
         }
-        let size = (charset.len() as u128)
-            .checked_pow(slots)
-            .unwrap_or(u128::MAX);
+        let size = (charset.len() as u128).checked_pow(slots).unwrap_or(u128::MAX);
         Ok(CodeSpace {
             charset,
             template,
@@ -144,10 +129,7 @@ impl CodeSpace {
             n /= base;
         }
         let mut d = digits.into_iter();
-        self.template
-            .iter()
-            .map(|c| c.or_else(|| d.next()).unwrap_or('?'))
-            .collect()
+        self.template.iter().map(|c| c.or_else(|| d.next()).unwrap_or('?')).collect()
     }
 }
 
@@ -227,12 +209,7 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashSet;
 
-    fn cfg(
-        pattern: Option<&str>,
-        charset: Option<&str>,
-        prefix: Option<&str>,
-        length: Option<u32>,
-    ) -> CodeConfig {
+    fn cfg(pattern: Option<&str>, charset: Option<&str>, prefix: Option<&str>, length: Option<u32>) -> CodeConfig {
         CodeConfig {
             pattern: pattern.map(str::to_string),
             charset: charset.map(str::to_string),
@@ -244,24 +221,14 @@ mod tests {
 
     #[test]
     fn pattern_prefix_and_charset_are_respected() {
-        let space =
-            CodeSpace::parse(&cfg(Some("##-##"), Some("AB"), Some("X-"), None)).expect("valid");
+        let space = CodeSpace::parse(&cfg(Some("##-##"), Some("AB"), Some("X-"), None)).expect("valid");
         assert_eq!(space.size(), 16);
         let codes: Vec<String> = CodeGenerator::new(space).take(16).collect();
         let set: HashSet<_> = codes.iter().cloned().collect();
         assert_eq!(set.len(), 16, "all 16 codes distinct: {codes:?}");
         for c in &codes {
-            assert!(
-                c.starts_with("X-") && c.len() == 7 && &c[4..5] == "-",
-                "{c}"
-            );
-            assert!(
-                c[2..4]
-                    .chars()
-                    .chain(c[5..7].chars())
-                    .all(|ch| ch == 'A' || ch == 'B'),
-                "{c}"
-            );
+            assert!(c.starts_with("X-") && c.len() == 7 && &c[4..5] == "-", "{c}");
+            assert!(c[2..4].chars().chain(c[5..7].chars()).all(|ch| ch == 'A' || ch == 'B'), "{c}");
         }
     }
 
@@ -269,13 +236,7 @@ mod tests {
     fn exhausts_exactly_the_space() {
         for n in [2usize, 3, 5, 10, 26, 36, 100, 1000] {
             let charset: String = DEFAULT_CHARSET.chars().take(n.min(62)).collect();
-            let space = CodeSpace::parse(&cfg(
-                Some(if n > 62 { "##" } else { "#" }),
-                Some(&charset),
-                None,
-                None,
-            ))
-            .expect("valid");
+            let space = CodeSpace::parse(&cfg(Some(if n > 62 { "##" } else { "#" }), Some(&charset), None, None)).expect("valid");
             let size = space.size() as usize;
             let codes: Vec<String> = CodeGenerator::new(space).collect();
             assert_eq!(codes.len(), size);
@@ -285,8 +246,7 @@ mod tests {
 
     #[test]
     fn capacity_is_checked() {
-        let space =
-            CodeSpace::parse(&cfg(Some("###"), Some("0123456789"), None, None)).expect("valid");
+        let space = CodeSpace::parse(&cfg(Some("###"), Some("0123456789"), None, None)).expect("valid");
         assert!(space.check_capacity(500).is_ok());
         let err = space.check_capacity(501).expect_err("too many");
         assert_eq!(err.key, "code_space_exhausted");

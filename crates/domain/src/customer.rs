@@ -87,19 +87,13 @@ pub struct CustomerInput {
 pub(crate) fn check_len(field: &str, v: &Option<String>, max: usize) -> Result<(), InvalidInput> {
     if let Some(s) = v {
         if s.len() > max {
-            return Err(InvalidInput::payload(format!(
-                "'{field}' is longer than {max} characters"
-            )));
+            return Err(InvalidInput::payload(format!("'{field}' is longer than {max} characters")));
         }
     }
     Ok(())
 }
 
-pub(crate) fn check_nested_len(
-    field: &str,
-    v: &Option<Option<String>>,
-    max: usize,
-) -> Result<(), InvalidInput> {
+pub(crate) fn check_nested_len(field: &str, v: &Option<Option<String>>, max: usize) -> Result<(), InvalidInput> {
     check_len(field, &v.clone().flatten(), max)
 }
 
@@ -115,19 +109,27 @@ pub fn check_metadata(field: &str, m: &Map<String, Value>) -> Result<(), Invalid
 
 pub fn check_identifier(field: &str, v: &str) -> Result<(), InvalidInput> {
     if v.is_empty() || v.len() > MAX_ID_LEN {
-        return Err(InvalidInput::payload(format!(
-            "'{field}' must be 1 to {MAX_ID_LEN} characters"
-        )));
+        return Err(InvalidInput::payload(format!("'{field}' must be 1 to {MAX_ID_LEN} characters")));
     }
     if v.chars().any(char::is_control) {
-        return Err(InvalidInput::payload(format!(
-            "'{field}' must not contain control characters"
-        )));
+        return Err(InvalidInput::payload(format!("'{field}' must not contain control characters")));
     }
     Ok(())
 }
 
 impl CustomerInput {
+    /// True when the input only names a customer and changes nothing.
+    pub fn is_reference_only(&self) -> bool {
+        self.name.is_none()
+            && self.description.is_none()
+            && self.email.is_none()
+            && self.phone.is_none()
+            && self.birthday.is_none()
+            && self.birthdate.is_none()
+            && self.address.is_none()
+            && self.metadata.is_none()
+    }
+
     pub fn validate(&self) -> Result<(), InvalidInput> {
         if let Some(id) = &self.id {
             check_identifier("id", id)?;
@@ -147,9 +149,7 @@ impl CustomerInput {
         for (name, v) in [("birthdate", &self.birthdate), ("birthday", &self.birthday)] {
             if let Some(Some(d)) = v {
                 if !time::is_valid_date(d) {
-                    return Err(InvalidInput::payload(format!(
-                        "'{name}' must be a date in the form YYYY-MM-DD"
-                    )));
+                    return Err(InvalidInput::payload(format!("'{name}' must be a date in the form YYYY-MM-DD")));
                 }
             }
         }
@@ -319,9 +319,7 @@ mod tests {
 
     #[test]
     fn null_clears_absent_keeps() {
-        let input: CustomerInput =
-            serde_json::from_str(r#"{"name":"A","email":"a@x.io","metadata":{"k":1}}"#)
-                .expect("valid");
+        let input: CustomerInput = serde_json::from_str(r#"{"name":"A","email":"a@x.io","metadata":{"k":1}}"#).expect("valid");
         input.validate().expect("valid");
         let c = input.create("cust_1".into(), "2024-01-01T00:00:00.000Z");
         let patch: CustomerInput = serde_json::from_str(r#"{"name":null}"#).expect("valid");
@@ -334,11 +332,7 @@ mod tests {
 
     #[test]
     fn invalid_inputs_are_refused() {
-        for body in [
-            r#"{"email":"nope"}"#,
-            r#"{"birthdate":"1990-13-01"}"#,
-            r#"{"source_id":""}"#,
-        ] {
+        for body in [r#"{"email":"nope"}"#, r#"{"birthdate":"1990-13-01"}"#, r#"{"source_id":""}"#] {
             let input: CustomerInput = serde_json::from_str(body).expect("parses");
             assert!(input.validate().is_err(), "{body}");
         }

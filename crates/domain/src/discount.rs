@@ -70,9 +70,7 @@ impl Effect {
             "APPLY_TO_ORDER" => Effect::ApplyToOrder,
             "APPLY_TO_ITEMS" => Effect::ApplyToItems,
             "APPLY_TO_ITEMS_PROPORTIONALLY" => Effect::ApplyToItemsProportionally,
-            "APPLY_TO_ITEMS_PROPORTIONALLY_BY_QUANTITY" => {
-                Effect::ApplyToItemsProportionallyByQuantity
-            }
+            "APPLY_TO_ITEMS_PROPORTIONALLY_BY_QUANTITY" => Effect::ApplyToItemsProportionallyByQuantity,
             "APPLY_TO_ITEMS_BY_QUANTITY" => Effect::ApplyToItemsByQuantity,
             "ADD_MISSING_ITEMS" => Effect::AddMissingItems,
             "ADD_NEW_ITEMS" => Effect::AddNewItems,
@@ -109,11 +107,7 @@ pub enum Rule {
 }
 
 fn amount(field: &str, v: Option<i64>) -> Result<i64, InvalidInput> {
-    let v = v.ok_or_else(|| {
-        InvalidInput::payload(format!(
-            "'discount.{field}' is required for this discount type"
-        ))
-    })?;
+    let v = v.ok_or_else(|| InvalidInput::payload(format!("'discount.{field}' is required for this discount type")))?;
     if !(0..=MAX_AMOUNT).contains(&v) {
         return Err(InvalidInput::payload(format!(
             "'discount.{field}' must be an amount in minor units from 0 to {MAX_AMOUNT}"
@@ -129,12 +123,7 @@ impl Discount {
                 None => Ok(default),
                 Some(s) => Effect::parse(s)
                     .filter(|e| allowed.contains(e))
-                    .ok_or_else(|| {
-                        InvalidInput::payload(format!(
-                            "'discount.effect' {s} is not valid for a {:?} discount",
-                            self.kind
-                        ))
-                    }),
+                    .ok_or_else(|| InvalidInput::payload(format!("'discount.effect' {s} is not valid for a {:?} discount", self.kind))),
             }
         };
         use Effect::*;
@@ -157,11 +146,7 @@ impl Discount {
                     .percent_off
                     .as_ref()
                     .and_then(serde_json::Number::as_f64)
-                    .ok_or_else(|| {
-                        InvalidInput::payload(
-                            "'discount.percent_off' is required for a PERCENT discount",
-                        )
-                    })?;
+                    .ok_or_else(|| InvalidInput::payload("'discount.percent_off' is required for a PERCENT discount"))?;
                 if !(p > 0.0 && p <= 100.0) {
                     return Err(InvalidInput::payload(
                         "'discount.percent_off' must be greater than 0 and at most 100",
@@ -182,29 +167,22 @@ impl Discount {
                 effect: effect(&[ApplyToOrder, ApplyToItems], ApplyToOrder)?,
             },
             DiscountType::Unit => {
-                let eff = effect(
-                    &[AddMissingItems, AddNewItems, AddManyItems],
-                    AddMissingItems,
-                )?;
+                let eff = effect(&[AddMissingItems, AddNewItems, AddManyItems], AddMissingItems)?;
                 let units: Vec<(i64, String)> = if eff == AddManyItems {
-                    let list = self.units.as_ref().filter(|u| !u.is_empty() && u.len() <= 30).ok_or_else(|| {
-                        InvalidInput::payload("'discount.units' must list 1 to 30 unit rewards for ADD_MANY_ITEMS")
-                    })?;
-                    list.iter()
-                        .map(|u| (u.unit_off, u.unit_type.clone()))
-                        .collect()
+                    let list = self
+                        .units
+                        .as_ref()
+                        .filter(|u| !u.is_empty() && u.len() <= 30)
+                        .ok_or_else(|| InvalidInput::payload("'discount.units' must list 1 to 30 unit rewards for ADD_MANY_ITEMS"))?;
+                    list.iter().map(|u| (u.unit_off, u.unit_type.clone())).collect()
                 } else {
-                    vec![(
-                        self.unit_off.unwrap_or(0),
-                        self.unit_type.clone().unwrap_or_default(),
-                    )]
+                    vec![(self.unit_off.unwrap_or(0), self.unit_type.clone().unwrap_or_default())]
                 };
                 for (off, ty) in &units {
-                    if !(1..=crate::limits::MAX_QUANTITY).contains(off)
-                        || ty.is_empty()
-                        || ty.len() > crate::limits::MAX_ID_LEN
-                    {
-                        return Err(InvalidInput::payload("a UNIT discount needs 'unit_off' of at least 1 and a 'unit_type' naming a product or SKU"));
+                    if !(1..=crate::limits::MAX_QUANTITY).contains(off) || ty.is_empty() || ty.len() > crate::limits::MAX_ID_LEN {
+                        return Err(InvalidInput::payload(
+                            "a UNIT discount needs 'unit_off' of at least 1 and a 'unit_type' naming a product or SKU",
+                        ));
                     }
                 }
                 Rule::Units { units, effect: eff }
@@ -264,9 +242,7 @@ pub fn allocate_capped(total: i64, weights: &[i64], caps: &[i64], keys: &[String
         if left <= 0 {
             break;
         }
-        let w: Vec<i64> = (0..n)
-            .map(|i| if open[i] { weights[i].max(0) } else { 0 })
-            .collect();
+        let w: Vec<i64> = (0..n).map(|i| if open[i] { weights[i].max(0) } else { 0 }).collect();
         let w = if w.iter().all(|x| *x == 0) {
             (0..n).map(|i| i64::from(open[i])).collect()
         } else {
@@ -294,12 +270,7 @@ pub fn allocate_capped(total: i64, weights: &[i64], caps: &[i64], keys: &[String
 /// Applies `rule` to the lines; `eligible[i]` is how many units of line `i` the
 /// discount's targets allow. `catalog_price` gives unit prices of products or SKUs not in
 /// the cart, for unit discounts that add them.
-pub fn apply(
-    rule: &Rule,
-    lines: &[Line],
-    eligible: &[i64],
-    catalog_price: &dyn Fn(&str) -> Option<i64>,
-) -> Outcome {
+pub fn apply(rule: &Rule, lines: &[Line], eligible: &[i64], catalog_price: &dyn Fn(&str) -> Option<i64>) -> Outcome {
     let n = lines.len();
     let keys: Vec<String> = lines.iter().map(|l| l.key.clone()).collect();
     // The part of each line's remaining amount that is eligible.
@@ -317,11 +288,7 @@ pub fn apply(
             }
         })
         .collect();
-    let units: Vec<i64> = lines
-        .iter()
-        .zip(eligible)
-        .map(|(l, u)| (*u).clamp(0, l.quantity.max(0)))
-        .collect();
+    let units: Vec<i64> = lines.iter().zip(eligible).map(|(l, u)| (*u).clamp(0, l.quantity.max(0))).collect();
     let base: i64 = e.iter().sum();
     let mut out = Outcome {
         item_discounts: vec![0; n],
@@ -334,29 +301,15 @@ pub fn apply(
         out.allocation = allocate_capped(total, &e, &e, &keys);
     };
     let item_level = |out: &mut Outcome, per_line: Vec<i64>| {
-        let per_line: Vec<i64> = per_line
-            .iter()
-            .zip(&e)
-            .map(|(d, cap)| (*d).clamp(0, *cap))
-            .collect();
+        let per_line: Vec<i64> = per_line.iter().zip(&e).map(|(d, cap)| (*d).clamp(0, *cap)).collect();
         out.allocation = per_line.clone();
         out.item_discounts = per_line;
     };
     match rule {
         Rule::Amount { amount_off, effect } => match effect {
             Effect::ApplyToOrder => order_level(&mut out, *amount_off),
-            Effect::ApplyToItems => item_level(
-                &mut out,
-                (0..n)
-                    .map(|i| if units[i] > 0 { *amount_off } else { 0 })
-                    .collect(),
-            ),
-            Effect::ApplyToItemsByQuantity => item_level(
-                &mut out,
-                (0..n)
-                    .map(|i| amount_off.saturating_mul(units[i]))
-                    .collect(),
-            ),
+            Effect::ApplyToItems => item_level(&mut out, (0..n).map(|i| if units[i] > 0 { *amount_off } else { 0 }).collect()),
+            Effect::ApplyToItemsByQuantity => item_level(&mut out, (0..n).map(|i| amount_off.saturating_mul(units[i])).collect()),
             Effect::ApplyToItemsProportionally => {
                 let total = (*amount_off).min(base);
                 item_level(&mut out, allocate_capped(total, &e, &e, &keys));
@@ -381,25 +334,14 @@ pub fn apply(
                 item_level(&mut out, allocate_capped(total, &e, &e, &keys));
             }
         }
-        Rule::Fixed {
-            fixed_amount,
-            effect,
-        } => {
+        Rule::Fixed { fixed_amount, effect } => {
             if *effect == Effect::ApplyToOrder {
                 order_level(&mut out, base - fixed_amount);
             } else {
-                item_level(
-                    &mut out,
-                    (0..n)
-                        .map(|i| e[i] - fixed_amount.saturating_mul(units[i]))
-                        .collect(),
-                );
+                item_level(&mut out, (0..n).map(|i| e[i] - fixed_amount.saturating_mul(units[i])).collect());
             }
         }
-        Rule::Units {
-            units: rewards,
-            effect,
-        } => {
+        Rule::Units { units: rewards, effect } => {
             let mut per_line = vec![0i64; n];
             for (off, ty) in rewards {
                 let line = (0..n)
@@ -421,11 +363,7 @@ pub fn apply(
                     }
                 }
             }
-            let per_line: Vec<i64> = per_line
-                .iter()
-                .zip(lines)
-                .map(|(d, l)| (*d).clamp(0, l.remaining.max(0)))
-                .collect();
+            let per_line: Vec<i64> = per_line.iter().zip(lines).map(|(d, l)| (*d).clamp(0, l.remaining.max(0))).collect();
             let mut all = per_line;
             for a in &out.added {
                 all.push(a.price.saturating_mul(a.quantity).clamp(0, MAX_AMOUNT));
@@ -453,10 +391,7 @@ mod tests {
     }
 
     fn rule(json: serde_json::Value) -> Rule {
-        serde_json::from_value::<Discount>(json)
-            .expect("discount")
-            .rule()
-            .expect("valid")
+        serde_json::from_value::<Discount>(json).expect("discount").rule().expect("valid")
     }
 
     fn no_catalog(_: &str) -> Option<i64> {
@@ -497,21 +432,14 @@ mod tests {
         );
         assert_eq!(o.total(), 300);
         let o = apply(
-            &rule(
-                serde_json::json!({"type": "PERCENT", "percent_off": 12.5, "effect": "APPLY_TO_ITEMS"}),
-            ),
+            &rule(serde_json::json!({"type": "PERCENT", "percent_off": 12.5, "effect": "APPLY_TO_ITEMS"})),
             &lines,
             &all,
             &no_catalog,
         );
-        assert_eq!(
-            (o.order_discount, o.item_discounts.clone()),
-            (0, vec![250, 63])
-        );
+        assert_eq!((o.order_discount, o.item_discounts.clone()), (0, vec![250, 63]));
         let o = apply(
-            &rule(
-                serde_json::json!({"type": "AMOUNT", "amount_off": 300, "effect": "APPLY_TO_ITEMS_BY_QUANTITY"}),
-            ),
+            &rule(serde_json::json!({"type": "AMOUNT", "amount_off": 300, "effect": "APPLY_TO_ITEMS_BY_QUANTITY"})),
             &lines,
             &all,
             &no_catalog,
@@ -531,9 +459,7 @@ mod tests {
         );
         assert_eq!(o.total(), 999);
         let o = apply(
-            &rule(
-                serde_json::json!({"type": "FIXED", "fixed_amount": 800, "effect": "APPLY_TO_ITEMS"}),
-            ),
+            &rule(serde_json::json!({"type": "FIXED", "fixed_amount": 800, "effect": "APPLY_TO_ITEMS"})),
             &lines,
             &[2, 0],
             &no_catalog,
@@ -545,15 +471,9 @@ mod tests {
             &all,
             &no_catalog,
         );
-        assert_eq!(
-            o.item_discounts,
-            vec![0, 999],
-            "free shipping as a unit of the shipping product"
-        );
+        assert_eq!(o.item_discounts, vec![0, 999], "free shipping as a unit of the shipping product");
         let o = apply(
-            &rule(
-                serde_json::json!({"type": "UNIT", "unit_off": 1, "unit_type": "gift", "effect": "ADD_NEW_ITEMS"}),
-            ),
+            &rule(serde_json::json!({"type": "UNIT", "unit_off": 1, "unit_type": "gift", "effect": "ADD_NEW_ITEMS"})),
             &lines,
             &all,
             &|id| (id == "gift").then_some(450),
@@ -593,26 +513,15 @@ mod tests {
             Just(Effect::ApplyToItemsByQuantity),
         ];
         prop_oneof![
-            (0i64..200_000, effects)
-                .prop_map(|(amount_off, effect)| Rule::Amount { amount_off, effect }),
-            (1i64..=10_000, prop::option::of(0i64..50_000), any::<bool>()).prop_map(
-                |(basis_points, limit, items)| Rule::Percent {
-                    basis_points,
-                    limit,
-                    effect: if items {
-                        Effect::ApplyToItems
-                    } else {
-                        Effect::ApplyToOrder
-                    }
-                }
-            ),
+            (0i64..200_000, effects).prop_map(|(amount_off, effect)| Rule::Amount { amount_off, effect }),
+            (1i64..=10_000, prop::option::of(0i64..50_000), any::<bool>()).prop_map(|(basis_points, limit, items)| Rule::Percent {
+                basis_points,
+                limit,
+                effect: if items { Effect::ApplyToItems } else { Effect::ApplyToOrder }
+            }),
             (0i64..100_000, any::<bool>()).prop_map(|(fixed_amount, items)| Rule::Fixed {
                 fixed_amount,
-                effect: if items {
-                    Effect::ApplyToItems
-                } else {
-                    Effect::ApplyToOrder
-                }
+                effect: if items { Effect::ApplyToItems } else { Effect::ApplyToOrder }
             }),
         ]
     }

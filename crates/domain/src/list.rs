@@ -53,17 +53,12 @@ pub struct ListSpec {
 }
 
 fn parse_time(name: &str, raw: &str) -> Result<String, InvalidInput> {
-    time::parse_lenient(raw).map(time::format).ok_or_else(|| {
-        InvalidInput::param(format!(
-            "'{name}' must be a date-time (RFC 3339), got '{raw}'"
-        ))
-    })
+    time::parse_lenient(raw)
+        .map(time::format)
+        .ok_or_else(|| InvalidInput::param(format!("'{name}' must be a date-time (RFC 3339), got '{raw}'")))
 }
 
-pub fn parse(
-    spec: &ListSpec,
-    params: &BTreeMap<String, String>,
-) -> Result<ListQuery, InvalidInput> {
+pub fn parse(spec: &ListSpec, params: &BTreeMap<String, String>) -> Result<ListQuery, InvalidInput> {
     let mut q = ListQuery {
         limit: spec.default_limit,
         page: 1,
@@ -84,40 +79,24 @@ pub fn parse(
                     .parse::<u32>()
                     .ok()
                     .filter(|v| (1..=MAX_PAGE_SIZE).contains(v))
-                    .ok_or_else(|| {
-                        InvalidInput::param(format!(
-                            "'limit' must be an integer from 1 to {MAX_PAGE_SIZE}"
-                        ))
-                    })?;
+                    .ok_or_else(|| InvalidInput::param(format!("'limit' must be an integer from 1 to {MAX_PAGE_SIZE}")))?;
             }
             "page" => {
                 q.page = raw
                     .parse::<u32>()
                     .ok()
                     .filter(|v| (1..=MAX_PAGE).contains(v))
-                    .ok_or_else(|| {
-                        InvalidInput::param(format!(
-                            "'page' must be an integer from 1 to {MAX_PAGE}"
-                        ))
-                    })?;
+                    .ok_or_else(|| InvalidInput::param(format!("'page' must be an integer from 1 to {MAX_PAGE}")))?;
             }
             "order" => {
                 let (desc, field) = match raw.strip_prefix('-') {
                     Some(f) => (true, f),
                     None => (false, raw.as_str()),
                 };
-                let sort = spec
-                    .sorts
-                    .iter()
-                    .copied()
-                    .find(|s| s.column() == field)
-                    .ok_or_else(|| {
-                        let allowed: Vec<_> = spec.sorts.iter().map(|s| s.column()).collect();
-                        InvalidInput::param(format!(
-                            "'order' must be one of {} (prefix '-' for descending)",
-                            allowed.join(", ")
-                        ))
-                    })?;
+                let sort = spec.sorts.iter().copied().find(|s| s.column() == field).ok_or_else(|| {
+                    let allowed: Vec<_> = spec.sorts.iter().map(|s| s.column()).collect();
+                    InvalidInput::param(format!("'order' must be one of {} (prefix '-' for descending)", allowed.join(", ")))
+                })?;
                 q.sort = sort;
                 q.descending = desc;
                 q.sort_explicit = true;
@@ -147,11 +126,7 @@ pub fn parse(
     Ok(q)
 }
 
-fn check_range(
-    name: &str,
-    after: &Option<String>,
-    before: &Option<String>,
-) -> Result<(), InvalidInput> {
+fn check_range(name: &str, after: &Option<String>, before: &Option<String>) -> Result<(), InvalidInput> {
     if let (Some(a), Some(b)) = (after, before) {
         let (Some(a), Some(b)) = (time::parse_lenient(a), time::parse_lenient(b)) else {
             return Ok(());
@@ -182,10 +157,7 @@ mod tests {
     };
 
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -220,11 +192,7 @@ mod tests {
 
     #[test]
     fn filters_and_order() {
-        let q = parse(
-            &SPEC,
-            &params(&[("email", "a@b.c"), ("order", "updated_at"), ("city", "x")]),
-        )
-        .expect("valid");
+        let q = parse(&SPEC, &params(&[("email", "a@b.c"), ("order", "updated_at"), ("city", "x")])).expect("valid");
         assert_eq!(q.filters.get("email").map(String::as_str), Some("a@b.c"));
         assert!(!q.filters.contains_key("city"));
         assert_eq!((q.sort, q.descending), (SortField::UpdatedAt, false));

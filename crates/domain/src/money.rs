@@ -13,11 +13,7 @@ pub fn allocate(total: i64, weights: &[i64], keys: &[String]) -> Vec<i64> {
     }
     let weights: Vec<i128> = weights.iter().map(|w| (*w).max(0) as i128).collect();
     let sum: i128 = weights.iter().sum();
-    let (weights, sum) = if sum == 0 {
-        (vec![1i128; n], n as i128)
-    } else {
-        (weights, sum)
-    };
+    let (weights, sum) = if sum == 0 { (vec![1i128; n], n as i128) } else { (weights, sum) };
     let total = total as i128;
     let mut shares: Vec<i64> = Vec::with_capacity(n);
     let mut remainders: Vec<(i128, usize)> = Vec::with_capacity(n);

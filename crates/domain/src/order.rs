@@ -152,9 +152,7 @@ impl OrderInput {
         check_amount("discount_amount", self.discount_amount)?;
         if let Some(items) = &self.items {
             if items.len() > MAX_ORDER_ITEMS {
-                return Err(InvalidInput::payload(format!(
-                    "an order may have at most {MAX_ORDER_ITEMS} items"
-                )));
+                return Err(InvalidInput::payload(format!("an order may have at most {MAX_ORDER_ITEMS} items")));
             }
             for (i, item) in items.iter().enumerate() {
                 for (n, v) in [
@@ -172,9 +170,7 @@ impl OrderInput {
                 ] {
                     if let Some(q) = v {
                         if !(0..=MAX_QUANTITY).contains(&q) {
-                            return Err(InvalidInput::payload(format!(
-                                "'items[{i}].{n}' must be from 0 to {MAX_QUANTITY}"
-                            )));
+                            return Err(InvalidInput::payload(format!("'items[{i}].{n}' must be from 0 to {MAX_QUANTITY}")));
                         }
                     }
                 }
@@ -213,10 +209,7 @@ impl OrderInput {
     ) -> Result<Order, InvalidInput> {
         let items_given = self.items.is_some();
         let items = match self.items {
-            Some(items) => items
-                .into_iter()
-                .map(complete_item)
-                .collect::<Result<Vec<_>, _>>()?,
+            Some(items) => items.into_iter().map(complete_item).collect::<Result<Vec<_>, _>>()?,
             None => existing.map(|o| o.items.clone()).unwrap_or_default(),
         };
         let items_amount = sum(items.iter().map(|i| i.amount.unwrap_or(0)))?;
@@ -227,10 +220,7 @@ impl OrderInput {
             (None, true, _) | (None, false, None) => items_amount,
             (None, false, Some(o)) => o.amount,
         };
-        let discount = self
-            .discount_amount
-            .or(existing.map(|o| o.discount_amount))
-            .unwrap_or(0);
+        let discount = self.discount_amount.or(existing.map(|o| o.discount_amount)).unwrap_or(0);
         let total_discount = discount.checked_add(items_discount).ok_or_else(overflow)?;
         let total = amount.saturating_sub(total_discount).max(0);
         let metadata = match self.metadata {
@@ -239,35 +229,22 @@ impl OrderInput {
         };
         Ok(Order {
             id,
-            source_id: existing
-                .and_then(|o| o.source_id.clone())
-                .or(self.source_id),
-            status: self
-                .status
-                .or(existing.map(|o| o.status))
-                .unwrap_or(OrderStatus::Created),
+            source_id: existing.and_then(|o| o.source_id.clone()).or(self.source_id),
+            status: self.status.or(existing.map(|o| o.status)).unwrap_or(OrderStatus::Created),
             amount,
-            initial_amount: self
-                .initial_amount
-                .or(existing.and_then(|o| o.initial_amount)),
+            initial_amount: self.initial_amount.or(existing.and_then(|o| o.initial_amount)),
             discount_amount: discount,
             items_discount_amount: items_discount,
             total_discount_amount: total_discount,
             total_amount: total,
             applied_discount_amount: existing.map(|o| o.applied_discount_amount).unwrap_or(0),
-            items_applied_discount_amount: existing
-                .map(|o| o.items_applied_discount_amount)
-                .unwrap_or(0),
-            total_applied_discount_amount: existing
-                .map(|o| o.total_applied_discount_amount)
-                .unwrap_or(0),
+            items_applied_discount_amount: existing.map(|o| o.items_applied_discount_amount).unwrap_or(0),
+            total_applied_discount_amount: existing.map(|o| o.total_applied_discount_amount).unwrap_or(0),
             items,
             metadata,
             customer_id: customer_id.or(existing.and_then(|o| o.customer_id.clone())),
             referrer_id: referrer_id.or(existing.and_then(|o| o.referrer_id.clone())),
-            created_at: existing
-                .map(|o| o.created_at.clone())
-                .unwrap_or_else(|| now.to_string()),
+            created_at: existing.map(|o| o.created_at.clone()).unwrap_or_else(|| now.to_string()),
             updated_at: existing.map(|_| now.to_string()),
         })
     }
@@ -289,10 +266,7 @@ fn sum(mut values: impl Iterator<Item = i64>) -> Result<i64, InvalidInput> {
 fn complete_item(mut item: OrderItem) -> Result<OrderItem, InvalidInput> {
     if item.amount.is_none() {
         if let (Some(p), Some(q)) = (item.price, item.quantity) {
-            let a = p
-                .checked_mul(q)
-                .filter(|a| *a <= MAX_AMOUNT)
-                .ok_or_else(overflow)?;
+            let a = p.checked_mul(q).filter(|a| *a <= MAX_AMOUNT).ok_or_else(overflow)?;
             item.amount = Some(a);
         }
     }
@@ -304,11 +278,7 @@ fn complete_item(mut item: OrderItem) -> Result<OrderItem, InvalidInput> {
         };
     }
     let amount = item.amount.unwrap_or(0);
-    item.subtotal_amount = Some(
-        amount
-            .saturating_sub(item.discount_amount.unwrap_or(0))
-            .max(0),
-    );
+    item.subtotal_amount = Some(amount.saturating_sub(item.discount_amount.unwrap_or(0)).max(0));
     Ok(item)
 }
 
@@ -358,14 +328,8 @@ pub struct OrderView {
 impl From<Order> for OrderView {
     fn from(o: Order) -> Self {
         OrderView {
-            customer: o.customer_id.clone().map(|id| ObjectRef {
-                id,
-                object: "customer",
-            }),
-            referrer: o.referrer_id.clone().map(|id| ObjectRef {
-                id,
-                object: "customer",
-            }),
+            customer: o.customer_id.clone().map(|id| ObjectRef { id, object: "customer" }),
+            referrer: o.referrer_id.clone().map(|id| ObjectRef { id, object: "customer" }),
             id: o.id,
             source_id: o.source_id,
             status: o.status,
@@ -408,9 +372,7 @@ mod tests {
         )
         .expect("valid");
         input.validate().expect("valid");
-        let o = input
-            .build("ord_1".into(), None, None, None, "t")
-            .expect("builds");
+        let o = input.build("ord_1".into(), None, None, None, "t").expect("builds");
         assert_eq!(o.amount, 3700);
         assert_eq!(o.items_discount_amount, 100);
         assert_eq!(o.total_discount_amount, 300);
@@ -423,11 +385,8 @@ mod tests {
 
     #[test]
     fn too_many_items_or_negative_amounts_are_refused() {
-        let items: Vec<_> = (0..501)
-            .map(|_| serde_json::json!({"quantity":1,"price":1}))
-            .collect();
-        let input: OrderInput =
-            serde_json::from_value(serde_json::json!({ "items": items })).expect("parses");
+        let items: Vec<_> = (0..501).map(|_| serde_json::json!({"quantity":1,"price":1})).collect();
+        let input: OrderInput = serde_json::from_value(serde_json::json!({ "items": items })).expect("parses");
         assert!(input.validate().is_err());
         let input: OrderInput = serde_json::from_str(r#"{"amount":-5}"#).expect("parses");
         assert!(input.validate().is_err());

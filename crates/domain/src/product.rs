@@ -70,7 +70,9 @@ impl ProductInput {
         check_price(&self.price)?;
         if let Some(Some(a)) = &self.attributes {
             if a.len() > MAX_ATTRIBUTES || a.iter().any(|s| s.is_empty() || s.len() > MAX_ID_LEN) {
-                return Err(InvalidInput::payload(format!("'attributes' must hold at most {MAX_ATTRIBUTES} names of 1 to {MAX_ID_LEN} characters")));
+                return Err(InvalidInput::payload(format!(
+                    "'attributes' must hold at most {MAX_ATTRIBUTES} names of 1 to {MAX_ID_LEN} characters"
+                )));
             }
         }
         if let Some(Some(m)) = &self.metadata {

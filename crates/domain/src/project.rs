@@ -64,11 +64,7 @@ impl ProjectInput {
     pub fn validate(&self, creating: bool) -> Result<(), InvalidInput> {
         match &self.name {
             Some(n) => check_identifier("name", n)?,
-            None if creating => {
-                return Err(InvalidInput::payload(
-                    "Payload must have required property 'name'",
-                ))
-            }
+            None if creating => return Err(InvalidInput::payload("Payload must have required property 'name'")),
             None => {}
         }
         if let Some(Some(d)) = &self.description {
@@ -80,14 +76,14 @@ impl ProjectInput {
         }
         if let Some(tz) = &self.timezone {
             if tz.len() > 64 || jiff::tz::TimeZone::get(tz).is_err() {
-                return Err(InvalidInput::payload(format!("'timezone' must be an IANA time zone name such as 'Europe/Warsaw' or 'UTC', got '{tz}'")));
+                return Err(InvalidInput::payload(format!(
+                    "'timezone' must be an IANA time zone name such as 'Europe/Warsaw' or 'UTC', got '{tz}'"
+                )));
             }
         }
         if let Some(c) = &self.currency {
             if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(InvalidInput::payload(
-                    "'currency' must be an ISO 4217 code such as 'USD'",
-                ));
+                return Err(InvalidInput::payload("'currency' must be an ISO 4217 code such as 'USD'"));
             }
         }
         if let Some(Some(d)) = &self.dial_code {
@@ -96,9 +92,7 @@ impl ProjectInput {
             }
         }
         if let Some(domains) = &self.client_trusted_domains {
-            if domains.len() > MAX_TRUSTED_DOMAINS
-                || domains.iter().any(|d| d.is_empty() || d.len() > MAX_ID_LEN)
-            {
+            if domains.len() > MAX_TRUSTED_DOMAINS || domains.iter().any(|d| d.is_empty() || d.len() > MAX_ID_LEN) {
                 return Err(InvalidInput::payload(format!(
                     "'client_trusted_domains' may hold at most {MAX_TRUSTED_DOMAINS} origins"
                 )));

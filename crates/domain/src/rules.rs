@@ -120,9 +120,7 @@ fn bad(msg: impl Into<String>) -> InvalidInput {
 
 fn parse_logic(s: &str, keys: &BTreeMap<String, Condition>) -> Result<Logic, InvalidInput> {
     if s.len() > MAX_LOGIC_LEN {
-        return Err(bad(format!(
-            "'logic' is longer than {MAX_LOGIC_LEN} characters"
-        )));
+        return Err(bad(format!("'logic' is longer than {MAX_LOGIC_LEN} characters")));
     }
     let mut tokens = Vec::new();
     let mut chars = s.chars().peekable();
@@ -151,15 +149,11 @@ fn parse_logic(s: &str, keys: &BTreeMap<String, Condition>) -> Result<Logic, Inv
     }
     impl P<'_> {
         fn peek_kw(&self, kw: &str) -> bool {
-            self.t
-                .get(self.i)
-                .is_some_and(|t| t.eq_ignore_ascii_case(kw))
+            self.t.get(self.i).is_some_and(|t| t.eq_ignore_ascii_case(kw))
         }
         fn expr(&mut self, depth: usize) -> Result<Logic, InvalidInput> {
             if depth > MAX_LOGIC_DEPTH {
-                return Err(bad(format!(
-                    "'logic' nests deeper than {MAX_LOGIC_DEPTH} levels"
-                )));
+                return Err(bad(format!("'logic' nests deeper than {MAX_LOGIC_DEPTH} levels")));
             }
             let mut left = self.term(depth)?;
             while self.peek_kw("or") {
@@ -177,11 +171,7 @@ fn parse_logic(s: &str, keys: &BTreeMap<String, Condition>) -> Result<Logic, Inv
             Ok(left)
         }
         fn factor(&mut self, depth: usize) -> Result<Logic, InvalidInput> {
-            let tok = self
-                .t
-                .get(self.i)
-                .cloned()
-                .ok_or_else(|| bad("'logic' ends unexpectedly"))?;
+            let tok = self.t.get(self.i).cloned().ok_or_else(|| bad("'logic' ends unexpectedly"))?;
             self.i += 1;
             if tok.eq_ignore_ascii_case("not") {
                 return Ok(Logic::Not(Box::new(self.factor(depth + 1)?)));
@@ -197,17 +187,11 @@ fn parse_logic(s: &str, keys: &BTreeMap<String, Condition>) -> Result<Logic, Inv
             if self.keys.contains_key(&tok) {
                 Ok(Logic::Ref(tok))
             } else {
-                Err(bad(format!(
-                    "'logic' refers to rule '{tok}', which is not defined"
-                )))
+                Err(bad(format!("'logic' refers to rule '{tok}', which is not defined")))
             }
         }
     }
-    let mut p = P {
-        t: &tokens,
-        i: 0,
-        keys,
-    };
+    let mut p = P { t: &tokens, i: 0, keys };
     let e = p.expr(0)?;
     if p.i != tokens.len() {
         return Err(bad(format!("'logic' has unexpected '{}'", tokens[p.i])));
@@ -217,12 +201,8 @@ fn parse_logic(s: &str, keys: &BTreeMap<String, Condition>) -> Result<Logic, Inv
 
 fn check_value(v: &Value) -> Result<(), InvalidInput> {
     match v {
-        Value::String(s) if s.len() > MAX_STRING_LEN => Err(bad(format!(
-            "rule values are at most {MAX_STRING_LEN} characters"
-        ))),
-        Value::Array(_) | Value::Object(_) => Err(bad(
-            "rule values must be strings, numbers, booleans or null",
-        )),
+        Value::String(s) if s.len() > MAX_STRING_LEN => Err(bad(format!("rule values are at most {MAX_STRING_LEN} characters"))),
+        Value::Array(_) | Value::Object(_) => Err(bad("rule values must be strings, numbers, booleans or null")),
         _ => Ok(()),
     }
 }
@@ -233,9 +213,7 @@ impl RuleSet {
         if level > MAX_NESTING {
             return Err(bad(format!("rules nest deeper than {MAX_NESTING} levels")));
         }
-        let obj = v
-            .as_object()
-            .ok_or_else(|| bad("'rules' must be an object"))?;
+        let obj = v.as_object().ok_or_else(|| bad("'rules' must be an object"))?;
         let mut conditions = BTreeMap::new();
         for (k, c) in obj {
             if k == "logic" {
@@ -243,26 +221,17 @@ impl RuleSet {
             }
             *count += 1;
             if *count > MAX_CONDITIONS {
-                return Err(bad(format!(
-                    "a validation rule may hold at most {MAX_CONDITIONS} conditions"
-                )));
+                return Err(bad(format!("a validation rule may hold at most {MAX_CONDITIONS} conditions")));
             }
-            let c = c
-                .as_object()
-                .ok_or_else(|| bad(format!("rule '{k}' must be an object")))?;
+            let c = c.as_object().ok_or_else(|| bad(format!("rule '{k}' must be an object")))?;
             let name = c
                 .get("name")
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad(format!("rule '{k}' needs a 'name'")))?;
             if !known_name(name) {
-                return Err(bad(format!(
-                    "rule '{k}': '{name}' is not a supported rule name"
-                )));
+                return Err(bad(format!("rule '{k}': '{name}' is not a supported rule name")));
             }
-            let property = c
-                .get("property")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let property = c.get("property").and_then(Value::as_str).map(str::to_string);
             if property.as_ref().is_some_and(|p| p.len() > MAX_STRING_LEN) {
                 return Err(bad("rule properties are at most 255 characters"));
             }
@@ -272,16 +241,13 @@ impl RuleSet {
                     .as_object()
                     .ok_or_else(|| bad(format!("rule '{k}': 'conditions' must be an object")))?;
                 for (op, vals) in conds {
-                    let o = Op::parse(op)
-                        .ok_or_else(|| bad(format!("rule '{k}': unknown operator '{op}'")))?;
+                    let o = Op::parse(op).ok_or_else(|| bad(format!("rule '{k}': unknown operator '{op}'")))?;
                     let vals = match vals {
                         Value::Array(a) => a.clone(),
                         other => vec![other.clone()],
                     };
                     if vals.len() > MAX_VALUES_PER_OPERATOR {
-                        return Err(bad(format!(
-                            "rule '{k}': at most {MAX_VALUES_PER_OPERATOR} values per operator"
-                        )));
+                        return Err(bad(format!("rule '{k}': at most {MAX_VALUES_PER_OPERATOR} values per operator")));
                     }
                     for v in &vals {
                         check_value(v)?;
@@ -290,10 +256,7 @@ impl RuleSet {
                 }
             }
             let sub = match c.get("rules") {
-                Some(r)
-                    if r.as_object()
-                        .is_some_and(|o| o.keys().any(|k| k != "logic")) =>
-                {
+                Some(r) if r.as_object().is_some_and(|o| o.keys().any(|k| k != "logic")) => {
                     Some(RuleSet::parse_inner(r, level + 1, count)?)
                 }
                 _ => None,
@@ -323,13 +286,9 @@ impl RuleSet {
     }
 
     pub fn parse(rules: &Value) -> Result<RuleSet, InvalidInput> {
-        let size = serde_json::to_vec(rules)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(rules).map(|v| v.len()).unwrap_or(usize::MAX);
         if size > MAX_RULE_JSON_BYTES {
-            return Err(bad(format!(
-                "a validation rule may be at most {MAX_RULE_JSON_BYTES} bytes"
-            )));
+            return Err(bad(format!("a validation rule may be at most {MAX_RULE_JSON_BYTES} bytes")));
         }
         let mut count = 0;
         RuleSet::parse_inner(rules, 0, &mut count)
@@ -340,12 +299,7 @@ impl RuleSet {
         self.eval(facts, None, &mut budget)
     }
 
-    fn eval(
-        &self,
-        facts: &dyn Facts,
-        item: Option<&ItemFacts>,
-        budget: &mut u64,
-    ) -> Result<Verdict, BudgetExceeded> {
+    fn eval(&self, facts: &dyn Facts, item: Option<&ItemFacts>, budget: &mut u64) -> Result<Verdict, BudgetExceeded> {
         match &self.logic {
             Some(l) => self.eval_logic(l, facts, item, budget),
             None => {
@@ -359,13 +313,7 @@ impl RuleSet {
         }
     }
 
-    fn eval_logic(
-        &self,
-        l: &Logic,
-        facts: &dyn Facts,
-        item: Option<&ItemFacts>,
-        budget: &mut u64,
-    ) -> Result<Verdict, BudgetExceeded> {
+    fn eval_logic(&self, l: &Logic, facts: &dyn Facts, item: Option<&ItemFacts>, budget: &mut u64) -> Result<Verdict, BudgetExceeded> {
         Ok(match l {
             Logic::Ref(k) => match self.conditions.get(k) {
                 Some(c) if c.eval(facts, item, budget)? => Verdict::Pass,
@@ -440,17 +388,11 @@ fn item_value(item: &ItemFacts, name: &str, property: Option<&str>) -> Option<Va
         "product.source_id" => item.product_source_id.clone().map(Value::from),
         "sku.id" => item.sku_id.clone().map(Value::from),
         "sku.source_id" => item.sku_source_id.clone().map(Value::from),
-        "product.price" | "sku.price" | "order.items.price_any" | "order.items.price_each" => {
-            Some(item.price.into())
-        }
-        "product.quantity" | "sku.quantity" | "order.items.quantity_any" => {
-            Some(item.quantity.into())
-        }
+        "product.price" | "sku.price" | "order.items.price_any" | "order.items.price_each" => Some(item.price.into()),
+        "product.quantity" | "sku.quantity" | "order.items.quantity_any" => Some(item.quantity.into()),
         "product.amount" => Some(item.amount.into()),
         "product.metadata" => property.and_then(|p| item.product_metadata.get(p).cloned()),
-        "sku.metadata" | "order.items.metadata_any" => {
-            property.and_then(|p| item.metadata.get(p).cloned())
-        }
+        "sku.metadata" | "order.items.metadata_any" => property.and_then(|p| item.metadata.get(p).cloned()),
         _ => None,
     }
 }
@@ -496,10 +438,7 @@ impl Condition {
                 (_, None) => matches!(op, Op::IsNot | Op::NotIn | Op::NotContain),
                 (Op::Is | Op::In, Some(a)) => vals.iter().any(|v| loose_eq(a, v)),
                 (Op::IsNot | Op::NotIn, Some(a)) => !vals.iter().any(|v| loose_eq(a, v)),
-                (
-                    Op::MoreThan | Op::MoreThanOrEqual | Op::LessThan | Op::LessThanOrEqual,
-                    Some(a),
-                ) => {
+                (Op::MoreThan | Op::MoreThanOrEqual | Op::LessThan | Op::LessThanOrEqual, Some(a)) => {
                     let (Some(x), Some(y)) = (as_f64(a), vals.first().and_then(as_f64)) else {
                         return Ok(false);
                     };
@@ -512,9 +451,7 @@ impl Condition {
                 }
                 (Op::Contains, Some(a)) => vals.iter().any(|v| as_text(a).contains(&as_text(v))),
                 (Op::NotContain, Some(a)) => !vals.iter().any(|v| as_text(a).contains(&as_text(v))),
-                (Op::StartsWith, Some(a)) => {
-                    vals.iter().any(|v| as_text(a).starts_with(&as_text(v)))
-                }
+                (Op::StartsWith, Some(a)) => vals.iter().any(|v| as_text(a).starts_with(&as_text(v))),
                 (Op::EndsWith, Some(a)) => vals.iter().any(|v| as_text(a).ends_with(&as_text(v))),
             };
             if !ok {
@@ -524,19 +461,11 @@ impl Condition {
         Ok(true)
     }
 
-    fn eval(
-        &self,
-        facts: &dyn Facts,
-        item: Option<&ItemFacts>,
-        budget: &mut u64,
-    ) -> Result<bool, BudgetExceeded> {
+    fn eval(&self, facts: &dyn Facts, item: Option<&ItemFacts>, budget: &mut u64) -> Result<bool, BudgetExceeded> {
         if ITEM_NAMES.contains(&self.name.as_str()) {
             if let Some(it) = item {
                 // Inside a line's nested rules: test this line.
-                return self.test(
-                    item_value(it, &self.name, self.property.as_deref()).as_ref(),
-                    budget,
-                );
+                return self.test(item_value(it, &self.name, self.property.as_deref()).as_ref(), budget);
             }
             let every = self.name == "order.items.price_each";
             let items = facts.items();
@@ -544,10 +473,7 @@ impl Condition {
                 return Ok(false);
             }
             for it in items {
-                let mut ok = self.test(
-                    item_value(it, &self.name, self.property.as_deref()).as_ref(),
-                    budget,
-                )?;
+                let mut ok = self.test(item_value(it, &self.name, self.property.as_deref()).as_ref(), budget)?;
                 if ok {
                     if let Some(sub) = &self.sub {
                         ok = sub.eval(facts, Some(it), budget)? == Verdict::Pass;
@@ -562,10 +488,7 @@ impl Condition {
             }
             return Ok(every);
         }
-        self.test(
-            facts.fact(&self.name, self.property.as_deref()).as_ref(),
-            budget,
-        )
+        self.test(facts.fact(&self.name, self.property.as_deref()).as_ref(), budget)
     }
 }
 
@@ -641,50 +564,37 @@ mod tests {
         );
         assert_eq!(r2.evaluate(&facts(9000, "gold")), Ok(Verdict::Pass));
         assert_eq!(r2.evaluate(&facts(9000, "silver")), Ok(Verdict::Fail(None)));
-        let not = RuleSet::parse(&json!({"1": {"name": "product.id", "conditions": {"$is": ["prod_z"]}}, "logic": "not 1"})).expect("valid");
+        let not =
+            RuleSet::parse(&json!({"1": {"name": "product.id", "conditions": {"$is": ["prod_z"]}}, "logic": "not 1"})).expect("valid");
         assert_eq!(not.evaluate(&facts(1, "x")), Ok(Verdict::Pass));
     }
 
     #[test]
     fn hostile_rules_are_refused_at_creation() {
         let deep_logic = format!("{}1{}", "(".repeat(100), ")".repeat(100));
-        assert!(RuleSet::parse(
-            &json!({"1": {"name": "order.amount", "conditions": {"$is": [1]}}, "logic": deep_logic})
-        )
-        .is_err());
+        assert!(RuleSet::parse(&json!({"1": {"name": "order.amount", "conditions": {"$is": [1]}}, "logic": deep_logic})).is_err());
         let many: Vec<i64> = (0..5000).collect();
-        assert!(RuleSet::parse(
-            &json!({"1": {"name": "order.amount", "conditions": {"$in": many}}})
-        )
-        .is_err());
+        assert!(RuleSet::parse(&json!({"1": {"name": "order.amount", "conditions": {"$in": many}}})).is_err());
         let mut m = Map::new();
         for i in 0..200 {
-            m.insert(
-                i.to_string(),
-                json!({"name": "order.amount", "conditions": {"$is": [i]}}),
-            );
+            m.insert(i.to_string(), json!({"name": "order.amount", "conditions": {"$is": [i]}}));
         }
         assert!(RuleSet::parse(&Value::Object(m)).is_err());
         let nested = json!({"1": {"name": "product.id", "conditions": {"$is": ["a"]}, "rules": {"1": {"name": "product.id", "rules": {"1": {"name": "product.id", "rules": {"1": {"name": "product.id", "rules": {"1": {"name": "product.price"}}}}}}}}}});
         assert!(RuleSet::parse(&nested).is_err());
-        assert!(
-            RuleSet::parse(&json!({"1": {"name": "order.amount"}, "logic": "1 and 2"})).is_err()
-        );
-        assert!(
-            RuleSet::parse(&json!({"1": {"name": "order.amount"}, "logic": "1 or (1"})).is_err()
-        );
+        assert!(RuleSet::parse(&json!({"1": {"name": "order.amount"}, "logic": "1 and 2"})).is_err());
+        assert!(RuleSet::parse(&json!({"1": {"name": "order.amount"}, "logic": "1 or (1"})).is_err());
         assert!(RuleSet::parse(&json!({"1": {"name": "order.evil"}})).is_err());
-        assert!(RuleSet::parse(
-            &json!({"1": {"name": "order.amount", "conditions": {"$regex": ["a"]}}})
-        )
-        .is_err());
+        assert!(RuleSet::parse(&json!({"1": {"name": "order.amount", "conditions": {"$regex": ["a"]}}})).is_err());
     }
 
     #[test]
     fn the_budget_stops_expensive_evaluations() {
         // Within creation limits, but 1000 values checked against each of 500 lines
         // exceeds the evaluation budget: the answer is an error, not a stuck worker.
-        let every = RuleSet::parse(&json!({"1": {"name": "order.items.price_each", "conditions": {"$not_in": (0..1000).collect::<Vec<i64>>()}}})).expect("valid");
+        let every =
+            RuleSet::parse(&json!({"1": {"name": "order.items.price_each", "conditions": {"$not_in": (0..1000).collect::<Vec<i64>>()}}}))
+                .expect("valid");
         let mut f = facts(1, "x");
         f.items = (0..500)
             .map(|i| ItemFacts {

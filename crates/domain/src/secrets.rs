@@ -30,10 +30,7 @@ pub fn hash_token(token: &str) -> String {
 /// much of it matched.
 pub fn token_matches(presented: &str, stored_hash: &str) -> bool {
     let presented_hash = hash_token(presented);
-    presented_hash
-        .as_bytes()
-        .ct_eq(stored_hash.as_bytes())
-        .into()
+    presented_hash.as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -39,17 +39,11 @@ pub fn parse_lenient(input: &str) -> Option<Timestamp> {
         }
     }
     if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
-        return dt
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .ok()
-            .map(|z| z.timestamp());
+        return dt.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp());
     }
     if bytes.len() == 10 {
         if let Ok(d) = s.parse::<jiff::civil::Date>() {
-            return d
-                .to_zoned(jiff::tz::TimeZone::UTC)
-                .ok()
-                .map(|z| z.timestamp());
+            return d.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp());
         }
     }
     None

@@ -60,23 +60,17 @@ fn parse_hhmm(field: &str, s: &str) -> Result<u16, InvalidInput> {
 
 fn check_days(field: &str, days: &[u8]) -> Result<(), InvalidInput> {
     if days.len() > 7 || days.iter().any(|d| *d > 6) {
-        return Err(InvalidInput::payload(format!(
-            "'{field}' holds days 0 (Sunday) to 6 (Saturday)"
-        )));
+        return Err(InvalidInput::payload(format!("'{field}' holds days 0 (Sunday) to 6 (Saturday)")));
     }
     Ok(())
 }
 
 fn parse_span(field: &str, s: &str) -> Result<Span, InvalidInput> {
-    let span: Span = s.parse().map_err(|_| {
-        InvalidInput::payload(format!(
-            "'{field}' must be an ISO 8601 duration such as P1D or PT2H, got '{s}'"
-        ))
-    })?;
+    let span: Span = s
+        .parse()
+        .map_err(|_| InvalidInput::payload(format!("'{field}' must be an ISO 8601 duration such as P1D or PT2H, got '{s}'")))?;
     if span.is_negative() || span.is_zero() {
-        return Err(InvalidInput::payload(format!(
-            "'{field}' must be a positive duration"
-        )));
+        return Err(InvalidInput::payload(format!("'{field}' must be a positive duration")));
     }
     Ok(span)
 }
@@ -91,9 +85,7 @@ impl Validity {
     ) -> Result<Self, InvalidInput> {
         let ts = |field: &str, v: Option<&str>| -> Result<Option<Timestamp>, InvalidInput> {
             v.map(|s| {
-                crate::time::parse_lenient(s).ok_or_else(|| {
-                    InvalidInput::payload(format!("'{field}' must be a date-time (RFC 3339)"))
-                })
+                crate::time::parse_lenient(s).ok_or_else(|| InvalidInput::payload(format!("'{field}' must be a date-time (RFC 3339)")))
             })
             .transpose()
         };
@@ -101,9 +93,7 @@ impl Validity {
         let expiration_date = ts("expiration_date", expiration_date)?;
         if let (Some(s), Some(e)) = (start_date, expiration_date) {
             if e <= s {
-                return Err(InvalidInput::payload(
-                    "'expiration_date' must be later than 'start_date'",
-                ));
+                return Err(InvalidInput::payload("'expiration_date' must be later than 'start_date'"));
             }
         }
         let timeframe = match timeframe {
@@ -125,24 +115,13 @@ impl Validity {
         let mut parsed_hours = Vec::new();
         if let Some(h) = hours {
             if h.daily.len() > 24 {
-                return Err(InvalidInput::payload(
-                    "'validity_hours.daily' may hold at most 24 windows",
-                ));
+                return Err(InvalidInput::payload("'validity_hours.daily' may hold at most 24 windows"));
             }
             for (i, d) in h.daily.iter().enumerate() {
-                check_days(
-                    &format!("validity_hours.daily[{i}].days_of_week"),
-                    &d.days_of_week,
-                )?;
+                check_days(&format!("validity_hours.daily[{i}].days_of_week"), &d.days_of_week)?;
                 parsed_hours.push((
-                    parse_hhmm(
-                        &format!("validity_hours.daily[{i}].start_time"),
-                        &d.start_time,
-                    )?,
-                    parse_hhmm(
-                        &format!("validity_hours.daily[{i}].expiration_time"),
-                        &d.expiration_time,
-                    )?,
+                    parse_hhmm(&format!("validity_hours.daily[{i}].start_time"), &d.start_time)?,
+                    parse_hhmm(&format!("validity_hours.daily[{i}].expiration_time"), &d.expiration_time)?,
                     d.days_of_week.clone(),
                 ));
             }
@@ -203,13 +182,7 @@ impl Validity {
 /// Windows start at `start`, `start + interval`, ... and each lasts `duration`. Bounded:
 /// the window index is computed arithmetically for fixed-length spans, and by a walk of at
 /// most 10,000 steps for calendar spans (months, years).
-fn in_timeframe(
-    now: Timestamp,
-    start: Timestamp,
-    interval: Span,
-    duration: Span,
-    tz: &TimeZone,
-) -> bool {
+fn in_timeframe(now: Timestamp, start: Timestamp, interval: Span, duration: Span, tz: &TimeZone) -> bool {
     let zstart = start.to_zoned(tz.clone());
     let fixed = |s: Span| s.get_years() == 0 && s.get_months() == 0;
     if fixed(interval) && fixed(duration) {
@@ -255,31 +228,11 @@ mod tests {
 
     #[test]
     fn dates() {
-        let v = Validity::parse(
-            Some("2024-01-01T00:00:00Z"),
-            Some("2024-02-01T00:00:00Z"),
-            None,
-            None,
-            None,
-        )
-        .expect("valid");
-        assert_eq!(
-            v.check(ts("2023-12-31T23:59:59Z"), &TimeZone::UTC),
-            Err(NotValid::NotActiveYet)
-        );
+        let v = Validity::parse(Some("2024-01-01T00:00:00Z"), Some("2024-02-01T00:00:00Z"), None, None, None).expect("valid");
+        assert_eq!(v.check(ts("2023-12-31T23:59:59Z"), &TimeZone::UTC), Err(NotValid::NotActiveYet));
         assert_eq!(v.check(ts("2024-01-15T00:00:00Z"), &TimeZone::UTC), Ok(()));
-        assert_eq!(
-            v.check(ts("2024-02-01T00:00:00Z"), &TimeZone::UTC),
-            Err(NotValid::Expired)
-        );
-        assert!(Validity::parse(
-            Some("2024-02-01T00:00:00Z"),
-            Some("2024-01-01T00:00:00Z"),
-            None,
-            None,
-            None
-        )
-        .is_err());
+        assert_eq!(v.check(ts("2024-02-01T00:00:00Z"), &TimeZone::UTC), Err(NotValid::Expired));
+        assert!(Validity::parse(Some("2024-02-01T00:00:00Z"), Some("2024-01-01T00:00:00Z"), None, None, None).is_err());
     }
 
     #[test]
@@ -298,15 +251,9 @@ mod tests {
         // Saturday 01:00 Warsaw belongs to Friday's window.
         assert_eq!(v.check(ts("2024-03-02T00:00:00Z"), &tz), Ok(()));
         // Saturday 22:30 Warsaw does not.
-        assert_eq!(
-            v.check(ts("2024-03-02T21:30:00Z"), &tz),
-            Err(NotValid::OutsideTimeframe)
-        );
+        assert_eq!(v.check(ts("2024-03-02T21:30:00Z"), &tz), Err(NotValid::OutsideTimeframe));
         let weekend = Validity::parse(None, None, None, Some(&[0, 6]), None).expect("valid");
-        assert_eq!(
-            weekend.check(ts("2024-03-02T12:00:00Z"), &TimeZone::UTC),
-            Ok(())
-        );
+        assert_eq!(weekend.check(ts("2024-03-02T12:00:00Z"), &TimeZone::UTC), Ok(()));
         assert_eq!(
             weekend.check(ts("2024-03-04T12:00:00Z"), &TimeZone::UTC),
             Err(NotValid::OutsideTimeframe)
@@ -319,30 +266,16 @@ mod tests {
             interval: "P1D".into(),
             duration: "PT1H".into(),
         };
-        let v = Validity::parse(Some("2024-01-01T10:00:00Z"), None, Some(&tf), None, None)
-            .expect("valid");
+        let v = Validity::parse(Some("2024-01-01T10:00:00Z"), None, Some(&tf), None, None).expect("valid");
         assert_eq!(v.check(ts("2024-01-05T10:30:00Z"), &TimeZone::UTC), Ok(()));
-        assert_eq!(
-            v.check(ts("2024-01-05T11:30:00Z"), &TimeZone::UTC),
-            Err(NotValid::OutsideTimeframe)
-        );
+        assert_eq!(v.check(ts("2024-01-05T11:30:00Z"), &TimeZone::UTC), Err(NotValid::OutsideTimeframe));
         let monthly = ValidityTimeframe {
             interval: "P1M".into(),
             duration: "P1D".into(),
         };
-        let v = Validity::parse(
-            Some("2024-01-01T00:00:00Z"),
-            None,
-            Some(&monthly),
-            None,
-            None,
-        )
-        .expect("valid");
+        let v = Validity::parse(Some("2024-01-01T00:00:00Z"), None, Some(&monthly), None, None).expect("valid");
         assert_eq!(v.check(ts("2024-05-01T12:00:00Z"), &TimeZone::UTC), Ok(()));
-        assert_eq!(
-            v.check(ts("2024-05-02T12:00:00Z"), &TimeZone::UTC),
-            Err(NotValid::OutsideTimeframe)
-        );
+        assert_eq!(v.check(ts("2024-05-02T12:00:00Z"), &TimeZone::UTC), Err(NotValid::OutsideTimeframe));
         assert!(Validity::parse(None, None, Some(&tf), None, None).is_err());
         assert!(Validity::parse(
             Some("2024-01-01T00:00:00Z"),

@@ -60,9 +60,7 @@ impl Row {
     pub fn text(&self, i: usize) -> Result<String, StoreError> {
         match self.col(i)? {
             Val::Text(s) => Ok(s.clone()),
-            other => Err(StoreError::Internal(format!(
-                "column {i}: expected text, found {other:?}"
-            ))),
+            other => Err(StoreError::Internal(format!("column {i}: expected text, found {other:?}"))),
         }
     }
 
@@ -70,18 +68,14 @@ impl Row {
         match self.col(i)? {
             Val::Null => Ok(None),
             Val::Text(s) => Ok(Some(s.clone())),
-            other => Err(StoreError::Internal(format!(
-                "column {i}: expected text, found {other:?}"
-            ))),
+            other => Err(StoreError::Internal(format!("column {i}: expected text, found {other:?}"))),
         }
     }
 
     pub fn int(&self, i: usize) -> Result<i64, StoreError> {
         match self.col(i)? {
             Val::Int(v) => Ok(*v),
-            other => Err(StoreError::Internal(format!(
-                "column {i}: expected integer, found {other:?}"
-            ))),
+            other => Err(StoreError::Internal(format!("column {i}: expected integer, found {other:?}"))),
         }
     }
 
@@ -89,18 +83,14 @@ impl Row {
         match self.col(i)? {
             Val::Null => Ok(None),
             Val::Int(v) => Ok(Some(*v)),
-            other => Err(StoreError::Internal(format!(
-                "column {i}: expected integer, found {other:?}"
-            ))),
+            other => Err(StoreError::Internal(format!("column {i}: expected integer, found {other:?}"))),
         }
     }
 
     /// Deserializes a JSON document column.
     pub fn json<T: serde::de::DeserializeOwned>(&self, i: usize) -> Result<T, StoreError> {
         let text = self.text(i)?;
-        serde_json::from_str(&text).map_err(|e| {
-            StoreError::Internal(format!("stored document in column {i} does not parse: {e}"))
-        })
+        serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("stored document in column {i} does not parse: {e}")))
     }
 }
 

@@ -23,10 +23,7 @@ pub use ops::org::{ApiKey, KeyKind, NewKey, Tenant};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("{resource_type} {id} not found")]
-    NotFound {
-        resource_type: &'static str,
-        id: String,
-    },
+    NotFound { resource_type: &'static str, id: String },
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
     #[error("conflict: {message}")]
@@ -94,15 +91,19 @@ impl Store {
     }
 
     /// Writes waiting for the SQLite writer (always 0 on PostgreSQL).
+    /// Operations waiting for the SQLite writer or for a PostgreSQL worker.
     pub fn write_queue_depth(&self) -> usize {
         match &*self.engine {
             Engine::Sqlite(b) => b.queue_depth(),
-            Engine::Postgres(_) => 0,
+            Engine::Postgres(b) => b.queue_depth(),
         }
     }
 
     pub fn write_queue_capacity(&self) -> usize {
-        sqlite::QUEUE_CAPACITY
+        match &*self.engine {
+            Engine::Sqlite(_) => sqlite::QUEUE_CAPACITY,
+            Engine::Postgres(_) => postgres::QUEUE_CAPACITY,
+        }
     }
 
     pub async fn read<T, F>(&self, f: F) -> Result<T>
@@ -116,7 +117,28 @@ impl Store {
         }
     }
 
+    /// Runs `f` in a write transaction. When the request carries an `Idempotency-Key`, the
+    /// first write of the request also marks the key `applied` in the same transaction, so
+    /// the record and the effect commit together and a retry can never apply it twice.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    {
+        let mark = ops::idempotency::claim_current();
+        let f = move |c: &mut dyn Conn| -> Result<T> {
+            let v = f(c)?;
+            if let Some((scope, key)) = mark {
+                ops::idempotency::mark_applied(c, &scope, &key)?;
+            }
+            Ok(v)
+        };
+        self.write_unmarked(f).await
+    }
+
+    /// A write that never takes part in a request's idempotency record (the record's own
+    /// bookkeeping).
+    pub async fn write_unmarked<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,

@@ -9,10 +9,7 @@ use crate::StoreError;
 
 pub trait Migrator {
     /// Runs `f` in one transaction (holding the migration lock on PostgreSQL).
-    fn run(
-        &mut self,
-        f: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError>;
+    fn run(&mut self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError>;
     /// Runs a script outside a transaction (used to create the version table).
     fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
 }
@@ -94,6 +91,7 @@ const MIGRATIONS: &[&str] = &[
         source_id TEXT,
         status TEXT NOT NULL,
         customer_id TEXT,
+        total_amount BIGINT NOT NULL DEFAULT 0,
         created_at TEXT NOT NULL,
         updated_at TEXT,
         data TEXT NOT NULL,
@@ -122,10 +120,7 @@ pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let version = i as i64 + 1;
         m.run(&mut |c| {
-            let done = c.query_opt(
-                "SELECT version FROM tessera_migrations WHERE version = $1",
-                &[Val::Int(version)],
-            )?;
+            let done = c.query_opt("SELECT version FROM tessera_migrations WHERE version = $1", &[Val::Int(version)])?;
             if done.is_some() {
                 return Ok(());
             }
@@ -134,10 +129,7 @@ pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {
             }
             c.execute(
                 "INSERT INTO tessera_migrations (version, applied_at) VALUES ($1, $2)",
-                &[
-                    Val::Int(version),
-                    Val::Text(tessera_domain::time::now_string()),
-                ],
+                &[Val::Int(version), Val::Text(tessera_domain::time::now_string())],
             )?;
             tracing::info!(version, "applied schema migration");
             Ok(())

@@ -14,7 +14,7 @@ use std::time::Duration;
 const POOL_SIZE: u32 = 16;
 /// Operations waiting for a PostgreSQL worker; beyond this, callers get 503 at once
 /// rather than queueing without bound.
-const QUEUE_CAPACITY: usize = 4096;
+pub const QUEUE_CAPACITY: usize = 4096;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 type Task = Box<dyn FnOnce(&Pool) + Send>;
@@ -24,14 +24,11 @@ type Task = Box<dyn FnOnce(&Pool) + Send>;
 /// on plain worker threads that own the pool; async callers hand them closures.
 pub struct PgBackend {
     tasks: std::sync::mpsc::SyncSender<Task>,
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ToSql for Val {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut postgres::types::private::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(&self, ty: &Type, out: &mut postgres::types::private::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Val::Null => Ok(IsNull::Yes),
             Val::Int(i) => {
@@ -65,19 +62,15 @@ fn convert_row(row: &postgres::Row) -> Result<Row, StoreError> {
         let v = if *t == Type::INT8 {
             row.try_get::<_, Option<i64>>(i).map(Val::from)
         } else if *t == Type::INT4 {
-            row.try_get::<_, Option<i32>>(i)
-                .map(|v| Val::from(v.map(i64::from)))
+            row.try_get::<_, Option<i32>>(i).map(|v| Val::from(v.map(i64::from)))
         } else if *t == Type::INT2 {
-            row.try_get::<_, Option<i16>>(i)
-                .map(|v| Val::from(v.map(i64::from)))
+            row.try_get::<_, Option<i16>>(i).map(|v| Val::from(v.map(i64::from)))
         } else if *t == Type::BOOL {
             row.try_get::<_, Option<bool>>(i).map(Val::from)
         } else {
             row.try_get::<_, Option<String>>(i).map(Val::from)
         };
-        vals.push(
-            v.map_err(|e| StoreError::Internal(format!("postgres column {}: {e}", col.name())))?,
-        );
+        vals.push(v.map_err(|e| StoreError::Internal(format!("postgres column {}: {e}", col.name())))?);
     }
     Ok(Row(vals))
 }
@@ -92,9 +85,7 @@ pub(crate) fn map_err(e: postgres::Error) -> StoreError {
         {
             return StoreError::Constraint(db.message().to_string());
         }
-        if *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
-            || *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-        {
+        if *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE || *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED {
             return StoreError::Unavailable(format!("transaction conflict: {}", db.message()));
         }
         return StoreError::Internal(format!("postgres: {} ({})", db.message(), code.code()));
@@ -121,10 +112,7 @@ impl<C: postgres::GenericClient> Conn for PgConn<'_, C> {
 
     fn lock_key(&mut self, key: &str) -> Result<(), StoreError> {
         self.client
-            .execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&key],
-            )
+            .execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key])
             .map_err(map_err)?;
         Ok(())
     }
@@ -135,14 +123,10 @@ struct PgMigrator<'a> {
 }
 
 impl crate::migrations::Migrator for PgMigrator<'_> {
-    fn run(
-        &mut self,
-        f: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn run(&mut self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError> {
         let mut tx = self.client.transaction().map_err(map_err)?;
         // Several nodes may start at once; one migrates, the others wait and then see it done.
-        tx.execute("SELECT pg_advisory_xact_lock(7265637365726100)", &[])
-            .map_err(map_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock(7265637365726100)", &[]).map_err(map_err)?;
         f(&mut PgConn { client: &mut tx })?;
         tx.commit().map_err(map_err)
     }
@@ -166,12 +150,10 @@ impl PgBackend {
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
         {
-            let mut client = pool.get().map_err(|e| {
-                StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
-            })?;
-            crate::migrations::apply(&mut PgMigrator {
-                client: &mut client,
-            })?;
+            let mut client = pool
+                .get()
+                .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+            crate::migrations::apply(&mut PgMigrator { client: &mut client })?;
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<Task>(QUEUE_CAPACITY);
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
@@ -190,11 +172,12 @@ impl PgBackend {
                         Err(_) => return,
                     }
                 })
-                .map_err(|e| {
-                    StoreError::Internal(format!("cannot start PostgreSQL worker: {e}"))
-                })?;
+                .map_err(|e| StoreError::Internal(format!("cannot start PostgreSQL worker: {e}")))?;
         }
-        Ok(PgBackend { tasks: tx })
+        Ok(PgBackend {
+            tasks: tx,
+            queued: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        })
     }
 
     async fn submit<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -203,19 +186,28 @@ impl PgBackend {
         F: FnOnce(&Pool) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let queued = self.queued.clone();
+        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let q2 = queued.clone();
         let task: Task = Box::new(move |pool| {
+            q2.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let _ = tx.send(f(pool));
         });
-        self.tasks.try_send(task).map_err(|e| match e {
-            std::sync::mpsc::TrySendError::Full(_) => {
-                StoreError::Unavailable("too many PostgreSQL operations queued".into())
-            }
-            std::sync::mpsc::TrySendError::Disconnected(_) => {
-                StoreError::Unavailable("PostgreSQL workers stopped".into())
-            }
-        })?;
+        self.tasks
+            .try_send(task)
+            .inspect_err(|_| {
+                queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            })
+            .map_err(|e| match e {
+                std::sync::mpsc::TrySendError::Full(_) => StoreError::Unavailable("too many PostgreSQL operations queued".into()),
+                std::sync::mpsc::TrySendError::Disconnected(_) => StoreError::Unavailable("PostgreSQL workers stopped".into()),
+            })?;
         rx.await
             .map_err(|_| StoreError::Internal("PostgreSQL worker dropped the operation".into()))?
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -224,9 +216,9 @@ impl PgBackend {
         F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
     {
         self.submit(move |pool| {
-            let mut client = pool.get().map_err(|e| {
-                StoreError::Unavailable(format!("no PostgreSQL connection available: {e}"))
-            })?;
+            let mut client = pool
+                .get()
+                .map_err(|e| StoreError::Unavailable(format!("no PostgreSQL connection available: {e}")))?;
             // REPEATABLE READ gives a multi-statement read (page + count) one snapshot.
             let mut tx = client
                 .build_transaction()
@@ -247,9 +239,9 @@ impl PgBackend {
         F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
     {
         self.submit(move |pool| {
-            let mut client = pool.get().map_err(|e| {
-                StoreError::Unavailable(format!("no PostgreSQL connection available: {e}"))
-            })?;
+            let mut client = pool
+                .get()
+                .map_err(|e| StoreError::Unavailable(format!("no PostgreSQL connection available: {e}")))?;
             let mut tx = client.transaction().map_err(map_err)?;
             let r = f(&mut PgConn { client: &mut tx })?;
             tx.commit().map_err(map_err)?;

@@ -80,10 +80,7 @@ pub struct SqliteConn<'a> {
 
 impl Conn for SqliteConn<'_> {
     fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&to_sqlite_placeholders(sql))
-            .map_err(map_err)?;
+        let mut stmt = self.conn.prepare_cached(&to_sqlite_placeholders(sql)).map_err(map_err)?;
         let n = stmt
             .execute(rusqlite::params_from_iter(params.iter().map(to_sql)))
             .map_err(map_err)?;
@@ -91,14 +88,9 @@ impl Conn for SqliteConn<'_> {
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&to_sqlite_placeholders(sql))
-            .map_err(map_err)?;
+        let mut stmt = self.conn.prepare_cached(&to_sqlite_placeholders(sql)).map_err(map_err)?;
         let cols = stmt.column_count();
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(params.iter().map(to_sql)))
-            .map_err(map_err)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(to_sql))).map_err(map_err)?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(map_err)? {
             let mut vals = Vec::with_capacity(cols);
@@ -146,8 +138,7 @@ fn map_err(e: rusqlite::Error) -> StoreError {
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(map_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(())
 }
@@ -161,10 +152,7 @@ impl r2d2::ManageConnection for ReadManager {
     type Error = rusqlite::Error;
 
     fn connect(&self) -> Result<Connection, rusqlite::Error> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(256);
         Ok(conn)
@@ -183,20 +171,13 @@ impl SqliteBackend {
     /// Opens (creating if needed) `tessera.db` in `dir`, applies migrations and starts
     /// the writer thread.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Internal(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Internal(format!("cannot create data directory {}: {e}", dir.display())))?;
         let path = dir.join("tessera.db");
         let conn = Connection::open(&path).map_err(map_err)?;
         configure(&conn)?;
         // WAL lets readers proceed during writes; FULL makes every acknowledged commit durable.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(map_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(map_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(map_err)?;
         crate::migrations::apply(&mut SqliteMigrator { conn: &conn })?;
 
         let readers = r2d2::Pool::builder()
@@ -237,9 +218,9 @@ impl SqliteBackend {
     {
         let pool = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = pool.get().map_err(|e| {
-                StoreError::Unavailable(format!("no read connection available: {e}"))
-            })?;
+            let conn = pool
+                .get()
+                .map_err(|e| StoreError::Unavailable(format!("no read connection available: {e}")))?;
             // A read spans several statements (page + count); one transaction gives them
             // one snapshot.
             conn.execute_batch("BEGIN").map_err(map_err)?;
@@ -289,13 +270,8 @@ struct SqliteMigrator<'a> {
 }
 
 impl crate::migrations::Migrator for SqliteMigrator<'_> {
-    fn run(
-        &mut self,
-        f: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(map_err)?;
+    fn run(&mut self, f: &mut dyn FnMut(&mut dyn Conn) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
         let r = f(&mut SqliteConn { conn: self.conn });
         match r {
             Ok(()) => self.conn.execute_batch("COMMIT").map_err(map_err),

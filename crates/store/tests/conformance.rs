@@ -11,16 +11,13 @@ use tessera_domain::project::ProjectInput;
 use tessera_store::{IdemBegin, KeyKind, Store, StoreError, Tenant};
 
 fn pg_base_url() -> String {
-    std::env::var("TESSERA_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("TESSERA_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A fresh schema per test so tests run in parallel without seeing each other.
 /// Runs blocking driver calls off the async runtime.
 fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f)
-        .join()
-        .expect("blocking helper panicked")
+    std::thread::spawn(f).join().expect("blocking helper panicked")
 }
 
 fn pg_admin() -> ::postgres::Client {
@@ -31,20 +28,9 @@ fn pg_admin() -> ::postgres::Client {
 fn pg_url_with_fresh_schema() -> (String, String) {
     let schema = format!("t_{}", &tessera_domain::secrets::new_token()[..16]);
     let s2 = schema.clone();
-    blocking(move || {
-        pg_admin()
-            .batch_execute(&format!("CREATE SCHEMA {s2}"))
-            .expect("create schema")
-    });
-    let sep = if pg_base_url().contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    (
-        format!("{}{sep}options=-c%20search_path%3D{schema}", pg_base_url()),
-        schema,
-    )
+    blocking(move || pg_admin().batch_execute(&format!("CREATE SCHEMA {s2}")).expect("create schema"));
+    let sep = if pg_base_url().contains('?') { '&' } else { '?' };
+    (format!("{}{sep}options=-c%20search_path%3D{schema}", pg_base_url()), schema)
 }
 
 pub enum Engine {
@@ -56,10 +42,7 @@ mod tempdir {
     pub struct Dir(pub std::path::PathBuf);
     impl Dir {
         pub fn new() -> Self {
-            let p = std::env::temp_dir().join(format!(
-                "tessera-test-{}",
-                &tessera_domain::secrets::new_token()[..16]
-            ));
+            let p = std::env::temp_dir().join(format!("tessera-test-{}", &tessera_domain::secrets::new_token()[..16]));
             std::fs::create_dir_all(&p).expect("temp dir");
             Dir(p)
         }
@@ -135,15 +118,13 @@ impl Ctx {
 }
 
 fn q(pairs: &[(&str, &str)], spec: &list::ListSpec) -> list::ListQuery {
-    let m: BTreeMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     list::parse(spec, &m).expect("valid query")
 }
 
 fn customer(source_id: &str, name: &str, email: &str) -> CustomerInput {
-    serde_json::from_value(serde_json::json!({"source_id": source_id, "name": name, "email": email, "address": {"city": "Berlin"}})).expect("valid")
+    serde_json::from_value(serde_json::json!({"source_id": source_id, "name": name, "email": email, "address": {"city": "Berlin"}}))
+        .expect("valid")
 }
 
 macro_rules! conformance {
@@ -179,11 +160,7 @@ conformance!(
 
 async fn organization_credentials(ctx: Ctx) {
     let s = &ctx.store;
-    let generated = s
-        .init_organization(None, None)
-        .await
-        .expect("init")
-        .expect("generated pair");
+    let generated = s.init_organization(None, None).await.expect("init").expect("generated pair");
     assert!(s
         .authenticate_management(generated.0.clone(), generated.1.clone())
         .await
@@ -195,11 +172,7 @@ async fn organization_credentials(ctx: Ctx) {
         .expect("auth")
         .is_none());
     // A second start without environment credentials keeps the stored pair.
-    assert!(s
-        .init_organization(None, None)
-        .await
-        .expect("init")
-        .is_none());
+    assert!(s.init_organization(None, None).await.expect("init").is_none());
     assert!(s
         .authenticate_management(generated.0.clone(), generated.1.clone())
         .await
@@ -209,11 +182,7 @@ async fn organization_credentials(ctx: Ctx) {
     s.init_organization(Some("new-id".into()), Some("new-token".into()))
         .await
         .expect("init");
-    assert!(s
-        .authenticate_management(generated.0, generated.1)
-        .await
-        .expect("auth")
-        .is_none());
+    assert!(s.authenticate_management(generated.0, generated.1).await.expect("auth").is_none());
     assert!(s
         .authenticate_management("new-id".into(), "new-token".into())
         .await
@@ -228,30 +197,18 @@ async fn keys_authenticate_and_revoke(ctx: Ctx) {
     let pid = t.project_id().to_string();
     let client = &created.client_key;
     assert!(s
-        .authenticate_key(
-            client.key.app_id.clone(),
-            client.app_token.clone(),
-            KeyKind::Client
-        )
+        .authenticate_key(client.key.app_id.clone(), client.app_token.clone(), KeyKind::Client)
         .await
         .expect("auth")
         .is_some());
     // A client key is not a server key, and a wrong token is refused.
     assert!(s
-        .authenticate_key(
-            client.key.app_id.clone(),
-            client.app_token.clone(),
-            KeyKind::Server
-        )
+        .authenticate_key(client.key.app_id.clone(), client.app_token.clone(), KeyKind::Server)
         .await
         .expect("auth")
         .is_none());
     assert!(s
-        .authenticate_key(
-            created.server_key.key.app_id.clone(),
-            client.app_token.clone(),
-            KeyKind::Server
-        )
+        .authenticate_key(created.server_key.key.app_id.clone(), client.app_token.clone(), KeyKind::Server)
         .await
         .expect("auth")
         .is_none());
@@ -261,27 +218,16 @@ async fn keys_authenticate_and_revoke(ctx: Ctx) {
         .await
         .expect("new key");
     assert!(s
-        .authenticate_key(
-            extra.key.app_id.clone(),
-            extra.app_token.clone(),
-            KeyKind::Server
-        )
+        .authenticate_key(extra.key.app_id.clone(), extra.app_token.clone(), KeyKind::Server)
         .await
         .expect("auth")
         .is_some());
     let keys = s.list_api_keys(&m, pid.clone()).await.expect("list");
     assert_eq!(keys.len(), 3);
-    let revoked = s
-        .revoke_api_key(&m, pid.clone(), extra.key.app_id.clone())
-        .await
-        .expect("revoke");
+    let revoked = s.revoke_api_key(&m, pid.clone(), extra.key.app_id.clone()).await.expect("revoke");
     assert!(revoked.revoked_at.is_some());
     assert!(s
-        .authenticate_key(
-            extra.key.app_id.clone(),
-            extra.app_token.clone(),
-            KeyKind::Server
-        )
+        .authenticate_key(extra.key.app_id.clone(), extra.app_token.clone(), KeyKind::Server)
         .await
         .expect("auth")
         .is_none());
@@ -305,10 +251,7 @@ async fn keys_authenticate_and_revoke(ctx: Ctx) {
         .await
         .expect("auth")
         .is_none());
-    assert!(matches!(
-        s.get_project(&m, pid).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(s.get_project(&m, pid).await, Err(StoreError::NotFound { .. })));
 }
 
 async fn customers_upsert_get_update_delete(ctx: Ctx) {
@@ -323,31 +266,20 @@ async fn customers_upsert_get_update_delete(ctx: Ctx) {
     let a2 = s
         .upsert_customer(
             &t,
-            serde_json::from_value(serde_json::json!({"source_id": "src-1", "phone": "+48 1"}))
-                .expect("valid"),
+            serde_json::from_value(serde_json::json!({"source_id": "src-1", "phone": "+48 1"})).expect("valid"),
         )
         .await
         .expect("upsert");
     assert_eq!(a2.id, a.id);
     assert_eq!(a2.name.as_deref(), Some("Ann"));
     assert_eq!(a2.phone.as_deref(), Some("+48 1"));
-    assert_eq!(
-        s.get_customer(&t, "src-1".into())
-            .await
-            .expect("by source")
-            .id,
-        a.id
-    );
-    assert_eq!(
-        s.get_customer(&t, a.id.clone()).await.expect("by id").id,
-        a.id
-    );
+    assert_eq!(s.get_customer(&t, "src-1".into()).await.expect("by source").id, a.id);
+    assert_eq!(s.get_customer(&t, a.id.clone()).await.expect("by id").id, a.id);
     let upd = s
         .update_customer(
             &t,
             a.id.clone(),
-            serde_json::from_value(serde_json::json!({"name": null, "metadata": {"tier": "gold"}}))
-                .expect("valid"),
+            serde_json::from_value(serde_json::json!({"name": null, "metadata": {"tier": "gold"}})).expect("valid"),
         )
         .await
         .expect("update");
@@ -356,50 +288,26 @@ async fn customers_upsert_get_update_delete(ctx: Ctx) {
     assert_eq!(upd.metadata.get("tier"), Some(&serde_json::json!("gold")));
     assert!(upd.updated_at.is_some());
     // An unknown id is not silently created.
-    let unknown: CustomerInput =
-        serde_json::from_value(serde_json::json!({"id": "cust_nope"})).expect("valid");
-    assert!(matches!(
-        s.upsert_customer(&t, unknown).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    let unknown: CustomerInput = serde_json::from_value(serde_json::json!({"id": "cust_nope"})).expect("valid");
+    assert!(matches!(s.upsert_customer(&t, unknown).await, Err(StoreError::NotFound { .. })));
     s.delete_customer(&t, "src-1".into()).await.expect("delete");
-    assert!(matches!(
-        s.get_customer(&t, a.id.clone()).await,
-        Err(StoreError::NotFound { .. })
-    ));
-    assert!(matches!(
-        s.delete_customer(&t, a.id).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(s.get_customer(&t, a.id.clone()).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(s.delete_customer(&t, a.id).await, Err(StoreError::NotFound { .. })));
     // Invalid input is refused before anything is written.
-    let bad: CustomerInput =
-        serde_json::from_value(serde_json::json!({"email": "not-an-email"})).expect("parses");
-    assert!(matches!(
-        s.upsert_customer(&t, bad).await,
-        Err(StoreError::Invalid(_))
-    ));
+    let bad: CustomerInput = serde_json::from_value(serde_json::json!({"email": "not-an-email"})).expect("parses");
+    assert!(matches!(s.upsert_customer(&t, bad).await, Err(StoreError::Invalid(_))));
 }
 
 async fn customers_list_filters_and_pages(ctx: Ctx) {
     let s = &ctx.store;
     let (t, _) = ctx.tenant().await;
     for i in 0..25 {
-        s.upsert_customer(
-            &t,
-            customer(
-                &format!("c{i:02}"),
-                &format!("N{}", i % 3),
-                &format!("c{i}@x.io"),
-            ),
-        )
-        .await
-        .expect("create");
+        s.upsert_customer(&t, customer(&format!("c{i:02}"), &format!("N{}", i % 3), &format!("c{i}@x.io")))
+            .await
+            .expect("create");
     }
     let spec = &tessera_store::ops::customers::LIST_SPEC;
-    let (page1, total) = s
-        .list_customers(&t, q(&[("limit", "10")], spec))
-        .await
-        .expect("list");
+    let (page1, total) = s.list_customers(&t, q(&[("limit", "10")], spec)).await.expect("list");
     assert_eq!((page1.len(), total), (10, 25));
     // Newest first by default.
     assert_eq!(page1[0].source_id.as_deref(), Some("c24"));
@@ -412,20 +320,11 @@ async fn customers_list_filters_and_pages(ctx: Ctx) {
         .list_customers(&t, q(&[("order", "source_id"), ("limit", "3")], spec))
         .await
         .expect("list");
-    let ids: Vec<_> = asc
-        .iter()
-        .map(|c| c.source_id.clone().unwrap_or_default())
-        .collect();
+    let ids: Vec<_> = asc.iter().map(|c| c.source_id.clone().unwrap_or_default()).collect();
     assert_eq!(ids, vec!["c00", "c01", "c02"]);
-    let (by_email, total) = s
-        .list_customers(&t, q(&[("email", "c7@x.io")], spec))
-        .await
-        .expect("list");
+    let (by_email, total) = s.list_customers(&t, q(&[("email", "c7@x.io")], spec)).await.expect("list");
     assert_eq!((by_email.len(), total), (1, 1));
-    let (by_name, total) = s
-        .list_customers(&t, q(&[("name", "N1")], spec))
-        .await
-        .expect("list");
+    let (by_name, total) = s.list_customers(&t, q(&[("name", "N1")], spec)).await.expect("list");
     assert_eq!((by_name.len(), total), (8, 8));
     let (by_city, total) = s
         .list_customers(&t, q(&[("city", "Berlin"), ("limit", "100")], spec))
@@ -433,10 +332,7 @@ async fn customers_list_filters_and_pages(ctx: Ctx) {
         .expect("list");
     assert_eq!((by_city.len(), total), (25, 25));
     let (none, total) = s
-        .list_customers(
-            &t,
-            q(&[("created_at[before]", "2000-01-01T00:00:00Z")], spec),
-        )
+        .list_customers(&t, q(&[("created_at[before]", "2000-01-01T00:00:00Z")], spec))
         .await
         .expect("list");
     assert_eq!((none.len(), total), (0, 0));
@@ -453,16 +349,14 @@ async fn tenants_are_isolated(ctx: Ctx) {
     let prod = s
         .upsert_product(
             &a,
-            serde_json::from_value(serde_json::json!({"source_id": "p1", "name": "P"}))
-                .expect("valid"),
+            serde_json::from_value(serde_json::json!({"source_id": "p1", "name": "P"})).expect("valid"),
         )
         .await
         .expect("product");
     let order = s
         .upsert_order(
             &a,
-            serde_json::from_value(serde_json::json!({"source_id": "o1", "amount": 100}))
-                .expect("valid"),
+            serde_json::from_value(serde_json::json!({"source_id": "o1", "amount": 100})).expect("valid"),
         )
         .await
         .expect("order");
@@ -478,10 +372,7 @@ async fn tenants_are_isolated(ctx: Ctx) {
         s.get_product(&b, prod.0.id.clone()).await,
         Err(StoreError::NotFound { .. })
     ));
-    assert!(matches!(
-        s.get_order(&b, order.id.clone()).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(s.get_order(&b, order.id.clone()).await, Err(StoreError::NotFound { .. })));
     assert!(matches!(
         s.delete_customer(&b, cust.id.clone()).await,
         Err(StoreError::NotFound { .. })
@@ -498,11 +389,7 @@ async fn tenants_are_isolated(ctx: Ctx) {
         .expect("create");
     assert_ne!(other.id, cust.id);
     assert_eq!(
-        s.get_customer(&a, "shared-src".into())
-            .await
-            .expect("get")
-            .name
-            .as_deref(),
+        s.get_customer(&a, "shared-src".into()).await.expect("get").name.as_deref(),
         Some("Ann")
     );
 }
@@ -510,18 +397,19 @@ async fn tenants_are_isolated(ctx: Ctx) {
 async fn products_and_skus(ctx: Ctx) {
     let s = &ctx.store;
     let (t, _) = ctx.tenant().await;
-    let input: ProductInput = serde_json::from_value(serde_json::json!({"source_id": "shoe", "name": "Shoe", "price": 5000, "attributes": ["size"]})).expect("valid");
+    let input: ProductInput =
+        serde_json::from_value(serde_json::json!({"source_id": "shoe", "name": "Shoe", "price": 5000, "attributes": ["size"]}))
+            .expect("valid");
     let (p, skus, n) = s.upsert_product(&t, input).await.expect("create");
     assert!(p.id.starts_with("prod_") && skus.is_empty() && n == 0);
-    let sku_in: SkuInput = serde_json::from_value(serde_json::json!({"source_id": "shoe-42", "sku": "42", "price": 5100, "attributes": {"size": "42"}})).expect("valid");
+    let sku_in: SkuInput =
+        serde_json::from_value(serde_json::json!({"source_id": "shoe-42", "sku": "42", "price": 5100, "attributes": {"size": "42"}}))
+            .expect("valid");
     let sku = s.upsert_sku(&t, "shoe".into(), sku_in).await.expect("sku");
     assert_eq!(sku.product_id, p.id);
     let (_, skus, n) = s.get_product(&t, p.id.clone()).await.expect("get");
     assert_eq!((skus.len(), n), (1, 1));
-    assert_eq!(
-        s.get_sku(&t, None, "shoe-42".into()).await.expect("sku").id,
-        sku.id
-    );
+    assert_eq!(s.get_sku(&t, None, "shoe-42".into()).await.expect("sku").id, sku.id);
     let upd = s
         .update_sku(
             &t,
@@ -533,20 +421,13 @@ async fn products_and_skus(ctx: Ctx) {
         .expect("update");
     assert_eq!(upd.price, Some(4900));
     let (list, total) = s
-        .list_skus(
-            &t,
-            "shoe".into(),
-            q(&[], &tessera_store::ops::products::LIST_SPEC),
-        )
+        .list_skus(&t, "shoe".into(), q(&[], &tessera_store::ops::products::LIST_SPEC))
         .await
         .expect("list");
     assert_eq!((list.len(), total), (1, 1));
     // A SKU of another product is not reachable under this product.
     let (other, _, _) = s
-        .upsert_product(
-            &t,
-            serde_json::from_value(serde_json::json!({"name": "Hat"})).expect("valid"),
-        )
+        .upsert_product(&t, serde_json::from_value(serde_json::json!({"name": "Hat"})).expect("valid"))
         .await
         .expect("create");
     assert!(matches!(
@@ -554,10 +435,7 @@ async fn products_and_skus(ctx: Ctx) {
         Err(StoreError::NotFound { .. })
     ));
     s.delete_product(&t, p.id.clone()).await.expect("delete");
-    assert!(matches!(
-        s.get_sku(&t, None, sku.id).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(s.get_sku(&t, None, sku.id).await, Err(StoreError::NotFound { .. })));
     let (list, total) = s
         .list_products(&t, q(&[], &tessera_store::ops::products::LIST_SPEC))
         .await
@@ -597,18 +475,13 @@ async fn orders_with_customers(ctx: Ctx) {
     let again = s
         .upsert_order(
             &t,
-            serde_json::from_value(serde_json::json!({"source_id": "order-1", "amount": 1500}))
-                .expect("valid"),
+            serde_json::from_value(serde_json::json!({"source_id": "order-1", "amount": 1500})).expect("valid"),
         )
         .await
         .expect("upsert");
     assert_eq!((again.id.as_str(), again.amount), (o.id.as_str(), 1500));
-    let bad: OrderInput =
-        serde_json::from_value(serde_json::json!({"customer_id": "cust_missing"})).expect("valid");
-    assert!(matches!(
-        s.upsert_order(&t, bad).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    let bad: OrderInput = serde_json::from_value(serde_json::json!({"customer_id": "cust_missing"})).expect("valid");
+    assert!(matches!(s.upsert_order(&t, bad).await, Err(StoreError::NotFound { .. })));
     let (list, total) = s
         .list_orders(&t, q(&[], &tessera_store::ops::orders::LIST_SPEC))
         .await
@@ -620,64 +493,56 @@ async fn idempotency_records(ctx: Ctx) {
     let s = &ctx.store;
     let (t, _) = ctx.tenant().await;
     let scope = t.project_id().to_string();
-    assert_eq!(
-        s.idempotency_begin(scope.clone(), "k1".into(), "h1".into())
-            .await
-            .expect("begin"),
-        IdemBegin::Proceed
-    );
-    assert_eq!(
-        s.idempotency_begin(scope.clone(), "k1".into(), "h1".into())
-            .await
-            .expect("begin"),
-        IdemBegin::InFlight
-    );
-    assert_eq!(
-        s.idempotency_begin(scope.clone(), "k1".into(), "h2".into())
-            .await
-            .expect("begin"),
-        IdemBegin::InFlight
-    );
-    s.idempotency_finish(scope.clone(), "k1".into(), 200, "{\"ok\":true}".into())
+    let begin = |key: &'static str, hash: &'static str| {
+        let (s, scope) = (s.clone(), scope.clone());
+        async move { s.idempotency_begin(scope, key.into(), hash.into()).await.expect("begin") }
+    };
+    assert_eq!(begin("k1", "h1").await, IdemBegin::Proceed);
+    assert_eq!(begin("k1", "h1").await, IdemBegin::InFlight);
+    assert_eq!(begin("k1", "h2").await, IdemBegin::InFlight, "in flight wins over a different body");
+    s.idempotency_complete(scope.clone(), "k1".into(), 200, "{\"ok\":true}".into(), true)
         .await
-        .expect("finish");
+        .expect("complete");
     assert_eq!(
-        s.idempotency_begin(scope.clone(), "k1".into(), "h1".into())
-            .await
-            .expect("begin"),
+        begin("k1", "h1").await,
         IdemBegin::Replay {
             status: 200,
             body: "{\"ok\":true}".into()
         }
     );
-    assert_eq!(
-        s.idempotency_begin(scope.clone(), "k1".into(), "h2".into())
-            .await
-            .expect("begin"),
-        IdemBegin::Mismatch
-    );
+    assert_eq!(begin("k1", "h2").await, IdemBegin::Mismatch);
     // Other scopes do not see the key.
     assert_eq!(
-        s.idempotency_begin("other".into(), "k1".into(), "h9".into())
-            .await
-            .expect("begin"),
+        s.idempotency_begin("other".into(), "k1".into(), "h9".into()).await.expect("begin"),
         IdemBegin::Proceed
     );
-    // A released key can be used again.
-    assert_eq!(
-        s.idempotency_begin(scope.clone(), "k2".into(), "h1".into())
-            .await
-            .expect("begin"),
-        IdemBegin::Proceed
-    );
-    s.idempotency_release(scope.clone(), "k2".into())
+    // A key released after a server error can be used again.
+    assert_eq!(begin("k2", "h1").await, IdemBegin::Proceed);
+    s.idempotency_complete(scope.clone(), "k2".into(), 503, "{}".into(), false)
         .await
         .expect("release");
+    assert_eq!(begin("k2", "h1").await, IdemBegin::Proceed);
+    // A write made under the key marks it applied in the same transaction; then even a
+    // server error's response is kept, and the request is never run twice.
+    let mark = tessera_store::ops::idempotency::IdemMark::new(scope.clone(), "k2".into());
+    let (st, tt) = (s.clone(), t.clone());
+    tessera_store::ops::idempotency::CURRENT
+        .scope(
+            mark,
+            async move { st.upsert_customer(&tt, customer("idem-c", "I", "i@x.io")).await },
+        )
+        .await
+        .expect("write");
+    assert_eq!(begin("k2", "h1").await, IdemBegin::InFlight);
+    s.idempotency_complete(scope.clone(), "k2".into(), 500, "{\"e\":1}".into(), false)
+        .await
+        .expect("complete");
     assert_eq!(
-        s.idempotency_begin(scope, "k2".into(), "h1".into())
-            .await
-            .expect("begin"),
-        IdemBegin::Proceed
+        begin("k2", "h1").await,
+        IdemBegin::Replay {
+            status: 500,
+            body: "{\"e\":1}".into()
+        }
     );
 }
 
@@ -688,8 +553,7 @@ async fn concurrent_writes_are_all_durable(ctx: Ctx) {
         let s = ctx.store.clone();
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
-            s.upsert_customer(&t, customer(&format!("w{i}"), "W", "w@x.io"))
-                .await
+            s.upsert_customer(&t, customer(&format!("w{i}"), "W", "w@x.io")).await
         }));
     }
     let mut acked = Vec::new();
@@ -697,14 +561,7 @@ async fn concurrent_writes_are_all_durable(ctx: Ctx) {
         acked.push(task.await.expect("join").expect("acknowledged write"));
     }
     for c in acked {
-        assert_eq!(
-            ctx.store
-                .get_customer(&t, c.id.clone())
-                .await
-                .expect("readable after ack")
-                .id,
-            c.id
-        );
+        assert_eq!(ctx.store.get_customer(&t, c.id.clone()).await.expect("readable after ack").id, c.id);
     }
     let (_, total) = ctx
         .store
@@ -750,8 +607,7 @@ async fn failing_write_does_not_spoil_its_group(ctx: Ctx) {
         })
         .await
         .expect("read");
-    let present: std::collections::BTreeSet<String> =
-        rows.iter().map(|r| r.text(0).expect("text")).collect();
+    let present: std::collections::BTreeSet<String> = rows.iter().map(|r| r.text(0).expect("text")).collect();
     for i in 0..60 {
         assert_eq!(present.contains(&format!("g{i}")), i % 3 != 0, "row g{i}");
     }
@@ -774,15 +630,9 @@ async fn no_plaintext_secrets_at_rest(ctx: Ctx) {
             assert!(bytes.len() > 1000, "database files should not be empty");
             let text = String::from_utf8_lossy(&bytes);
             for s in &secrets {
-                assert!(
-                    !text.contains(s.as_str()),
-                    "a secret is stored in plaintext"
-                );
+                assert!(!text.contains(s.as_str()), "a secret is stored in plaintext");
             }
-            assert!(
-                text.contains(&created.server_key.key.app_id),
-                "the scan must see stored data"
-            );
+            assert!(text.contains(&created.server_key.key.app_id), "the scan must see stored data");
         }
         Engine::Postgres(schema) => {
             let schema = schema.clone();
@@ -791,23 +641,21 @@ async fn no_plaintext_secrets_at_rest(ctx: Ctx) {
             blocking(move || {
                 let mut admin = pg_admin();
                 let tables = admin
-                .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1", &[&schema])
-                .expect("tables");
+                    .query(
+                        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+                        &[&schema],
+                    )
+                    .expect("tables");
                 assert!(tables.len() >= 5);
                 let mut seen_app_id = false;
                 for t in tables {
                     let name: String = t.get(0);
-                    let rows = admin
-                        .query(&format!("SELECT t::text FROM {schema}.{name} t"), &[])
-                        .expect("dump");
+                    let rows = admin.query(&format!("SELECT t::text FROM {schema}.{name} t"), &[]).expect("dump");
                     for r in rows {
                         let text: String = r.get(0);
                         seen_app_id |= text.contains(&app_id);
                         for s in &secrets {
-                            assert!(
-                                !text.contains(s.as_str()),
-                                "a secret is stored in plaintext in {name}"
-                            );
+                            assert!(!text.contains(s.as_str()), "a secret is stored in plaintext in {name}");
                         }
                     }
                 }

@@ -25,8 +25,7 @@ impl FileConfig {
         let Some(path) = path else {
             return Ok(FileConfig::default());
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 }
@@ -51,14 +50,8 @@ pub struct Settings {
     pub log_level: String,
 }
 
-pub fn storage(
-    file: &FileConfig,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-) -> Result<Storage> {
-    let url = database_url
-        .or_else(|| file.database_url.clone())
-        .filter(|u| !u.is_empty());
+pub fn storage(file: &FileConfig, data_dir: Option<PathBuf>, database_url: Option<String>) -> Result<Storage> {
+    let url = database_url.or_else(|| file.database_url.clone()).filter(|u| !u.is_empty());
     if let Some(url) = url {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             bail!("database URL must start with postgres:// or postgresql:// (got a URL with another scheme)");
@@ -82,23 +75,17 @@ pub fn settings(
     log_format: Option<String>,
     log_level: Option<String>,
 ) -> Result<Settings> {
-    let listen_raw = listen
-        .or_else(|| file.listen.clone())
-        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    let listen: SocketAddr = listen_raw.parse().with_context(|| {
-        format!("invalid listen address '{listen_raw}': expected IP:PORT such as 127.0.0.1:8080")
-    })?;
-    let format_raw = log_format
-        .or_else(|| file.log_format.clone())
-        .unwrap_or_else(|| "json".to_string());
+    let listen_raw = listen.or_else(|| file.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listen: SocketAddr = listen_raw
+        .parse()
+        .with_context(|| format!("invalid listen address '{listen_raw}': expected IP:PORT such as 127.0.0.1:8080"))?;
+    let format_raw = log_format.or_else(|| file.log_format.clone()).unwrap_or_else(|| "json".to_string());
     let log_format = match format_raw.as_str() {
         "json" => LogFormat::Json,
         "text" => LogFormat::Text,
         other => bail!("invalid log format '{other}': expected 'json' or 'text'"),
     };
-    let log_level = log_level
-        .or_else(|| file.log_level.clone())
-        .unwrap_or_else(|| "info".to_string());
+    let log_level = log_level.or_else(|| file.log_level.clone()).unwrap_or_else(|| "info".to_string());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         bail!("invalid log level '{log_level}': expected error, warn, info, debug or trace");
     }
@@ -113,12 +100,8 @@ pub fn settings(
 /// Management credentials from `TESSERA_MANAGEMENT_ID` and `TESSERA_MANAGEMENT_TOKEN`:
 /// both or neither.
 pub fn management_credentials() -> Result<Option<(String, String)>> {
-    let id = std::env::var("TESSERA_MANAGEMENT_ID")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let token = std::env::var("TESSERA_MANAGEMENT_TOKEN")
-        .ok()
-        .filter(|s| !s.is_empty());
+    let id = std::env::var("TESSERA_MANAGEMENT_ID").ok().filter(|s| !s.is_empty());
+    let token = std::env::var("TESSERA_MANAGEMENT_TOKEN").ok().filter(|s| !s.is_empty());
     match (id, token) {
         (Some(id), Some(token)) => {
             if token.len() < 16 {
@@ -140,21 +123,11 @@ mod tests {
 
     #[test]
     fn precedence_and_defaults() {
-        let file: FileConfig =
-            toml::from_str("listen = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/tessera\"")
-                .expect("valid");
+        let file: FileConfig = toml::from_str("listen = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/tessera\"").expect("valid");
         let s = settings(&file, None, None, None, None, None).expect("valid");
         assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(s.storage, Storage::Sqlite("/var/lib/tessera".into()));
-        let s = settings(
-            &file,
-            Some("127.0.0.1:1".into()),
-            None,
-            Some("postgres://x/y".into()),
-            None,
-            None,
-        )
-        .expect("valid");
+        let s = settings(&file, Some("127.0.0.1:1".into()), None, Some("postgres://x/y".into()), None, None).expect("valid");
         assert_eq!(s.listen.to_string(), "127.0.0.1:1");
         assert_eq!(s.storage, Storage::Postgres("postgres://x/y".into()));
         let d = settings(&FileConfig::default(), None, None, None, None, None).expect("valid");

@@ -108,14 +108,7 @@ fn run() -> Result<()> {
             log_format,
             log_level,
         } => {
-            let settings = config::settings(
-                &file,
-                listen,
-                storage.data_dir,
-                storage.database_url,
-                log_format,
-                log_level,
-            )?;
+            let settings = config::settings(&file, listen, storage.data_dir, storage.database_url, log_format, log_level)?;
             init_logs(&settings);
             runtime.block_on(serve(settings))
         }
@@ -136,10 +129,7 @@ fn run() -> Result<()> {
             let storage = config::storage(&file, storage.data_dir, storage.database_url)?;
             let store = open_store(&storage)?;
             store.shutdown();
-            println!(
-                "schema at version {}",
-                tessera_store::migrations::SCHEMA_VERSION
-            );
+            println!("schema at version {}", tessera_store::migrations::SCHEMA_VERSION);
             Ok(())
         }
         Command::Openapi => {
@@ -150,58 +140,46 @@ fn run() -> Result<()> {
 }
 
 fn init_logs(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match settings.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Text => builder.init(),
     }
 }
 
 fn open_store(storage: &Storage) -> Result<Store> {
     match storage {
-        Storage::Sqlite(dir) => Store::open_sqlite(dir)
-            .with_context(|| format!("cannot open the database in {}", dir.display())),
-        Storage::Postgres(url) => {
-            Store::open_postgres(url).context("cannot open the PostgreSQL database")
-        }
+        Storage::Sqlite(dir) => Store::open_sqlite(dir).with_context(|| format!("cannot open the database in {}", dir.display())),
+        Storage::Postgres(url) => Store::open_postgres(url).context("cannot open the PostgreSQL database"),
     }
 }
 
 /// Creates the organization if needed; prints generated credentials exactly once, to the
-/// terminal and never to the logs.
-async fn init_org(store: &Store) -> Result<()> {
+/// terminal and never to the logs. `to_stderr` keeps stdout clean for commands whose output
+/// scripts parse.
+async fn init_org(store: &Store, to_stderr: bool) -> Result<()> {
     let creds = config::management_credentials()?;
-    let (id, token) = creds
-        .map(|(i, t)| (Some(i), Some(t)))
-        .unwrap_or((None, None));
+    let (id, token) = creds.map(|(i, t)| (Some(i), Some(t))).unwrap_or((None, None));
     if let Some((id, token)) = store.init_organization(id, token).await? {
-        println!(
-            "Created the organization. Management credentials (shown only now; store them safely):"
+        let text = format!(
+            "Created the organization. Management credentials (shown only now; store them safely):\n  X-Management-Id:    {id}\n  X-Management-Token: {token}\nSet TESSERA_MANAGEMENT_ID and TESSERA_MANAGEMENT_TOKEN to choose your own instead."
         );
-        println!("  X-Management-Id:    {id}");
-        println!("  X-Management-Token: {token}");
-        println!(
-            "Set TESSERA_MANAGEMENT_ID and TESSERA_MANAGEMENT_TOKEN to choose your own instead."
-        );
+        if to_stderr {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
     }
     Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<()> {
     let store = open_store(&settings.storage)?;
-    init_org(&store).await?;
+    init_org(&store, false).await?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            30.0,
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
         ])
         .context("invalid metric buckets")?
         .install_recorder()
@@ -225,9 +203,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
+    let addr = listener.local_addr().context("cannot read the listening address")?;
     tracing::info!(%addr, engine = store.engine_name(), "tessera listening");
     // A stable line on stdout for scripts and tests that start the server on port 0.
     println!("tessera listening on http://{addr}");
@@ -266,15 +242,9 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-async fn project_create(
-    storage: Storage,
-    name: String,
-    timezone: Option<String>,
-    currency: Option<String>,
-    json: bool,
-) -> Result<()> {
+async fn project_create(storage: Storage, name: String, timezone: Option<String>, currency: Option<String>, json: bool) -> Result<()> {
     let store = open_store(&storage)?;
-    init_org(&store).await?;
+    init_org(&store, json).await?;
     let input = ProjectInput {
         name: Some(name),
         timezone,
@@ -286,19 +256,10 @@ async fn project_create(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if json {
-        let view = tessera_api::routes::management::view(
-            created.project,
-            Some((&created.server_key, &created.client_key)),
-        );
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&view).context("cannot print the project")?
-        );
+        let view = tessera_api::routes::management::view(created.project, Some((&created.server_key, &created.client_key)));
+        println!("{}", serde_json::to_string_pretty(&view).context("cannot print the project")?);
     } else {
-        println!(
-            "Created project {} ({})",
-            created.project.name, created.project.id
-        );
+        println!("Created project {} ({})", created.project.name, created.project.id);
         println!(
             "Server-side key (X-App-Id / X-App-Token): {} {}",
             created.server_key.key.app_id, created.server_key.app_token

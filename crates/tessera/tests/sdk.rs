@@ -6,13 +6,8 @@ mod common;
 use common::*;
 
 fn python() -> String {
-    std::env::var("TESSERA_SDK_PYTHON").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../target/sdk-venv/bin/python"
-        )
-        .to_string()
-    })
+    std::env::var("TESSERA_SDK_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/sdk-venv/bin/python").to_string())
 }
 
 #[tokio::test]
@@ -25,10 +20,7 @@ async fn python_sdk_customers() {
     let dir = TempDir::new();
     let server = Server::sqlite(&dir);
     let p = server.create_project("SDK").await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/sdk/python/test_customers.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/sdk/python/test_customers.py");
     let base = server.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(py)

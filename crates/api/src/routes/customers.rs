@@ -1,4 +1,5 @@
 use crate::auth::Auth;
+use crate::error::ApiError;
 use crate::error::{ApiResult, ErrorBody};
 use crate::json::ApiJson;
 use crate::routes::{list_body, query_map};
@@ -6,12 +7,27 @@ use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use tessera_domain::customer::{CustomerInput, CustomerSummary, CustomerView};
+use tessera_domain::customer::{Customer, CustomerInput, CustomerView};
 use tessera_domain::list;
 use tessera_store::Tenant;
 
-fn view(c: tessera_domain::customer::Customer) -> CustomerView {
-    CustomerView::new(c, CustomerSummary::default())
+async fn views(s: &AppState, t: &Tenant, customers: Vec<Customer>) -> ApiResult<Vec<CustomerView>> {
+    let mut summaries = s
+        .store
+        .customer_summaries(t, customers.iter().map(|c| c.id.clone()).collect())
+        .await?;
+    Ok(customers
+        .into_iter()
+        .map(|c| {
+            let summary = summaries.remove(&c.id).unwrap_or_default();
+            CustomerView::new(c, summary)
+        })
+        .collect())
+}
+
+async fn view(s: &AppState, t: &Tenant, c: Customer) -> ApiResult<CustomerView> {
+    let mut v = views(s, t, vec![c]).await?;
+    v.pop().ok_or_else(ApiError::internal)
 }
 
 /// Creates a customer, or updates the one named by `id` or `source_id`.
@@ -23,7 +39,8 @@ pub async fn create(
     Auth(t): Auth<Tenant>,
     ApiJson(input): ApiJson<CustomerInput>,
 ) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(view(s.store.upsert_customer(&t, input).await?)))
+    let c = s.store.upsert_customer(&t, input).await?;
+    Ok(Json(view(&s, &t, c).await?))
 }
 
 /// A customer by id or source id.
@@ -31,12 +48,9 @@ pub async fn create(
     params(("customerId" = String, Path, description = "Customer id or source id")),
     responses((status = 200, body = CustomerView), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn get(
-    State(s): State<AppState>,
-    Auth(t): Auth<Tenant>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(view(s.store.get_customer(&t, id).await?)))
+pub async fn get(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>) -> ApiResult<Json<CustomerView>> {
+    let c = s.store.get_customer(&t, id).await?;
+    Ok(Json(view(&s, &t, c).await?))
 }
 
 /// Updates the fields given; `null` clears a field.
@@ -50,18 +64,15 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<CustomerInput>,
 ) -> ApiResult<Json<CustomerView>> {
-    Ok(Json(view(s.store.update_customer(&t, id, input).await?)))
+    let c = s.store.update_customer(&t, id, input).await?;
+    Ok(Json(view(&s, &t, c).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/customers/{customerId}", tag = "Customers",
     params(("customerId" = String, Path, description = "Customer id or source id")),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn delete(
-    State(s): State<AppState>,
-    Auth(t): Auth<Tenant>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn delete(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.store.delete_customer(&t, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -79,19 +90,18 @@ pub async fn delete(
     ),
     responses((status = 200, description = "`{object, data_ref: customers, customers, total, has_more}`"), (status = 400, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn list(
-    State(s): State<AppState>,
-    Auth(t): Auth<Tenant>,
-    q: RawQuery,
-) -> ApiResult<Json<serde_json::Value>> {
-    let q = list::parse(&tessera_store::ops::customers::LIST_SPEC, &query_map(q)?)?;
+pub async fn list(State(s): State<AppState>, Auth(t): Auth<Tenant>, q: RawQuery) -> ApiResult<Json<serde_json::Value>> {
+    let params = query_map(q)?;
+    if params.contains_key("segment_id") {
+        return Err(ApiError::bad_request(
+            "invalid_query_params",
+            "Invalid query parameters",
+            "Filtering customers by 'segment_id' is not supported yet (segments are planned).",
+        ));
+    }
+    let q = list::parse(&tessera_store::ops::customers::LIST_SPEC, &params)?;
     let offset = q.offset() as i64;
     let (items, total) = s.store.list_customers(&t, q).await?;
     let has_more = offset + (items.len() as i64) < total;
-    Ok(Json(list_body(
-        "customers",
-        items.into_iter().map(view).collect(),
-        total,
-        Some(has_more),
-    )))
+    Ok(Json(list_body("customers", views(&s, &t, items).await?, total, Some(has_more))))
 }

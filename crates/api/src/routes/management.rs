@@ -79,26 +79,14 @@ pub async fn create_project(
     ApiJson(input): ApiJson<ProjectInput>,
 ) -> ApiResult<Json<ProjectView>> {
     let created = s.store.create_project(&m, input).await?;
-    Ok(Json(view(
-        created.project,
-        Some((&created.server_key, &created.client_key)),
-    )))
+    Ok(Json(view(created.project, Some((&created.server_key, &created.client_key)))))
 }
 
 #[utoipa::path(get, path = "/management/v1/projects", tag = "Management",
     responses((status = 200, description = "`{object: list, data_ref: data, data, total}`"), (status = 401, body = ErrorBody)),
     security(("X-Management-Id" = [], "X-Management-Token" = [])))]
-pub async fn list_projects(
-    State(s): State<AppState>,
-    Auth(m): Auth<Management>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let projects: Vec<ProjectView> = s
-        .store
-        .list_projects(&m)
-        .await?
-        .into_iter()
-        .map(|p| view(p, None))
-        .collect();
+pub async fn list_projects(State(s): State<AppState>, Auth(m): Auth<Management>) -> ApiResult<Json<serde_json::Value>> {
+    let projects: Vec<ProjectView> = s.store.list_projects(&m).await?.into_iter().map(|p| view(p, None)).collect();
     let total = projects.len();
     Ok(Json(
         json!({"object": "list", "data_ref": "data", "data": projects, "total": total}),
@@ -109,11 +97,7 @@ pub async fn list_projects(
     params(("projectId" = String, Path)),
     responses((status = 200, body = ProjectView), (status = 404, body = ErrorBody)),
     security(("X-Management-Id" = [], "X-Management-Token" = [])))]
-pub async fn get_project(
-    State(s): State<AppState>,
-    Auth(m): Auth<Management>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ProjectView>> {
+pub async fn get_project(State(s): State<AppState>, Auth(m): Auth<Management>, Path(id): Path<String>) -> ApiResult<Json<ProjectView>> {
     Ok(Json(view(s.store.get_project(&m, id).await?, None)))
 }
 
@@ -127,10 +111,7 @@ pub async fn update_project(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<ProjectInput>,
 ) -> ApiResult<Json<ProjectView>> {
-    Ok(Json(view(
-        s.store.update_project(&m, id, input).await?,
-        None,
-    )))
+    Ok(Json(view(s.store.update_project(&m, id, input).await?, None)))
 }
 
 /// Deletes the project and revokes all its keys at once.
@@ -138,11 +119,7 @@ pub async fn update_project(
     params(("projectId" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("X-Management-Id" = [], "X-Management-Token" = [])))]
-pub async fn delete_project(
-    State(s): State<AppState>,
-    Auth(m): Auth<Management>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn delete_project(State(s): State<AppState>, Auth(m): Auth<Management>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.store.delete_project(&m, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -213,11 +190,7 @@ pub async fn create_key(
     params(("projectId" = String, Path)),
     responses((status = 200, description = "`{object: list, data_ref: data, data, total}`"), (status = 404, body = ErrorBody)),
     security(("X-Management-Id" = [], "X-Management-Token" = [])))]
-pub async fn list_keys(
-    State(s): State<AppState>,
-    Auth(m): Auth<Management>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+pub async fn list_keys(State(s): State<AppState>, Auth(m): Auth<Management>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
     let keys: Vec<ApiKeyView> = s
         .store
         .list_api_keys(&m, id)
@@ -226,9 +199,7 @@ pub async fn list_keys(
         .map(|k| key_view(k, None))
         .collect();
     let total = keys.len();
-    Ok(Json(
-        json!({"object": "list", "data_ref": "data", "data": keys, "total": total}),
-    ))
+    Ok(Json(json!({"object": "list", "data_ref": "data", "data": keys, "total": total})))
 }
 
 /// Revokes a key; every node refuses it from the next request on.

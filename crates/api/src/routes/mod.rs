@@ -19,30 +19,17 @@ pub fn query_map(q: RawQuery) -> Result<BTreeMap<String, String>, ApiError> {
             "The query string is too long.",
         ));
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&raw).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_query_params",
-            "Invalid query parameters",
-            e.to_string(),
-        )
-    })?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&raw)
+        .map_err(|e| ApiError::bad_request("invalid_query_params", "Invalid query parameters", e.to_string()))?;
     Ok(pairs.into_iter().collect())
 }
 
 /// Voucherify's list envelope with a resource-specific array name.
-pub fn list_body<T: Serialize>(
-    data_ref: &'static str,
-    items: Vec<T>,
-    total: i64,
-    has_more: Option<bool>,
-) -> serde_json::Value {
+pub fn list_body<T: Serialize>(data_ref: &'static str, items: Vec<T>, total: i64, has_more: Option<bool>) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     m.insert("object".into(), "list".into());
     m.insert("data_ref".into(), data_ref.into());
-    m.insert(
-        data_ref.into(),
-        serde_json::to_value(items).unwrap_or_default(),
-    );
+    m.insert(data_ref.into(), serde_json::to_value(items).unwrap_or_default());
     m.insert("total".into(), total.into());
     if let Some(h) = has_more {
         m.insert("has_more".into(), h.into());

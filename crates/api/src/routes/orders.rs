@@ -15,11 +15,7 @@ use tessera_store::Tenant;
 #[utoipa::path(post, path = "/v1/orders", tag = "Orders", request_body = OrderInput,
     responses((status = 200, body = OrderView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn create(
-    State(s): State<AppState>,
-    Auth(t): Auth<Tenant>,
-    ApiJson(input): ApiJson<OrderInput>,
-) -> ApiResult<Json<OrderView>> {
+pub async fn create(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(input): ApiJson<OrderInput>) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.store.upsert_order(&t, input).await?.into()))
 }
 
@@ -27,11 +23,7 @@ pub async fn create(
     params(("orderId" = String, Path, description = "Order id or source id")),
     responses((status = 200, body = OrderView), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn get(
-    State(s): State<AppState>,
-    Auth(t): Auth<Tenant>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<OrderView>> {
+pub async fn get(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>) -> ApiResult<Json<OrderView>> {
     Ok(Json(s.store.get_order(&t, id).await?.into()))
 }
 
@@ -52,11 +44,7 @@ pub async fn update(
     params(("limit" = Option<u32>, Query), ("page" = Option<u32>, Query), ("order" = Option<String>, Query)),
     responses((status = 200, description = "`{object, data_ref: orders, orders, total}`"), (status = 400, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn list(
-    State(s): State<AppState>,
-    Auth(t): Auth<Tenant>,
-    q: RawQuery,
-) -> ApiResult<Json<serde_json::Value>> {
+pub async fn list(State(s): State<AppState>, Auth(t): Auth<Tenant>, q: RawQuery) -> ApiResult<Json<serde_json::Value>> {
     let q = list::parse(&LIST_SPEC, &query_map(q)?)?;
     let (items, total) = s.store.list_orders(&t, q).await?;
     Ok(Json(list_body(

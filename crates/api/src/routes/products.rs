@@ -31,11 +31,7 @@ pub async fn create(
     params(("productId" = String, Path, description = "Product id or source id")),
     responses((status = 200, body = ProductView), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn get(
-    State(s): State<AppState>,
-    Auth(t): Auth<Tenant>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ProductView>> {
+pub async fn get(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>) -> ApiResult<Json<ProductView>> {
     Ok(Json(view(s.store.get_product(&t, id).await?)))
 }
 
@@ -57,11 +53,7 @@ pub async fn update(
     params(("productId" = String, Path, description = "Product id or source id")),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn delete(
-    State(s): State<AppState>,
-    Auth(t): Auth<Tenant>,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+pub async fn delete(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     s.store.delete_product(&t, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -71,19 +63,10 @@ pub async fn delete(
         ("start_date" = Option<String>, Query), ("end_date" = Option<String>, Query)),
     responses((status = 200, description = "`{object, data_ref: products, products, total}`"), (status = 400, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn list(
-    State(s): State<AppState>,
-    Auth(t): Auth<Tenant>,
-    q: RawQuery,
-) -> ApiResult<Json<serde_json::Value>> {
+pub async fn list(State(s): State<AppState>, Auth(t): Auth<Tenant>, q: RawQuery) -> ApiResult<Json<serde_json::Value>> {
     let q = list::parse(&LIST_SPEC, &query_map(q)?)?;
     let (items, total) = s.store.list_products(&t, q).await?;
-    Ok(Json(list_body(
-        "products",
-        items.into_iter().map(view).collect(),
-        total,
-        None,
-    )))
+    Ok(Json(list_body("products", items.into_iter().map(view).collect(), total, None)))
 }
 
 /// Creates a SKU of the product, or updates the one named by `id` or `source_id`.
@@ -112,12 +95,7 @@ pub async fn list_skus(
 ) -> ApiResult<Json<serde_json::Value>> {
     let q = list::parse(&LIST_SPEC, &query_map(q)?)?;
     let (items, total) = s.store.list_skus(&t, pid, q).await?;
-    Ok(Json(list_body(
-        "skus",
-        items.into_iter().map(SkuView::from).collect(),
-        total,
-        None,
-    )))
+    Ok(Json(list_body("skus", items.into_iter().map(SkuView::from).collect(), total, None)))
 }
 
 /// One SKU of the product (Tessera addition; Voucherify reads SKUs at `/v1/skus/{skuId}`).
@@ -163,10 +141,6 @@ pub async fn delete_sku(
     params(("skuId" = String, Path, description = "SKU id or source id")),
     responses((status = 200, body = SkuView), (status = 404, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn get_sku(
-    State(s): State<AppState>,
-    Auth(t): Auth<Tenant>,
-    Path(sid): Path<String>,
-) -> ApiResult<Json<SkuView>> {
+pub async fn get_sku(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(sid): Path<String>) -> ApiResult<Json<SkuView>> {
     Ok(Json(s.store.get_sku(&t, None, sid).await?.into()))
 }

@@ -4,7 +4,8 @@ use crate::conn::Conn;
 use crate::ops::docs::{self, to_json, Table};
 use crate::ops::org::Tenant;
 use crate::{Result, Store, StoreError};
-use tessera_domain::customer::{Customer, CustomerInput};
+use std::collections::HashMap;
+use tessera_domain::customer::{Customer, CustomerInput, CustomerSummary};
 use tessera_domain::ids::new_id;
 use tessera_domain::list::{ListQuery, ListSpec, SortField};
 use tessera_domain::time::now_string;
@@ -15,11 +16,7 @@ pub const TABLE: Table = Table {
 };
 
 pub const LIST_SPEC: ListSpec = ListSpec {
-    sorts: &[
-        SortField::CreatedAt,
-        SortField::UpdatedAt,
-        SortField::SourceId,
-    ],
+    sorts: &[SortField::CreatedAt, SortField::UpdatedAt, SortField::SourceId],
     filters: &["email", "name", "city"],
     default_limit: 10,
 };
@@ -64,6 +61,10 @@ pub fn upsert(c: &mut dyn Conn, project_id: &str, input: CustomerInput) -> Resul
         (None, Some(s)) => docs::find_by_source_id(c, &TABLE, project_id, s)?,
         (None, None) => None,
     };
+    let existing = match existing {
+        Some(e) => docs::relock::<Customer>(c, &TABLE, project_id, &e.id)?,
+        None => None,
+    };
     let now = now_string();
     let cust = match existing {
         Some(e) => input.update(&e, &now),
@@ -73,7 +74,39 @@ pub fn upsert(c: &mut dyn Conn, project_id: &str, input: CustomerInput) -> Resul
     Ok(cust)
 }
 
+/// Order statistics per customer, from the orders table (canceled orders excluded).
+fn summaries(c: &mut dyn Conn, project_id: &str, ids: &[String]) -> Result<HashMap<String, CustomerSummary>> {
+    let mut out = HashMap::new();
+    for id in ids {
+        let row = c.query_one(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(total_amount), 0) AS BIGINT) FROM orders WHERE project_id = $1 AND customer_id = $2 AND status <> 'CANCELED'",
+            &[project_id.into(), id.into()],
+        )?;
+        let (count, total) = (row.int(0)?, row.int(1)?);
+        let mut s = CustomerSummary::default();
+        if count > 0 {
+            let last = c.query_one(
+                "SELECT total_amount, created_at FROM orders WHERE project_id = $1 AND customer_id = $2 AND status <> 'CANCELED' ORDER BY created_at DESC, id DESC LIMIT 1",
+                &[project_id.into(), id.into()],
+            )?;
+            s.orders.total_count = count;
+            s.orders.total_amount = total;
+            s.orders.average_amount = total / count;
+            s.orders.last_order_amount = last.int(0)?;
+            s.orders.last_order_date = Some(last.text(1)?);
+        }
+        out.insert(id.clone(), s);
+    }
+    Ok(out)
+}
+
 impl Store {
+    /// Summaries for customers about to be returned (at most a page of them).
+    pub async fn customer_summaries(&self, t: &Tenant, ids: Vec<String>) -> Result<HashMap<String, CustomerSummary>> {
+        let p = t.project_id().to_string();
+        self.read(move |c| summaries(c, &p, &ids)).await
+    }
+
     pub async fn upsert_customer(&self, t: &Tenant, input: CustomerInput) -> Result<Customer> {
         input.validate()?;
         let p = t.project_id().to_string();
@@ -85,19 +118,14 @@ impl Store {
         self.read(move |c| docs::get(c, &TABLE, &p, &key)).await
     }
 
-    pub async fn update_customer(
-        &self,
-        t: &Tenant,
-        key: String,
-        mut input: CustomerInput,
-    ) -> Result<Customer> {
+    pub async fn update_customer(&self, t: &Tenant, key: String, mut input: CustomerInput) -> Result<Customer> {
         // The path names the customer; identifiers in the body cannot redirect the update.
         input.id = None;
         input.source_id = None;
         input.validate()?;
         let p = t.project_id().to_string();
         self.write(move |c| {
-            let existing: Customer = docs::get(c, &TABLE, &p, &key)?;
+            let existing: Customer = docs::get_for_update(c, &TABLE, &p, &key)?;
             let cust = input.update(&existing, &now_string());
             save(c, &p, &cust)?;
             Ok(cust)
@@ -107,22 +135,12 @@ impl Store {
 
     pub async fn delete_customer(&self, t: &Tenant, key: String) -> Result<()> {
         let p = t.project_id().to_string();
-        self.write(move |c| docs::delete(c, &TABLE, &p, &key).map(|_| ()))
-            .await
+        self.write(move |c| docs::delete(c, &TABLE, &p, &key).map(|_| ())).await
     }
 
     pub async fn list_customers(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<Customer>, i64)> {
         let p = t.project_id().to_string();
-        self.read(move |c| {
-            docs::list(
-                c,
-                &TABLE,
-                &p,
-                &q,
-                &[("email", "email"), ("name", "name"), ("city", "city")],
-                &[],
-            )
-        })
-        .await
+        self.read(move |c| docs::list(c, &TABLE, &p, &q, &[("email", "email"), ("name", "name"), ("city", "city")], &[]))
+            .await
     }
 }

@@ -12,12 +12,7 @@ pub struct Table {
 
 /// Finds a row by its id or, failing that, its source id. An id match wins when a
 /// source id happens to equal another row's id.
-pub fn find<T: DeserializeOwned>(
-    c: &mut dyn Conn,
-    t: &Table,
-    project_id: &str,
-    key: &str,
-) -> Result<Option<T>> {
+pub fn find<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, key: &str) -> Result<Option<T>> {
     let sql = format!(
         "SELECT data FROM {} WHERE project_id = $1 AND (id = $2 OR source_id = $2) \
          ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1",
@@ -29,50 +24,49 @@ pub fn find<T: DeserializeOwned>(
     }
 }
 
-pub fn get<T: DeserializeOwned>(
-    c: &mut dyn Conn,
-    t: &Table,
-    project_id: &str,
-    key: &str,
-) -> Result<T> {
+pub fn get<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, key: &str) -> Result<T> {
     find(c, t, project_id, key)?.ok_or_else(|| StoreError::not_found(t.resource_type, key))
 }
 
-pub fn find_by_id<T: DeserializeOwned>(
-    c: &mut dyn Conn,
-    t: &Table,
-    project_id: &str,
-    id: &str,
-) -> Result<Option<T>> {
-    let sql = format!(
-        "SELECT data FROM {} WHERE project_id = $1 AND id = $2",
-        t.name
-    );
+pub fn find_by_id<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, id: &str) -> Result<Option<T>> {
+    let sql = format!("SELECT data FROM {} WHERE project_id = $1 AND id = $2", t.name);
     match c.query_opt(&sql, &[project_id.into(), id.into()])? {
         Some(row) => Ok(Some(row.json(0)?)),
         None => Ok(None),
     }
 }
 
-pub fn find_by_source_id<T: DeserializeOwned>(
-    c: &mut dyn Conn,
-    t: &Table,
-    project_id: &str,
-    source_id: &str,
-) -> Result<Option<T>> {
-    let sql = format!(
-        "SELECT data FROM {} WHERE project_id = $1 AND source_id = $2",
-        t.name
-    );
+pub fn find_by_source_id<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, source_id: &str) -> Result<Option<T>> {
+    let sql = format!("SELECT data FROM {} WHERE project_id = $1 AND source_id = $2", t.name);
     match c.query_opt(&sql, &[project_id.into(), source_id.into()])? {
         Some(row) => Ok(Some(row.json(0)?)),
         None => Ok(None),
     }
 }
 
+/// Reads a row for modification: resolves the id or source id, takes the row's lock
+/// (PostgreSQL; SQLite's single writer needs none) and reads it again under the lock, so
+/// concurrent read-modify-write sequences on one row cannot lose each other's updates.
+pub fn get_for_update<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, key: &str) -> Result<T> {
+    let sql = format!(
+        "SELECT id FROM {} WHERE project_id = $1 AND (id = $2 OR source_id = $2) ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1",
+        t.name
+    );
+    let id = c
+        .query_opt(&sql, &[project_id.into(), key.into()])?
+        .ok_or_else(|| StoreError::not_found(t.resource_type, key))?
+        .text(0)?;
+    relock(c, t, project_id, &id)?.ok_or_else(|| StoreError::not_found(t.resource_type, key))
+}
+
+/// Locks a row known by id and reads it again (it may have changed or gone meanwhile).
+pub fn relock<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, id: &str) -> Result<Option<T>> {
+    c.lock_key(&format!("{}:{project_id}:{id}", t.name))?;
+    find_by_id(c, t, project_id, id)
+}
+
 pub fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v)
-        .map_err(|e| StoreError::Internal(format!("cannot serialize document: {e}")))
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("cannot serialize document: {e}")))
 }
 
 /// Deletes by id or source id; returns the deleted row's id.
@@ -115,45 +109,20 @@ pub fn list<T: DeserializeOwned>(
     }
     for (name, col) in filters {
         if let Some(v) = q.filters.get(*name) {
-            push(
-                &format!("{col} = ?"),
-                v.clone().into(),
-                &mut clauses,
-                &mut params,
-            );
+            push(&format!("{col} = ?"), v.clone().into(), &mut clauses, &mut params);
         }
     }
     if let Some(v) = &q.created_before {
-        push(
-            "created_at < ?",
-            v.clone().into(),
-            &mut clauses,
-            &mut params,
-        );
+        push("created_at < ?", v.clone().into(), &mut clauses, &mut params);
     }
     if let Some(v) = &q.created_after {
-        push(
-            "created_at > ?",
-            v.clone().into(),
-            &mut clauses,
-            &mut params,
-        );
+        push("created_at > ?", v.clone().into(), &mut clauses, &mut params);
     }
     if let Some(v) = &q.updated_before {
-        push(
-            "updated_at < ?",
-            v.clone().into(),
-            &mut clauses,
-            &mut params,
-        );
+        push("updated_at < ?", v.clone().into(), &mut clauses, &mut params);
     }
     if let Some(v) = &q.updated_after {
-        push(
-            "updated_at > ?",
-            v.clone().into(),
-            &mut clauses,
-            &mut params,
-        );
+        push("updated_at > ?", v.clone().into(), &mut clauses, &mut params);
     }
     if let Some(v) = &q.starting_after {
         // Voucherify: alone it pages backwards from a date; with an ascending order, forwards.
@@ -166,20 +135,13 @@ pub fn list<T: DeserializeOwned>(
     }
     let where_sql = clauses.join(" AND ");
     let total = c
-        .query_one(
-            &format!("SELECT COUNT(*) FROM {} WHERE {where_sql}", t.name),
-            &params,
-        )?
+        .query_one(&format!("SELECT COUNT(*) FROM {} WHERE {where_sql}", t.name), &params)?
         .int(0)?;
     let dir = if q.descending { "DESC" } else { "ASC" };
     let col = q.sort.column();
     let n = params.len();
     // The engines disagree on where NULLs sort; say it explicitly for nullable columns.
-    let nulls = if col == "created_at" {
-        ""
-    } else {
-        " NULLS LAST"
-    };
+    let nulls = if col == "created_at" { "" } else { " NULLS LAST" };
     let sql = format!(
         "SELECT data FROM {} WHERE {where_sql} ORDER BY {col} {dir}{nulls}, id {dir} LIMIT ${} OFFSET ${}",
         t.name,

@@ -1,9 +1,49 @@
 //! `Idempotency-Key` records: one per (scope, key), kept 24 hours.
 
-use crate::conn::Val;
+use crate::conn::{Conn, Val};
 use crate::{Result, Store};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tessera_domain::limits::{IDEMPOTENCY_IN_FLIGHT_STALE_SECS, IDEMPOTENCY_TTL_SECS};
 use tessera_domain::time;
+
+/// The idempotency key of the request being served, set by the API for the duration of
+/// the handler. The first write of the request claims it.
+#[derive(Debug, Clone)]
+pub struct IdemMark {
+    pub scope: String,
+    pub key: String,
+    claimed: Arc<AtomicBool>,
+}
+
+impl IdemMark {
+    pub fn new(scope: String, key: String) -> Self {
+        IdemMark {
+            scope,
+            key,
+            claimed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+tokio::task_local! {
+    pub static CURRENT: IdemMark;
+}
+
+pub(crate) fn claim_current() -> Option<(String, String)> {
+    CURRENT
+        .try_with(|m| (!m.claimed.swap(true, Ordering::SeqCst)).then(|| (m.scope.clone(), m.key.clone())))
+        .ok()
+        .flatten()
+}
+
+pub(crate) fn mark_applied(c: &mut dyn Conn, scope: &str, key: &str) -> Result<()> {
+    c.execute(
+        "UPDATE idempotency SET state = 'applied' WHERE scope = $1 AND idem_key = $2 AND state = 'in_flight'",
+        &[scope.into(), key.into()],
+    )?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdemBegin {
@@ -15,6 +55,9 @@ pub enum IdemBegin {
     Mismatch,
     /// The first request with this key is still being processed.
     InFlight,
+    /// The first request's effect committed but its response was lost (the process died
+    /// in between); running it again would apply it twice.
+    AppliedWithoutResponse,
 }
 
 fn ago(secs: i64) -> String {
@@ -27,12 +70,7 @@ fn ago(secs: i64) -> String {
 impl Store {
     /// `scope` is the project id (or `management` for management calls), so keys never
     /// collide across tenants.
-    pub async fn idempotency_begin(
-        &self,
-        scope: String,
-        key: String,
-        request_hash: String,
-    ) -> Result<IdemBegin> {
+    pub async fn idempotency_begin(&self, scope: String, key: String, request_hash: String) -> Result<IdemBegin> {
         self.write(move |c| {
             c.lock_key(&format!("idem:{scope}:{key}"))?;
             let now = time::now_string();
@@ -50,10 +88,11 @@ impl Store {
             let created_at = row.text(4)?;
             let expired = created_at < ago(IDEMPOTENCY_TTL_SECS);
             let state = row.text(1)?;
-            let stale = state == "in_flight" && created_at < ago(IDEMPOTENCY_IN_FLIGHT_STALE_SECS);
+            let old = created_at < ago(IDEMPOTENCY_IN_FLIGHT_STALE_SECS);
+            // Only a record whose effect never committed ('in_flight', not 'applied') may be
+            // taken over: its process died before writing anything.
+            let stale = state == "in_flight" && old;
             if expired || (stale && row.text(0)? == request_hash) {
-                // An expired record is forgotten; an in-flight one whose process died is
-                // taken over by the retry.
                 c.execute(
                     "UPDATE idempotency SET request_hash = $1, state = 'in_flight', status = NULL, body = NULL, created_at = $2 WHERE scope = $3 AND idem_key = $4",
                     &[request_hash.into(), now.into(), scope.into(), key.into()],
@@ -61,8 +100,11 @@ impl Store {
                 return Ok(IdemBegin::Proceed);
             }
             // While the first request runs, any request with its key waits its turn.
-            if state == "in_flight" && !stale {
+            if (state == "in_flight" && !stale) || (state == "applied" && !old) {
                 return Ok(IdemBegin::InFlight);
+            }
+            if state == "applied" {
+                return Ok(IdemBegin::AppliedWithoutResponse);
             }
             if row.text(0)? != request_hash {
                 return Ok(IdemBegin::Mismatch);
@@ -73,28 +115,24 @@ impl Store {
         .await
     }
 
-    pub async fn idempotency_finish(
-        &self,
-        scope: String,
-        key: String,
-        status: u16,
-        body: String,
-    ) -> Result<()> {
-        self.write(move |c| {
-            c.execute(
-                "UPDATE idempotency SET state = 'done', status = $1, body = $2 WHERE scope = $3 AND idem_key = $4",
-                &[Val::Int(status as i64), body.into(), scope.into(), key.into()],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Forgets an in-flight key whose request ended without a response worth replaying
-    /// (a server error), so the client's retry runs again.
-    pub async fn idempotency_release(&self, scope: String, key: String) -> Result<()> {
-        self.write(move |c| {
-            c.execute("DELETE FROM idempotency WHERE scope = $1 AND idem_key = $2 AND state = 'in_flight'", &[scope.into(), key.into()])?;
+    /// Records the response of the request that owns the key. A response that should
+    /// not be replayed (a server error, throttling) releases the key instead, unless the
+    /// request's effect already committed: then the response is kept, whatever it is,
+    /// because running the request again would apply it twice.
+    pub async fn idempotency_complete(&self, scope: String, key: String, status: u16, body: String, replayable: bool) -> Result<()> {
+        self.write_unmarked(move |c| {
+            if replayable {
+                c.execute(
+                    "UPDATE idempotency SET state = 'done', status = $1, body = $2 WHERE scope = $3 AND idem_key = $4",
+                    &[Val::Int(status as i64), body.into(), scope.into(), key.into()],
+                )?;
+            } else {
+                c.execute(
+                    "UPDATE idempotency SET state = 'done', status = $1, body = $2 WHERE scope = $3 AND idem_key = $4 AND state = 'applied'",
+                    &[Val::Int(status as i64), body.into(), scope.clone().into(), key.clone().into()],
+                )?;
+                c.execute("DELETE FROM idempotency WHERE scope = $1 AND idem_key = $2 AND state = 'in_flight'", &[scope.into(), key.into()])?;
+            }
             Ok(())
         })
         .await
@@ -103,12 +141,7 @@ impl Store {
     /// Drops records past their 24 hours. Run every minute, so each call deletes about a
     /// minute's worth of records and never holds the writer long.
     pub async fn idempotency_purge_expired(&self) -> Result<u64> {
-        self.write(|c| {
-            c.execute(
-                "DELETE FROM idempotency WHERE created_at < $1",
-                &[ago(IDEMPOTENCY_TTL_SECS).into()],
-            )
-        })
-        .await
+        self.write(|c| c.execute("DELETE FROM idempotency WHERE created_at < $1", &[ago(IDEMPOTENCY_TTL_SECS).into()]))
+            .await
     }
 }

@@ -24,9 +24,9 @@ pub const LIST_SPEC: ListSpec = ListSpec {
 
 fn save(c: &mut dyn Conn, p: &str, o: &Order) -> Result<()> {
     c.execute(
-        "INSERT INTO orders (project_id, id, source_id, status, customer_id, created_at, updated_at, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        "INSERT INTO orders (project_id, id, source_id, status, customer_id, total_amount, created_at, updated_at, data) VALUES ($1, $2, $3, $4, $5, $9, $6, $7, $8) \
          ON CONFLICT (project_id, id) DO UPDATE SET source_id = excluded.source_id, status = excluded.status, \
-         customer_id = excluded.customer_id, updated_at = excluded.updated_at, data = excluded.data",
+         customer_id = excluded.customer_id, total_amount = excluded.total_amount, updated_at = excluded.updated_at, data = excluded.data",
         &[
             p.into(),
             o.id.clone().into(),
@@ -36,6 +36,7 @@ fn save(c: &mut dyn Conn, p: &str, o: &Order) -> Result<()> {
             o.created_at.clone().into(),
             o.updated_at.clone().into(),
             to_json(o)?.into(),
+            o.total_amount.into(),
         ],
     )?;
     Ok(())
@@ -43,12 +44,7 @@ fn save(c: &mut dyn Conn, p: &str, o: &Order) -> Result<()> {
 
 /// Resolves a customer reference: details with a source id upsert the customer; a bare
 /// id must name an existing one.
-fn resolve_customer(
-    c: &mut dyn Conn,
-    p: &str,
-    r: Option<CustomerInput>,
-    id: Option<String>,
-) -> Result<Option<String>> {
+fn resolve_customer(c: &mut dyn Conn, p: &str, r: Option<CustomerInput>, id: Option<String>) -> Result<Option<String>> {
     if let Some(r) = r {
         if r.id.is_none() && r.source_id.is_none() {
             return Err(StoreError::Invalid(tessera_domain::InvalidInput::payload(
@@ -66,17 +62,12 @@ fn resolve_customer(
 
 /// Creates or updates an order (by `id` or `source_id`) with its customer, in the
 /// caller's transaction.
-pub fn upsert(
-    c: &mut dyn Conn,
-    p: &str,
-    mut input: OrderInput,
-    path_key: Option<&str>,
-) -> Result<Order> {
+pub fn upsert(c: &mut dyn Conn, p: &str, mut input: OrderInput, path_key: Option<&str>) -> Result<Order> {
     if let Some(sid) = &input.source_id {
         c.lock_key(&format!("order:{p}:{sid}"))?;
     }
     let existing: Option<Order> = match path_key {
-        Some(k) => Some(docs::get(c, &TABLE, p, k)?),
+        Some(k) => Some(docs::get_for_update(c, &TABLE, p, k)?),
         None => match (&input.id, &input.source_id) {
             (Some(id), source) => match docs::find_by_id(c, &TABLE, p, id)? {
                 Some(o) => Some(o),
@@ -89,19 +80,14 @@ pub fn upsert(
             (None, None) => None,
         },
     };
+    let existing = match existing {
+        Some(o) if path_key.is_none() => docs::relock::<Order>(c, &TABLE, p, &o.id)?,
+        other => other,
+    };
     let customer_id = resolve_customer(c, p, input.customer.take(), input.customer_id.take())?;
     let referrer_id = resolve_customer(c, p, input.referrer.take(), input.referrer_id.take())?;
-    let id = existing
-        .as_ref()
-        .map(|o| o.id.clone())
-        .unwrap_or_else(|| new_id("ord"));
-    let order = input.build(
-        id,
-        existing.as_ref(),
-        customer_id,
-        referrer_id,
-        &now_string(),
-    )?;
+    let id = existing.as_ref().map(|o| o.id.clone()).unwrap_or_else(|| new_id("ord"));
+    let order = input.build(id, existing.as_ref(), customer_id, referrer_id, &now_string())?;
     save(c, p, &order)?;
     Ok(order)
 }
@@ -113,12 +99,7 @@ impl Store {
         self.write(move |c| upsert(c, &p, input, None)).await
     }
 
-    pub async fn update_order(
-        &self,
-        t: &Tenant,
-        key: String,
-        mut input: OrderInput,
-    ) -> Result<Order> {
+    pub async fn update_order(&self, t: &Tenant, key: String, mut input: OrderInput) -> Result<Order> {
         input.id = None;
         input.source_id = None;
         input.validate()?;
@@ -133,7 +114,6 @@ impl Store {
 
     pub async fn list_orders(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<Order>, i64)> {
         let p = t.project_id().to_string();
-        self.read(move |c| docs::list(c, &TABLE, &p, &q, &[], &[]))
-            .await
+        self.read(move |c| docs::list(c, &TABLE, &p, &q, &[], &[])).await
     }
 }

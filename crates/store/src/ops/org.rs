@@ -94,21 +94,12 @@ pub struct NewKey {
 }
 
 fn load_project(c: &mut dyn Conn, id: &str) -> Result<Project> {
-    c.query_opt(
-        "SELECT data FROM projects WHERE id = $1 AND deleted_at IS NULL",
-        &[id.into()],
-    )?
-    .ok_or_else(|| StoreError::not_found("project", id))?
-    .json(0)
+    c.query_opt("SELECT data FROM projects WHERE id = $1 AND deleted_at IS NULL", &[id.into()])?
+        .ok_or_else(|| StoreError::not_found("project", id))?
+        .json(0)
 }
 
-fn insert_key(
-    c: &mut dyn Conn,
-    project_id: &str,
-    kind: KeyKind,
-    name: Option<String>,
-    now: &str,
-) -> Result<NewKey> {
+fn insert_key(c: &mut dyn Conn, project_id: &str, kind: KeyKind, name: Option<String>, now: &str) -> Result<NewKey> {
     let count = c
         .query_one(
             "SELECT COUNT(*) FROM api_keys WHERE project_id = $1 AND revoked_at IS NULL",
@@ -126,7 +117,14 @@ fn insert_key(
     let app_token = secrets::new_token();
     c.execute(
         "INSERT INTO api_keys (app_id, project_id, kind, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[app_id.clone().into(), project_id.into(), kind.as_str().into(), name.clone().into(), secrets::hash_token(&app_token).into(), now.into()],
+        &[
+            app_id.clone().into(),
+            project_id.into(),
+            kind.as_str().into(),
+            name.clone().into(),
+            secrets::hash_token(&app_token).into(),
+            now.into(),
+        ],
     )?;
     Ok(NewKey {
         key: ApiKey {
@@ -162,12 +160,10 @@ impl Store {
     /// Creates the organization on first start. Credentials from the environment win and
     /// replace stored ones (that is how an operator rotates them); without them a pair is
     /// generated and returned so the caller can print it once.
-    pub async fn init_organization(
-        &self,
-        id: Option<String>,
-        token: Option<String>,
-    ) -> Result<Option<(String, String)>> {
+    pub async fn init_organization(&self, id: Option<String>, token: Option<String>) -> Result<Option<(String, String)>> {
         self.write(move |c| {
+            // Nodes starting together on an empty database must create one organization.
+            c.lock_key("organization")?;
             let existing = c.query_opt("SELECT id FROM organization LIMIT 1", &[])?;
             let now = now_string();
             match (existing, id, token) {
@@ -186,7 +182,12 @@ impl Store {
                     let token = token.unwrap_or_else(secrets::new_token);
                     c.execute(
                         "INSERT INTO organization (id, management_id, management_token_hash, created_at) VALUES ($1, $2, $3, $4)",
-                        &[new_id("org").into(), id.clone().into(), secrets::hash_token(&token).into(), now.into()],
+                        &[
+                            new_id("org").into(),
+                            id.clone().into(),
+                            secrets::hash_token(&token).into(),
+                            now.into(),
+                        ],
                     )?;
                     Ok(generated.then_some((id, token)))
                 }
@@ -195,11 +196,7 @@ impl Store {
         .await
     }
 
-    pub async fn authenticate_management(
-        &self,
-        id: String,
-        token: String,
-    ) -> Result<Option<Management>> {
+    pub async fn authenticate_management(&self, id: String, token: String) -> Result<Option<Management>> {
         self.read(move |c| {
             let row = c.query_opt(
                 "SELECT management_token_hash FROM organization WHERE management_id = $1",
@@ -220,12 +217,7 @@ impl Store {
 
     /// Looks up a live key of the given kind in a live project. Revocation is read from the
     /// database on every request, so it takes effect at once on every node.
-    pub async fn authenticate_key(
-        &self,
-        app_id: String,
-        token: String,
-        kind: KeyKind,
-    ) -> Result<Option<Tenant>> {
+    pub async fn authenticate_key(&self, app_id: String, token: String, kind: KeyKind) -> Result<Option<Tenant>> {
         if app_id.len() > 128 || token.len() > 128 {
             return Ok(None);
         }
@@ -243,42 +235,27 @@ impl Store {
                 return Ok(None);
             }
             let project: Project = row.json(3)?;
-            Ok(Some(Tenant { project_id: row.text(0)?, app_id, kind, trusted_domains: project.client_trusted_domains }))
+            Ok(Some(Tenant {
+                project_id: row.text(0)?,
+                app_id,
+                kind,
+                trusted_domains: project.client_trusted_domains,
+            }))
         })
         .await
     }
 
-    pub async fn create_project(
-        &self,
-        _m: &Management,
-        input: ProjectInput,
-    ) -> Result<CreatedProject> {
+    pub async fn create_project(&self, _m: &Management, input: ProjectInput) -> Result<CreatedProject> {
         input.validate(true)?;
         self.write(move |c| {
             let now = now_string();
             let project = input.create(new_id("proj"), &now);
             c.execute(
                 "INSERT INTO projects (id, data, created_at) VALUES ($1, $2, $3)",
-                &[
-                    project.id.clone().into(),
-                    to_json(&project)?.into(),
-                    now.clone().into(),
-                ],
+                &[project.id.clone().into(), to_json(&project)?.into(), now.clone().into()],
             )?;
-            let server_key = insert_key(
-                c,
-                &project.id,
-                KeyKind::Server,
-                Some("default server-side key".into()),
-                &now,
-            )?;
-            let client_key = insert_key(
-                c,
-                &project.id,
-                KeyKind::Client,
-                Some("default client-side key".into()),
-                &now,
-            )?;
+            let server_key = insert_key(c, &project.id, KeyKind::Server, Some("default server-side key".into()), &now)?;
+            let client_key = insert_key(c, &project.id, KeyKind::Client, Some("default client-side key".into()), &now)?;
             Ok(CreatedProject {
                 project,
                 server_key,
@@ -305,12 +282,7 @@ impl Store {
         .await
     }
 
-    pub async fn update_project(
-        &self,
-        _m: &Management,
-        id: String,
-        input: ProjectInput,
-    ) -> Result<Project> {
+    pub async fn update_project(&self, _m: &Management, id: String, input: ProjectInput) -> Result<Project> {
         input.validate(false)?;
         self.write(move |c| {
             c.lock_key(&format!("project:{id}"))?;
@@ -329,6 +301,7 @@ impl Store {
     /// request authenticates for it afterwards. Its rows stay for the retention period.
     pub async fn delete_project(&self, _m: &Management, id: String) -> Result<()> {
         self.write(move |c| {
+            c.lock_key(&format!("project:{id}"))?;
             load_project(c, &id)?;
             let now = now_string();
             c.execute(
@@ -344,13 +317,7 @@ impl Store {
         .await
     }
 
-    pub async fn create_api_key(
-        &self,
-        _m: &Management,
-        project_id: String,
-        kind: KeyKind,
-        name: Option<String>,
-    ) -> Result<NewKey> {
+    pub async fn create_api_key(&self, _m: &Management, project_id: String, kind: KeyKind, name: Option<String>) -> Result<NewKey> {
         if let Some(n) = &name {
             tessera_domain::customer::check_identifier("name", n)?;
         }
@@ -376,12 +343,7 @@ impl Store {
         .await
     }
 
-    pub async fn revoke_api_key(
-        &self,
-        _m: &Management,
-        project_id: String,
-        app_id: String,
-    ) -> Result<ApiKey> {
+    pub async fn revoke_api_key(&self, _m: &Management, project_id: String, app_id: String) -> Result<ApiKey> {
         self.write(move |c| {
             load_project(c, &project_id)?;
             c.execute(

@@ -24,14 +24,22 @@ pub const LIST_SPEC: ListSpec = ListSpec {
     default_limit: 10,
 };
 
-/// SKUs embedded in a product response; the full list is paginated separately.
-const EMBEDDED_SKUS: i64 = 100;
+/// SKUs embedded in a product response (the full list is paginated separately); kept
+/// small so a page of 100 products stays a bounded response.
+const EMBEDDED_SKUS: i64 = 20;
 
 fn save_product(c: &mut dyn Conn, p: &str, prod: &Product) -> Result<()> {
     c.execute(
         "INSERT INTO products (project_id, id, source_id, created_at, updated_at, data) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (project_id, id) DO UPDATE SET source_id = excluded.source_id, updated_at = excluded.updated_at, data = excluded.data",
-        &[p.into(), prod.id.clone().into(), prod.source_id.clone().into(), prod.created_at.clone().into(), prod.updated_at.clone().into(), to_json(prod)?.into()],
+        &[
+            p.into(),
+            prod.id.clone().into(),
+            prod.source_id.clone().into(),
+            prod.created_at.clone().into(),
+            prod.updated_at.clone().into(),
+            to_json(prod)?.into(),
+        ],
     )?;
     Ok(())
 }
@@ -64,10 +72,7 @@ fn skus_of(c: &mut dyn Conn, p: &str, product_id: &str) -> Result<(Vec<Sku>, i64
         "SELECT data FROM skus WHERE project_id = $1 AND product_id = $2 ORDER BY created_at, id LIMIT $3",
         &[p.into(), product_id.into(), Val::Int(EMBEDDED_SKUS)],
     )?;
-    Ok((
-        rows.iter().map(|r| r.json(0)).collect::<Result<_>>()?,
-        total,
-    ))
+    Ok((rows.iter().map(|r| r.json(0)).collect::<Result<_>>()?, total))
 }
 
 /// A product with the first page of its SKUs and their count.
@@ -107,11 +112,10 @@ impl Store {
                 c.lock_key(&format!("product:{p}:{sid}"))?;
             }
             let now = now_string();
-            let prod =
-                match find_existing::<Product>(c, &PRODUCTS, &p, &input.id, &input.source_id)? {
-                    Some(e) => input.update(&e, &now),
-                    None => input.create(new_id("prod"), &now),
-                };
+            let prod = match find_existing::<Product>(c, &PRODUCTS, &p, &input.id, &input.source_id)? {
+                Some(e) => input.update(&e, &now),
+                None => input.create(new_id("prod"), &now),
+            };
             save_product(c, &p, &prod)?;
             with_skus(c, &p, prod)
         })
@@ -127,18 +131,13 @@ impl Store {
         .await
     }
 
-    pub async fn update_product(
-        &self,
-        t: &Tenant,
-        key: String,
-        mut input: ProductInput,
-    ) -> Result<ProductWithSkus> {
+    pub async fn update_product(&self, t: &Tenant, key: String, mut input: ProductInput) -> Result<ProductWithSkus> {
         input.id = None;
         input.source_id = None;
         input.validate()?;
         let p = t.project_id().to_string();
         self.write(move |c| {
-            let existing: Product = docs::get(c, &PRODUCTS, &p, &key)?;
+            let existing: Product = docs::get_for_update(c, &PRODUCTS, &p, &key)?;
             let prod = input.update(&existing, &now_string());
             save_product(c, &p, &prod)?;
             with_skus(c, &p, prod)
@@ -151,38 +150,23 @@ impl Store {
         let p = t.project_id().to_string();
         self.write(move |c| {
             let id = docs::delete(c, &PRODUCTS, &p, &key)?;
-            c.execute(
-                "DELETE FROM skus WHERE project_id = $1 AND product_id = $2",
-                &[p.into(), id.into()],
-            )?;
+            c.execute("DELETE FROM skus WHERE project_id = $1 AND product_id = $2", &[p.into(), id.into()])?;
             Ok(())
         })
         .await
     }
 
-    pub async fn list_products(
-        &self,
-        t: &Tenant,
-        q: ListQuery,
-    ) -> Result<(Vec<ProductWithSkus>, i64)> {
+    pub async fn list_products(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<ProductWithSkus>, i64)> {
         let p = t.project_id().to_string();
         self.read(move |c| {
             let (prods, total) = docs::list::<Product>(c, &PRODUCTS, &p, &q, &[], &[])?;
-            let items = prods
-                .into_iter()
-                .map(|prod| with_skus(c, &p, prod))
-                .collect::<Result<Vec<_>>>()?;
+            let items = prods.into_iter().map(|prod| with_skus(c, &p, prod)).collect::<Result<Vec<_>>>()?;
             Ok((items, total))
         })
         .await
     }
 
-    pub async fn upsert_sku(
-        &self,
-        t: &Tenant,
-        product_key: String,
-        input: SkuInput,
-    ) -> Result<Sku> {
+    pub async fn upsert_sku(&self, t: &Tenant, product_key: String, input: SkuInput) -> Result<Sku> {
         input.validate()?;
         let p = t.project_id().to_string();
         self.write(move |c| {
@@ -191,7 +175,11 @@ impl Store {
                 c.lock_key(&format!("sku:{p}:{sid}"))?;
             }
             let now = now_string();
-            let sku = match find_existing::<Sku>(c, &SKUS, &p, &input.id, &input.source_id)? {
+            let existing = match find_existing::<Sku>(c, &SKUS, &p, &input.id, &input.source_id)? {
+                Some(e) => docs::relock::<Sku>(c, &SKUS, &p, &e.id)?,
+                None => None,
+            };
+            let sku = match existing {
                 Some(e) if e.product_id != prod.id => {
                     return Err(StoreError::Conflict {
                         key: "duplicate_source_id",
@@ -209,12 +197,7 @@ impl Store {
     }
 
     /// One SKU by id or source id, optionally required to belong to a product.
-    pub async fn get_sku(
-        &self,
-        t: &Tenant,
-        product_key: Option<String>,
-        key: String,
-    ) -> Result<Sku> {
+    pub async fn get_sku(&self, t: &Tenant, product_key: Option<String>, key: String) -> Result<Sku> {
         let p = t.project_id().to_string();
         self.read(move |c| {
             let sku: Sku = docs::get(c, &SKUS, &p, &key)?;
@@ -229,20 +212,14 @@ impl Store {
         .await
     }
 
-    pub async fn update_sku(
-        &self,
-        t: &Tenant,
-        product_key: String,
-        key: String,
-        mut input: SkuInput,
-    ) -> Result<Sku> {
+    pub async fn update_sku(&self, t: &Tenant, product_key: String, key: String, mut input: SkuInput) -> Result<Sku> {
         input.id = None;
         input.source_id = None;
         input.validate()?;
         let p = t.project_id().to_string();
         self.write(move |c| {
             let prod: Product = docs::get(c, &PRODUCTS, &p, &product_key)?;
-            let existing: Sku = docs::get(c, &SKUS, &p, &key)?;
+            let existing: Sku = docs::get_for_update(c, &SKUS, &p, &key)?;
             if existing.product_id != prod.id {
                 return Err(StoreError::not_found("sku", key));
             }
@@ -270,12 +247,7 @@ impl Store {
         .await
     }
 
-    pub async fn list_skus(
-        &self,
-        t: &Tenant,
-        product_key: String,
-        q: ListQuery,
-    ) -> Result<(Vec<Sku>, i64)> {
+    pub async fn list_skus(&self, t: &Tenant, product_key: String, q: ListQuery) -> Result<(Vec<Sku>, i64)> {
         let p = t.project_id().to_string();
         self.read(move |c| {
             let prod: Product = docs::get(c, &PRODUCTS, &p, &product_key)?;

@@ -12,8 +12,7 @@ pub const MGMT_ID: &str = "test-mgmt";
 pub const MGMT_TOKEN: &str = "test-management-token-0123456789";
 
 pub fn pg_base_url() -> String {
-    std::env::var("TESSERA_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("TESSERA_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub fn random_suffix() -> String {
@@ -27,18 +26,13 @@ pub fn pg_fresh_url() -> String {
     let base = pg_base_url();
     let s2 = schema.clone();
     std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&base, postgres::NoTls)
-            .expect("PostgreSQL must be running for the test suite (TESSERA_TEST_PG_URL)");
-        c.batch_execute(&format!("CREATE SCHEMA {s2}"))
-            .expect("create schema");
+        let mut c =
+            postgres::Client::connect(&base, postgres::NoTls).expect("PostgreSQL must be running for the test suite (TESSERA_TEST_PG_URL)");
+        c.batch_execute(&format!("CREATE SCHEMA {s2}")).expect("create schema");
     })
     .join()
     .expect("schema thread");
-    let sep = if pg_base_url().contains('?') {
-        '&'
-    } else {
-        '?'
-    };
+    let sep = if pg_base_url().contains('?') { '&' } else { '?' };
     format!("{}{sep}options=-c%20search_path%3D{schema}", pg_base_url())
 }
 
@@ -78,11 +72,7 @@ pub fn bin() -> &'static str {
 impl Server {
     pub fn start(backend: Backend) -> Server {
         let mut cmd = Command::new(bin());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--log-level")
-            .arg("warn");
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--log-level").arg("warn");
         match &backend {
             Backend::Sqlite(dir) => {
                 cmd.arg("--data-dir").arg(dir);
@@ -113,9 +103,7 @@ impl Server {
                 line.clear();
             }
         });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server did not report its address");
+        let base = rx.recv_timeout(Duration::from_secs(60)).expect("server did not report its address");
         Server {
             child,
             base,
@@ -133,8 +121,7 @@ impl Server {
         let pid = self.child.id() as i32;
         // SAFETY: kill(2) with a pid we spawned; no memory is touched.
         unsafe { libc_kill(pid, 15) };
-        let status = wait_with_timeout(&mut self.child, Duration::from_secs(20))
-            .expect("server did not stop after SIGTERM");
+        let status = wait_with_timeout(&mut self.child, Duration::from_secs(20)).expect("server did not stop after SIGTERM");
         std::mem::forget(self);
         status
     }
@@ -143,12 +130,7 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn mgmt(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn mgmt(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self
             .http
             .request(method, self.url(path))
@@ -165,41 +147,19 @@ impl Server {
 
     pub async fn create_project(&self, name: &str) -> Project {
         let (status, body) = self
-            .mgmt(
-                reqwest::Method::POST,
-                "/management/v1/projects",
-                Some(json!({"name": name})),
-            )
+            .mgmt(reqwest::Method::POST, "/management/v1/projects", Some(json!({"name": name})))
             .await;
         assert_eq!(status, 200, "{body}");
         Project {
             id: body["id"].as_str().expect("id").to_string(),
-            app_id: body["server_side_key"]["app_id"]
-                .as_str()
-                .expect("app_id")
-                .to_string(),
-            app_token: body["server_side_key"]["app_token"]
-                .as_str()
-                .expect("app_token")
-                .to_string(),
-            client_id: body["client_side_key"]["app_id"]
-                .as_str()
-                .expect("client app_id")
-                .to_string(),
-            client_token: body["client_side_key"]["app_token"]
-                .as_str()
-                .expect("client token")
-                .to_string(),
+            app_id: body["server_side_key"]["app_id"].as_str().expect("app_id").to_string(),
+            app_token: body["server_side_key"]["app_token"].as_str().expect("app_token").to_string(),
+            client_id: body["client_side_key"]["app_id"].as_str().expect("client app_id").to_string(),
+            client_token: body["client_side_key"]["app_token"].as_str().expect("client token").to_string(),
         }
     }
 
-    pub async fn call(
-        &self,
-        p: &Project,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn call(&self, p: &Project, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let resp = self.send(p, method, path, body, &[]).await;
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
@@ -265,15 +225,7 @@ extern "C" {
 pub fn assert_envelope(status: u16, body: &Value, key: &str) {
     assert_eq!(body["code"].as_u64(), Some(status as u64), "{body}");
     assert_eq!(body["key"].as_str(), Some(key), "{body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert!(body["details"].as_str().is_some(), "{body}");
-    assert!(
-        body["request_id"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("req_")),
-        "{body}"
-    );
+    assert!(body["request_id"].as_str().is_some_and(|r| r.starts_with("req_")), "{body}");
 }
