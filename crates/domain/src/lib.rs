@@ -1,6 +1,7 @@
 //! Pure domain logic of Tessera. Nothing here performs I/O or depends on a runtime, so
 //! every rule can be unit- and property-tested in isolation and reused by every backend.
 
+pub mod checkout;
 pub mod codes;
 pub mod customer;
 pub mod discount;
