@@ -18,5 +18,6 @@ pub mod rules;
 pub mod secrets;
 pub mod time;
 pub mod validity;
+pub mod voucher;
 
 pub use error::InvalidInput;
