@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
-use routes::{customers, health, management, orders, products};
+use routes::{checkout, coupons, customers, health, management, orders, products, rules};
 use tessera_domain::limits::MAX_BODY_BYTES;
 use tessera_store::Store;
 
@@ -66,6 +66,48 @@ pub fn router(state: AppState) -> Router {
         .route("/skus/{sku}", get(products::get_sku))
         .route("/orders", post(orders::create).get(orders::list))
         .route("/orders/{id}", get(orders::get).put(orders::update))
+        .route("/campaigns", post(coupons::create_campaign).get(coupons::list_campaigns))
+        .route(
+            "/campaigns/{id}",
+            get(coupons::get_campaign)
+                .put(coupons::update_campaign)
+                .delete(coupons::delete_campaign),
+        )
+        .route("/campaigns/{id}/enable", post(coupons::enable_campaign))
+        .route("/campaigns/{id}/disable", post(coupons::disable_campaign))
+        .route("/campaigns/{id}/vouchers", post(coupons::add_vouchers))
+        .route("/campaigns/{id}/vouchers/{code}", post(coupons::add_voucher_with_code))
+        .route("/vouchers", post(coupons::create_voucher).get(coupons::list_vouchers))
+        // The Node client posts to a trailing slash when it creates a voucher without a code.
+        .route("/vouchers/", post(coupons::create_voucher))
+        .route(
+            "/vouchers/{code}",
+            post(coupons::create_voucher_with_code)
+                .get(coupons::get_voucher)
+                .put(coupons::update_voucher)
+                .delete(coupons::delete_voucher),
+        )
+        .route("/vouchers/{code}/enable", post(coupons::enable_voucher))
+        .route("/vouchers/{code}/disable", post(coupons::disable_voucher))
+        .route("/vouchers/{code}/balance", post(coupons::adjust_balance))
+        .route("/vouchers/{code}/transactions", get(coupons::transactions))
+        .route("/vouchers/{code}/sessions/{key}", axum::routing::delete(coupons::release_session))
+        .route("/vouchers/{code}/validate", post(checkout::legacy_validate))
+        .route("/vouchers/{code}/redemption", post(checkout::legacy_redeem))
+        .route("/validations", post(checkout::validate))
+        .route("/redemptions", post(checkout::redeem).get(checkout::list_redemptions))
+        .route("/redemptions/{id}", get(checkout::get_redemption))
+        .route("/redemptions/{id}/rollback", post(checkout::rollback))
+        .route("/redemptions/{id}/rollbacks", post(checkout::rollback_stacked))
+        .route("/validation-rules", post(rules::create).get(rules::list))
+        .route("/validation-rules/{id}", get(rules::get).put(rules::update).delete(rules::delete))
+        .route("/validation-rules/{id}/assignments", post(rules::assign).get(rules::assignments))
+        .route(
+            "/validation-rules/{id}/assignments/{assignment}",
+            axum::routing::delete(rules::unassign),
+        )
+        .route("/async-actions", get(checkout::list_async_actions))
+        .route("/async-actions/{id}", get(checkout::get_async_action))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))

@@ -1,6 +1,6 @@
 //! The OpenAPI document of what Tessera serves, generated from the handlers and types.
 
-use crate::routes::{customers, health, management, orders, products};
+use crate::routes::{checkout, coupons, customers, health, management, orders, products, rules};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -33,6 +33,13 @@ impl Modify for Security {
         products::create, products::list, products::get, products::update, products::delete,
         products::create_sku, products::list_skus, products::get_product_sku, products::update_sku, products::delete_sku, products::get_sku,
         orders::create, orders::list, orders::get, orders::update,
+        coupons::create_campaign, coupons::list_campaigns, coupons::get_campaign, coupons::update_campaign, coupons::delete_campaign,
+        coupons::enable_campaign, coupons::disable_campaign, coupons::add_vouchers, coupons::add_voucher_with_code,
+        coupons::create_voucher, coupons::create_voucher_with_code, coupons::get_voucher, coupons::update_voucher, coupons::delete_voucher,
+        coupons::enable_voucher, coupons::disable_voucher, coupons::list_vouchers, coupons::adjust_balance, coupons::transactions, coupons::release_session,
+        checkout::validate, checkout::redeem, checkout::list_redemptions, checkout::get_redemption, checkout::rollback, checkout::rollback_stacked,
+        checkout::legacy_validate, checkout::legacy_redeem, checkout::get_async_action, checkout::list_async_actions,
+        rules::create, rules::list, rules::get, rules::update, rules::delete, rules::assign, rules::assignments, rules::unassign,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&Security)

@@ -6,9 +6,9 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 
-tokio::task_local! {
-    pub static REQUEST_ID: String;
-}
+/// One task-local for the whole process, defined by the store so errors built there can
+/// carry the request id too.
+pub use tessera_store::ops::idempotency::REQUEST_ID;
 
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);

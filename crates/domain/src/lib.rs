@@ -14,6 +14,7 @@ pub mod money;
 pub mod order;
 pub mod product;
 pub mod project;
+pub mod redemption;
 pub mod rules;
 pub mod secrets;
 pub mod time;

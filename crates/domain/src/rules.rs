@@ -294,6 +294,18 @@ impl RuleSet {
         RuleSet::parse_inner(rules, 0, &mut count)
     }
 
+    /// Every fact name the rule set asks about, so callers fetch only what is needed.
+    pub fn names(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for c in self.conditions.values() {
+            out.insert(c.name.clone());
+            if let Some(sub) = &c.sub {
+                out.extend(sub.names());
+            }
+        }
+        out
+    }
+
     pub fn evaluate(&self, facts: &dyn Facts) -> Result<Verdict, BudgetExceeded> {
         let mut budget = EVALUATION_BUDGET;
         self.eval(facts, None, &mut budget)

@@ -7,6 +7,7 @@
 //! no code path can reach a project's rows without having authenticated for it.
 
 pub mod conn;
+pub mod jobs;
 pub mod migrations;
 pub mod ops;
 pub mod postgres;

@@ -113,6 +113,148 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX idempotency_created ON idempotency (created_at);
     "#,
+    // 2: campaigns, vouchers, validation rules, redemptions, gift ledger, sessions,
+    // the outbox and async actions.
+    r#"
+    CREATE TABLE campaigns (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        campaign_type TEXT NOT NULL,
+        active BIGINT NOT NULL,
+        vouchers_count BIGINT NOT NULL DEFAULT 0,
+        generation_status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE UNIQUE INDEX campaigns_name ON campaigns (project_id, name);
+    CREATE INDEX campaigns_created ON campaigns (project_id, created_at);
+    CREATE TABLE vouchers (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        code TEXT NOT NULL,
+        code_key TEXT NOT NULL,
+        campaign_id TEXT,
+        kind TEXT NOT NULL,
+        active BIGINT NOT NULL,
+        quantity BIGINT,
+        redeemed_quantity BIGINT NOT NULL DEFAULT 0,
+        gift_amount BIGINT,
+        gift_balance BIGINT,
+        redeemed_amount BIGINT NOT NULL DEFAULT 0,
+        holder_id TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        data TEXT,
+        PRIMARY KEY (project_id, id),
+        CHECK (redeemed_quantity >= 0),
+        CHECK (gift_balance IS NULL OR gift_balance >= 0)
+    );
+    CREATE UNIQUE INDEX vouchers_code ON vouchers (project_id, code_key);
+    CREATE INDEX vouchers_campaign ON vouchers (project_id, campaign_id, created_at);
+    CREATE INDEX vouchers_created ON vouchers (project_id, created_at);
+    CREATE INDEX vouchers_holder ON vouchers (project_id, holder_id);
+    CREATE TABLE validation_rules (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        name TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE INDEX validation_rules_created ON validation_rules (project_id, created_at);
+    CREATE TABLE rule_assignments (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        related_object_type TEXT NOT NULL,
+        related_object_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE UNIQUE INDEX rule_assignments_unique ON rule_assignments (project_id, rule_id, related_object_type, related_object_id);
+    CREATE INDEX rule_assignments_object ON rule_assignments (project_id, related_object_id);
+    CREATE TABLE redemptions (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        object TEXT NOT NULL,
+        parent_id TEXT,
+        redemption_id TEXT,
+        voucher_id TEXT,
+        campaign_id TEXT,
+        customer_id TEXT,
+        order_id TEXT,
+        tracking_id TEXT,
+        result TEXT NOT NULL,
+        status TEXT NOT NULL,
+        amount BIGINT NOT NULL DEFAULT 0,
+        discount_amount BIGINT NOT NULL DEFAULT 0,
+        rollback_id TEXT,
+        created_at TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE INDEX redemptions_created ON redemptions (project_id, created_at);
+    CREATE INDEX redemptions_voucher ON redemptions (project_id, voucher_id, created_at);
+    CREATE INDEX redemptions_customer_voucher ON redemptions (project_id, customer_id, voucher_id, created_at);
+    CREATE INDEX redemptions_customer_campaign ON redemptions (project_id, customer_id, campaign_id, created_at);
+    CREATE INDEX redemptions_campaign ON redemptions (project_id, campaign_id, created_at);
+    CREATE INDEX redemptions_parent ON redemptions (project_id, parent_id);
+    CREATE TABLE gift_transactions (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        voucher_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        amount BIGINT NOT NULL,
+        balance_after BIGINT NOT NULL,
+        redemption_id TEXT,
+        source_id TEXT,
+        reason TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, id),
+        CHECK (balance_after >= 0)
+    );
+    CREATE INDEX gift_transactions_voucher ON gift_transactions (project_id, voucher_id, id);
+    CREATE TABLE voucher_sessions (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        voucher_id TEXT NOT NULL,
+        session_key TEXT NOT NULL,
+        quantity BIGINT NOT NULL,
+        amount BIGINT NOT NULL,
+        expires_at TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, voucher_id, session_key)
+    );
+    CREATE INDEX voucher_sessions_expiry ON voucher_sessions (project_id, voucher_id, expires_at);
+    CREATE TABLE outbox (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        event_type TEXT NOT NULL,
+        resource_id TEXT,
+        payload TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_project ON outbox (project_id, id);
+    CREATE INDEX outbox_resource ON outbox (project_id, resource_id);
+    CREATE TABLE async_actions (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        progress BIGINT NOT NULL DEFAULT 0,
+        request_id TEXT,
+        params TEXT NOT NULL,
+        result TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE INDEX async_actions_created ON async_actions (project_id, created_at);
+    CREATE INDEX async_actions_status ON async_actions (status);
+    "#,
 ];
 
 pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {

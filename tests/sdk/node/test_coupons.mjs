@@ -85,8 +85,16 @@ function check(cond, message) {
 
 const show = (v) => (v === undefined ? 'undefined' : JSON.stringify(v))
 
+// JSON objects are unordered: compare with keys sorted at every level.
+const canonical = (v) =>
+	Array.isArray(v)
+		? v.map(canonical)
+		: v && typeof v === 'object'
+			? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical(v[k])]))
+			: v
+
 function eq(actual, expected, what) {
-	if (JSON.stringify(actual) !== JSON.stringify(expected)) {
+	if (JSON.stringify(canonical(actual)) !== JSON.stringify(canonical(expected))) {
 		throw new Failure(`${what}: expected ${show(expected)}, got ${show(actual)}`)
 	}
 }

@@ -1,8 +1,11 @@
+pub mod checkout;
+pub mod coupons;
 pub mod customers;
 pub mod health;
 pub mod management;
 pub mod orders;
 pub mod products;
+pub mod rules;
 
 use crate::error::ApiError;
 use axum::extract::RawQuery;

@@ -28,6 +28,12 @@ impl IdemMark {
 
 tokio::task_local! {
     pub static CURRENT: IdemMark;
+    /// The request id of the request being served, for error bodies built in the store.
+    pub static REQUEST_ID: String;
+}
+
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(|r| r.clone()).unwrap_or_default()
 }
 
 pub(crate) fn claim_current() -> Option<(String, String)> {

@@ -1,8 +1,14 @@
 //! Domain operations, each written once against `Conn`.
 
+pub mod async_actions;
 pub mod customers;
 pub mod docs;
 pub mod idempotency;
 pub mod orders;
 pub mod org;
+pub mod outbox;
 pub mod products;
+pub mod redemptions;
+pub mod rules;
+pub mod views;
+pub mod vouchers;

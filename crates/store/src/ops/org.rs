@@ -45,6 +45,8 @@ pub struct Tenant {
     app_id: String,
     kind: KeyKind,
     trusted_domains: Vec<String>,
+    case_sensitive_codes: bool,
+    timezone: String,
 }
 
 impl Tenant {
@@ -59,6 +61,21 @@ impl Tenant {
     }
     pub fn trusted_domains(&self) -> &[String] {
         &self.trusted_domains
+    }
+    pub fn case_sensitive_codes(&self) -> bool {
+        self.case_sensitive_codes
+    }
+    /// The project's IANA time zone, for validity hours and daily limits.
+    pub fn timezone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+    /// The key under which a code is unique in this project.
+    pub fn code_key(&self, code: &str) -> String {
+        if self.case_sensitive_codes {
+            code.to_string()
+        } else {
+            code.to_uppercase()
+        }
     }
 }
 
@@ -196,6 +213,23 @@ impl Store {
         .await
     }
 
+    /// The tenant of a project, for background jobs that continue work a tenant started
+    /// (such as code generation). Never reachable from a request.
+    pub async fn tenant_for_job(&self, project_id: String) -> Result<Tenant> {
+        self.read(move |c| {
+            let project = load_project(c, &project_id)?;
+            Ok(Tenant {
+                project_id,
+                app_id: "job".into(),
+                kind: KeyKind::Server,
+                trusted_domains: Vec::new(),
+                case_sensitive_codes: project.case_sensitive_codes,
+                timezone: project.timezone,
+            })
+        })
+        .await
+    }
+
     pub async fn authenticate_management(&self, id: String, token: String) -> Result<Option<Management>> {
         self.read(move |c| {
             let row = c.query_opt(
@@ -240,6 +274,8 @@ impl Store {
                 app_id,
                 kind,
                 trusted_domains: project.client_trusted_domains,
+                case_sensitive_codes: project.case_sensitive_codes,
+                timezone: project.timezone,
             }))
         })
         .await

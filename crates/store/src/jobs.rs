@@ -1,0 +1,119 @@
+//! Runs async actions in the background. Each action's progress is in its row, so a
+//! restarted process resumes what the previous one left unfinished.
+
+use crate::ops::async_actions::AsyncAction;
+use crate::ops::vouchers::{generate_chunk, get_campaign_rec, GENERATION_CHUNK};
+use crate::{Result, Store, StoreError};
+use serde_json::json;
+use tessera_domain::codes::{CodeGenerator, CodeSpace};
+
+impl Store {
+    /// Starts an action on its own task; errors are recorded on the action.
+    pub fn spawn_async_action(&self, action: AsyncAction) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let (p, id) = (action.project_id.clone(), action.id.clone());
+            if let Err(e) = store.run_async_action(action).await {
+                tracing::error!(action = %id, error = %e, "async action failed");
+                let _ = store
+                    .update_async_action(p, id, "FAILED", 100, Some(json!({"message": e.to_string()})))
+                    .await;
+            }
+        });
+    }
+
+    /// Starts an action the current request created.
+    pub async fn start_async_action(&self, t: &crate::Tenant, id: String) -> Result<()> {
+        let action = self.get_async_action(t, id).await?;
+        self.spawn_async_action(action);
+        Ok(())
+    }
+
+    /// Resumes unfinished actions after a restart.
+    pub async fn resume_async_actions(&self) -> Result<usize> {
+        let actions = self.unfinished_async_actions().await?;
+        let n = actions.len();
+        for a in actions {
+            self.spawn_async_action(a);
+        }
+        Ok(n)
+    }
+
+    async fn run_async_action(&self, action: AsyncAction) -> Result<()> {
+        match action.kind.as_str() {
+            "CAMPAIGN.VOUCHERS_GENERATE" => self.generate_codes(action).await,
+            other => Err(StoreError::Internal(format!("unknown async action type {other}"))),
+        }
+    }
+
+    /// Generates a campaign's codes in chunks until the campaign holds its target count.
+    /// Memory stays flat: the generator is a key and a counter, each chunk one commit.
+    async fn generate_codes(&self, action: AsyncAction) -> Result<()> {
+        let started = std::time::Instant::now();
+        let campaign_id = action.params["campaign_id"].as_str().unwrap_or_default().to_string();
+        let count = action.params["count"].as_u64().unwrap_or(0);
+        let tenant = self.tenant_for_job(action.project_id.clone()).await?;
+        let p = action.project_id.clone();
+        let cid = campaign_id.clone();
+        let rec = self.read(move |c| get_campaign_rec(c, &p, &cid)).await?;
+        // The target is fixed when the action starts; on resume, what exists counts.
+        let target = match action.params["target_total"].as_i64() {
+            Some(t) => t,
+            None => rec.vouchers_count + count as i64,
+        };
+        self.update_async_action(action.project_id.clone(), action.id.clone(), "IN_PROGRESS", 0, None)
+            .await?;
+        let space = CodeSpace::parse(&rec.campaign.voucher.code_config)?;
+        let mut gen = std::sync::Arc::new(std::sync::Mutex::new(CodeGenerator::new(space)));
+        let mut have = rec.vouchers_count;
+        let mut stalls = 0;
+        while have < target {
+            let want = ((target - have) as u64).min(GENERATION_CHUNK);
+            let (t, camp, g) = (tenant.clone(), rec.campaign.clone(), gen.clone());
+            let inserted = self
+                .write_unmarked(move |c| {
+                    let mut g = g.lock().map_err(|_| StoreError::Internal("generator lock poisoned".into()))?;
+                    generate_chunk(c, &t, &camp, &mut g, want)
+                })
+                .await?;
+            have += inserted as i64;
+            if inserted == 0 {
+                stalls += 1;
+                if stalls > 3 {
+                    return Err(StoreError::Invalid(tessera_domain::InvalidInput::payload(
+                        "the code configuration ran out of free codes",
+                    )));
+                }
+                // A fresh key explores the space from another starting point.
+                gen = std::sync::Arc::new(std::sync::Mutex::new(CodeGenerator::new(CodeSpace::parse(
+                    &rec.campaign.voucher.code_config,
+                )?)));
+            }
+            let progress = if count == 0 {
+                100
+            } else {
+                (100 * (count as i64 - (target - have))) / count as i64
+            };
+            self.update_async_action(
+                action.project_id.clone(),
+                action.id.clone(),
+                "IN_PROGRESS",
+                progress.clamp(0, 99),
+                None,
+            )
+            .await?;
+        }
+        let (p, cid) = (action.project_id.clone(), campaign_id.clone());
+        self.write_unmarked(move |c| {
+            c.execute(
+                "UPDATE campaigns SET generation_status = 'DONE' WHERE project_id = $1 AND id = $2",
+                &[p.into(), cid.into()],
+            )?;
+            Ok(())
+        })
+        .await?;
+        let result = json!({"message": format!("Generated {count} vouchers."), "done_count": count, "processing_time_ms": started.elapsed().as_millis() as u64});
+        self.update_async_action(action.project_id, action.id, "DONE", 100, Some(result))
+            .await
+    }
+}

@@ -1,0 +1,162 @@
+//! Async actions: long jobs (code generation, imports, exports) recorded in a table so
+//! their status survives restarts and clients can poll them.
+
+use crate::conn::{Conn, Row, Val};
+use crate::ops::org::Tenant;
+use crate::{Result, Store, StoreError};
+use serde_json::Value;
+use tessera_domain::ids::new_id;
+use tessera_domain::time::now_string;
+
+pub fn create(c: &mut dyn Conn, p: &str, kind: &str, params: &Value) -> Result<String> {
+    let id = new_id("aa");
+    c.execute(
+        "INSERT INTO async_actions (project_id, id, type, status, progress, params, created_at) VALUES ($1, $2, $3, 'ENQUEUED', 0, $4, $5)",
+        &[
+            p.into(),
+            id.clone().into(),
+            kind.into(),
+            params.to_string().into(),
+            now_string().into(),
+        ],
+    )?;
+    Ok(id)
+}
+
+pub fn update(c: &mut dyn Conn, p: &str, id: &str, status: &str, progress: i64, result: Option<&Value>) -> Result<()> {
+    c.execute(
+        "UPDATE async_actions SET status = $1, progress = $2, result = $3, updated_at = $4 WHERE project_id = $5 AND id = $6",
+        &[
+            status.into(),
+            Val::Int(progress),
+            result.map(|r| r.to_string()).into(),
+            now_string().into(),
+            p.into(),
+            id.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// An async action as stored.
+#[derive(Debug, Clone)]
+pub struct AsyncAction {
+    pub id: String,
+    pub project_id: String,
+    pub kind: String,
+    pub status: String,
+    pub progress: i64,
+    pub params: Value,
+    pub result: Option<Value>,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+}
+
+fn from_row(r: &Row) -> Result<AsyncAction> {
+    let parse = |s: String| serde_json::from_str::<Value>(&s).map_err(|e| StoreError::Internal(format!("async action JSON: {e}")));
+    Ok(AsyncAction {
+        project_id: r.text(0)?,
+        id: r.text(1)?,
+        kind: r.text(2)?,
+        status: r.text(3)?,
+        progress: r.int(4)?,
+        params: parse(r.text(5)?)?,
+        result: r.opt_text(6)?.map(parse).transpose()?,
+        created_at: r.text(7)?,
+        updated_at: r.opt_text(8)?,
+    })
+}
+
+const COLS: &str = "project_id, id, type, status, progress, params, result, created_at, updated_at";
+
+impl Store {
+    pub async fn get_async_action(&self, t: &Tenant, id: String) -> Result<AsyncAction> {
+        let p = t.project_id().to_string();
+        self.read(move |c| {
+            let r = c
+                .query_opt(
+                    &format!("SELECT {COLS} FROM async_actions WHERE project_id = $1 AND id = $2"),
+                    &[p.into(), id.clone().into()],
+                )?
+                .ok_or_else(|| StoreError::not_found("async_action", id))?;
+            from_row(&r)
+        })
+        .await
+    }
+
+    pub async fn list_async_actions(&self, t: &Tenant, limit: u32, end_date: Option<String>) -> Result<(Vec<AsyncAction>, bool)> {
+        let p = t.project_id().to_string();
+        self.read(move |c| {
+            let end = end_date.unwrap_or_else(|| "9999".into());
+            let mut rows = c.query(
+                &format!(
+                    "SELECT {COLS} FROM async_actions WHERE project_id = $1 AND created_at < $2 ORDER BY created_at DESC, id DESC LIMIT $3"
+                ),
+                &[p.into(), end.into(), Val::Int(limit as i64 + 1)],
+            )?;
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            Ok((rows.iter().map(from_row).collect::<Result<Vec<_>>>()?, more))
+        })
+        .await
+    }
+
+    /// Records an action that completed within the request (for endpoints that answer with
+    /// an async action id, as Voucherify's do).
+    pub async fn record_completed_action(&self, t: &Tenant, kind: &'static str, params: Value, result: Value) -> Result<String> {
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let id = create(c, &p, kind, &params)?;
+            update(c, &p, &id, "DONE", 100, Some(&result))?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Queues generation of `count` more codes for a campaign.
+    pub async fn enqueue_generation(&self, t: &Tenant, campaign: String, count: u64) -> Result<String> {
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let rec = crate::ops::vouchers::get_campaign_rec(c, &p, &campaign)?;
+            let space = tessera_domain::codes::CodeSpace::parse(&rec.campaign.voucher.code_config)?;
+            space.check_capacity(count + rec.vouchers_count.max(0) as u64)?;
+            c.execute(
+                "UPDATE campaigns SET generation_status = 'IN_PROGRESS' WHERE project_id = $1 AND id = $2",
+                &[p.clone().into(), rec.campaign.id.clone().into()],
+            )?;
+            create(
+                c,
+                &p,
+                "CAMPAIGN.VOUCHERS_GENERATE",
+                &serde_json::json!({"campaign_id": rec.campaign.id, "count": count, "target_total": rec.vouchers_count + count as i64}),
+            )
+        })
+        .await
+    }
+
+    /// Actions left unfinished by a previous process (all projects), to resume at start.
+    pub async fn unfinished_async_actions(&self) -> Result<Vec<AsyncAction>> {
+        self.read(|c| {
+            c.query(
+                &format!("SELECT {COLS} FROM async_actions WHERE status IN ('ENQUEUED', 'IN_PROGRESS') ORDER BY created_at LIMIT 1000"),
+                &[],
+            )?
+            .iter()
+            .map(from_row)
+            .collect()
+        })
+        .await
+    }
+
+    pub async fn update_async_action(
+        &self,
+        project_id: String,
+        id: String,
+        status: &'static str,
+        progress: i64,
+        result: Option<Value>,
+    ) -> Result<()> {
+        self.write_unmarked(move |c| update(c, &project_id, &id, status, progress, result.as_ref()))
+            .await
+    }
+}

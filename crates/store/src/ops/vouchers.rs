@@ -1,0 +1,714 @@
+//! Campaigns, vouchers, code generation and the gift-card ledger.
+
+use crate::conn::{Conn, Row, Val};
+use crate::ops::docs::{to_json, Table};
+use crate::ops::org::Tenant;
+use crate::ops::outbox;
+use crate::{Result, Store, StoreError};
+use serde_json::json;
+use std::collections::HashMap;
+use tessera_domain::codes::{CodeGenerator, CodeSpace};
+use tessera_domain::ids::new_id;
+use tessera_domain::list::{ListQuery, ListSpec, SortField};
+use tessera_domain::time::now_string;
+use tessera_domain::voucher::{Campaign, CampaignInput, Voucher, VoucherCounters, VoucherInput, VoucherType};
+use tessera_domain::InvalidInput;
+
+pub const CAMPAIGNS: Table = Table {
+    name: "campaigns",
+    resource_type: "campaign",
+};
+
+pub const CAMPAIGN_LIST_SPEC: ListSpec = ListSpec {
+    sorts: &[SortField::CreatedAt, SortField::UpdatedAt],
+    filters: &["campaign_type"],
+    default_limit: 10,
+};
+pub const VOUCHER_LIST_SPEC: ListSpec = ListSpec {
+    sorts: &[SortField::CreatedAt, SortField::UpdatedAt],
+    filters: &["campaign_id", "campaign", "category", "customer", "code"],
+    default_limit: 10,
+};
+
+/// Codes inserted per write command while generating: large enough to amortize the
+/// commit, small enough that other writes interleave within milliseconds.
+pub const GENERATION_CHUNK: u64 = 5_000;
+
+const VOUCHER_COLUMNS: &str =
+    "id, code, campaign_id, kind, active, quantity, redeemed_quantity, gift_amount, gift_balance, redeemed_amount, holder_id, created_at, updated_at, data";
+
+/// A voucher with its live counters.
+#[derive(Debug, Clone)]
+pub struct VoucherRecord {
+    pub voucher: Voucher,
+    pub counters: VoucherCounters,
+    pub gift_amount: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CampaignRecord {
+    pub campaign: Campaign,
+    pub vouchers_count: i64,
+    pub generation_status: String,
+}
+
+pub fn load_campaign(c: &mut dyn Conn, p: &str, key: &str) -> Result<Option<CampaignRecord>> {
+    let row = c.query_opt(
+        "SELECT data, vouchers_count, generation_status FROM campaigns WHERE project_id = $1 AND (id = $2 OR name = $2) \
+         ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1",
+        &[p.into(), key.into()],
+    )?;
+    row.map(|r| {
+        Ok(CampaignRecord {
+            campaign: r.json(0)?,
+            vouchers_count: r.int(1)?,
+            generation_status: r.text(2)?,
+        })
+    })
+    .transpose()
+}
+
+pub fn get_campaign_rec(c: &mut dyn Conn, p: &str, key: &str) -> Result<CampaignRecord> {
+    load_campaign(c, p, key)?.ok_or_else(|| StoreError::not_found("campaign", key))
+}
+
+/// Rebuilds a voucher from its row. Codes generated for a campaign store no document:
+/// their definition is the campaign's, which keeps a million-code campaign small.
+fn assemble(c: &mut dyn Conn, p: &str, r: &Row, campaigns: &mut HashMap<String, Campaign>) -> Result<VoucherRecord> {
+    let counters = VoucherCounters {
+        redeemed_quantity: r.int(6)?,
+        redeemed_amount: r.int(9)?,
+        gift_balance: r.opt_int(8)?,
+        publish_count: i64::from(r.opt_text(10)?.is_some()),
+    };
+    let gift_amount = r.opt_int(7)?;
+    let mut voucher: Voucher = match r.opt_text(13)? {
+        Some(doc) => serde_json::from_str(&doc).map_err(|e| StoreError::Internal(format!("voucher document: {e}")))?,
+        None => {
+            let cid = r
+                .opt_text(2)?
+                .ok_or_else(|| StoreError::Internal("voucher without document or campaign".into()))?;
+            if !campaigns.contains_key(&cid) {
+                let camp = get_campaign_rec(c, p, &cid)?.campaign;
+                campaigns.insert(cid.clone(), camp);
+            }
+            let camp = &campaigns[&cid];
+            VoucherInput::default().build(r.text(0)?, r.text(1)?, Some(camp), &r.text(11)?)?
+        }
+    };
+    voucher.active = r.int(4)? != 0;
+    voucher.redemption_quantity = r.opt_int(5)?;
+    voucher.holder_id = r.opt_text(10)?;
+    voucher.updated_at = r.opt_text(12)?;
+    Ok(VoucherRecord {
+        voucher,
+        counters,
+        gift_amount,
+    })
+}
+
+pub fn find_voucher(c: &mut dyn Conn, t: &Tenant, code_or_id: &str) -> Result<Option<VoucherRecord>> {
+    let p = t.project_id();
+    let row = c.query_opt(
+        &format!(
+            "SELECT {VOUCHER_COLUMNS} FROM vouchers WHERE project_id = $1 AND (code_key = $2 OR id = $3) \
+             ORDER BY CASE WHEN code_key = $2 THEN 0 ELSE 1 END LIMIT 1"
+        ),
+        &[p.into(), t.code_key(code_or_id).into(), code_or_id.into()],
+    )?;
+    match row {
+        Some(r) => Ok(Some(assemble(c, p, &r, &mut HashMap::new())?)),
+        None => Ok(None),
+    }
+}
+
+pub fn get_voucher_rec(c: &mut dyn Conn, t: &Tenant, code: &str) -> Result<VoucherRecord> {
+    find_voucher(c, t, code)?.ok_or_else(|| StoreError::not_found("voucher", code))
+}
+
+fn duplicate(code: &str) -> StoreError {
+    StoreError::Conflict {
+        key: "duplicate_found",
+        message: "Duplicated resource found".into(),
+        details: format!("Duplicated voucher exists with id {code}"),
+    }
+}
+
+/// Inserts one voucher with its own document (standalone or customized codes).
+fn insert_voucher(c: &mut dyn Conn, t: &Tenant, v: &Voucher, store_doc: bool) -> Result<()> {
+    let gift = v.gift.as_ref().map(|g| g.amount);
+    let inserted = c.execute(
+        "INSERT INTO vouchers (project_id, id, code, code_key, campaign_id, kind, active, quantity, gift_amount, gift_balance, created_at, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) ON CONFLICT (project_id, code_key) DO NOTHING",
+        &[
+            t.project_id().into(),
+            v.id.clone().into(),
+            v.code.clone().into(),
+            t.code_key(&v.code).into(),
+            v.campaign_id.clone().into(),
+            v.kind.as_str().into(),
+            v.active.into(),
+            v.redemption_quantity.into(),
+            gift.into(),
+            v.created_at.clone().into(),
+            if store_doc { Val::Text(to_json(v)?) } else { Val::Null },
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(duplicate(&v.code));
+    }
+    if let Some(amount) = gift.filter(|a| *a > 0) {
+        ledger_entry(
+            c,
+            t.project_id(),
+            &v.id,
+            "CREDITS_ADDITION",
+            amount,
+            amount,
+            None,
+            None,
+            Some("issue"),
+        )?;
+    }
+    if let Some(cid) = &v.campaign_id {
+        c.execute(
+            "UPDATE campaigns SET vouchers_count = vouchers_count + 1 WHERE project_id = $1 AND id = $2",
+            &[t.project_id().into(), cid.into()],
+        )?;
+    }
+    outbox::emit(
+        c,
+        t.project_id(),
+        "voucher.created",
+        &v.id,
+        &json!({"id": v.id, "code": v.code, "campaign_id": v.campaign_id}),
+    )?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn ledger_entry(
+    c: &mut dyn Conn,
+    p: &str,
+    voucher_id: &str,
+    kind: &str,
+    amount: i64,
+    balance_after: i64,
+    redemption_id: Option<&str>,
+    source_id: Option<&str>,
+    reason: Option<&str>,
+) -> Result<String> {
+    let id = new_id("vtx");
+    c.execute(
+        "INSERT INTO gift_transactions (project_id, id, voucher_id, kind, amount, balance_after, redemption_id, source_id, reason, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            p.into(),
+            id.clone().into(),
+            voucher_id.into(),
+            kind.into(),
+            amount.into(),
+            balance_after.into(),
+            redemption_id.map(str::to_string).into(),
+            source_id.map(str::to_string).into(),
+            reason.map(str::to_string).into(),
+            now_string().into(),
+        ],
+    )?;
+    Ok(id)
+}
+
+/// Generates up to `count` new codes for a campaign in one transaction; returns how many
+/// were inserted (codes already taken in the project are skipped).
+pub fn generate_chunk(c: &mut dyn Conn, t: &Tenant, campaign: &Campaign, gen: &mut CodeGenerator, count: u64) -> Result<u64> {
+    let p = t.project_id();
+    let gift = campaign.voucher.gift.as_ref().map(|g| g.amount);
+    let quantity = campaign.voucher.redemption.quantity;
+    let kind = campaign.voucher.kind.as_str();
+    let now = now_string();
+    let mut inserted = 0u64;
+    let mut attempts = 0u64;
+    while inserted < count {
+        attempts += 1;
+        if attempts > count.saturating_mul(4) + 100 {
+            break;
+        }
+        let Some(code) = gen.next_code() else { break };
+        let id = new_id("v");
+        let n = c.execute(
+            "INSERT INTO vouchers (project_id, id, code, code_key, campaign_id, kind, active, quantity, gift_amount, gift_balance, created_at, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $8, $9, NULL) ON CONFLICT (project_id, code_key) DO NOTHING",
+            &[p.into(), id.clone().into(), code.clone().into(), t.code_key(&code).into(), campaign.id.clone().into(), kind.into(), quantity.into(), gift.into(), now.clone().into()],
+        )?;
+        if n == 1 {
+            inserted += 1;
+            if let Some(amount) = gift.filter(|a| *a > 0) {
+                ledger_entry(c, p, &id, "CREDITS_ADDITION", amount, amount, None, None, Some("issue"))?;
+            }
+        }
+    }
+    c.execute(
+        "UPDATE campaigns SET vouchers_count = vouchers_count + $1 WHERE project_id = $2 AND id = $3",
+        &[Val::Int(inserted as i64), p.into(), campaign.id.clone().into()],
+    )?;
+    Ok(inserted)
+}
+
+fn save_campaign(c: &mut dyn Conn, p: &str, camp: &Campaign, generation_status: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO campaigns (project_id, id, name, campaign_type, active, generation_status, created_at, updated_at, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (project_id, id) DO UPDATE SET \
+         active = excluded.active, generation_status = excluded.generation_status, updated_at = excluded.updated_at, data = excluded.data",
+        &[
+            p.into(),
+            camp.id.clone().into(),
+            camp.name.clone().into(),
+            serde_json::to_value(camp.campaign_type)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .into(),
+            camp.active.into(),
+            generation_status.into(),
+            camp.created_at.clone().into(),
+            camp.updated_at.clone().into(),
+            to_json(camp)?.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn list_voucher_rows(c: &mut dyn Conn, t: &Tenant, q: &ListQuery) -> Result<(Vec<VoucherRecord>, i64)> {
+    let p = t.project_id();
+    let mut clauses = vec!["project_id = $1".to_string()];
+    let mut params: Vec<Val> = vec![p.into()];
+    let add = |clause: &str, v: Val, clauses: &mut Vec<String>, params: &mut Vec<Val>| {
+        params.push(v);
+        clauses.push(clause.replace('?', &format!("${}", params.len())));
+    };
+    if let Some(cid) = q.filters.get("campaign_id") {
+        add("campaign_id = ?", cid.into(), &mut clauses, &mut params);
+    }
+    if let Some(name) = q.filters.get("campaign") {
+        let cid = load_campaign(c, p, name)?.map(|r| r.campaign.id).unwrap_or_default();
+        add("campaign_id = ?", cid.into(), &mut clauses, &mut params);
+    }
+    if let Some(code) = q.filters.get("code") {
+        add("code_key = ?", t.code_key(code).into(), &mut clauses, &mut params);
+    }
+    if let Some(cust) = q.filters.get("customer") {
+        add("holder_id = ?", cust.into(), &mut clauses, &mut params);
+    }
+    if let Some(v) = &q.created_before {
+        add("created_at < ?", v.into(), &mut clauses, &mut params);
+    }
+    if let Some(v) = &q.created_after {
+        add("created_at > ?", v.into(), &mut clauses, &mut params);
+    }
+    if let Some(v) = &q.updated_before {
+        add("updated_at < ?", v.into(), &mut clauses, &mut params);
+    }
+    if let Some(v) = &q.updated_after {
+        add("updated_at > ?", v.into(), &mut clauses, &mut params);
+    }
+    let w = clauses.join(" AND ");
+    let total = c.query_one(&format!("SELECT COUNT(*) FROM vouchers WHERE {w}"), &params)?.int(0)?;
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let col = q.sort.column();
+    let nulls = if col == "created_at" { "" } else { " NULLS LAST" };
+    let n = params.len();
+    params.push(Val::Int(q.limit as i64));
+    params.push(Val::Int(q.offset() as i64));
+    let rows = c.query(
+        &format!(
+            "SELECT {VOUCHER_COLUMNS} FROM vouchers WHERE {w} ORDER BY {col} {dir}{nulls}, id {dir} LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        ),
+        &params,
+    )?;
+    let mut cache = HashMap::new();
+    let items = rows.iter().map(|r| assemble(c, p, r, &mut cache)).collect::<Result<Vec<_>>>()?;
+    Ok((items, total))
+}
+
+/// The result of a campaign creation: the campaign, and an async action when codes are
+/// generated in the background.
+pub struct CreatedCampaign {
+    pub campaign: CampaignRecord,
+    pub generate: Option<(String, u64)>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BalanceChange {
+    pub amount: i64,
+    pub total: i64,
+    pub balance: i64,
+    pub voucher_id: String,
+}
+
+impl Store {
+    pub async fn create_campaign(&self, t: &Tenant, input: CampaignInput) -> Result<CreatedCampaign> {
+        let (campaign, count) = input.create(new_id("camp"), &now_string())?;
+        let t = t.clone();
+        self.write(move |c| {
+            let p = t.project_id();
+            c.lock_key(&format!("campaign-name:{p}:{}", campaign.name))?;
+            if load_campaign(c, p, &campaign.name)?.is_some() {
+                return Err(StoreError::Conflict {
+                    key: "duplicate_found",
+                    message: "Duplicated resource found".into(),
+                    details: format!("Duplicated campaign exists with name {}", campaign.name),
+                });
+            }
+            let status = if count > 1 { "IN_PROGRESS" } else { "DONE" };
+            save_campaign(c, p, &campaign, status)?;
+            let mut generate = None;
+            if count == 1 {
+                let mut gen = CodeGenerator::new(CodeSpace::parse(&campaign.voucher.code_config)?);
+                if generate_chunk(c, &t, &campaign, &mut gen, 1)? != 1 {
+                    return Err(StoreError::Invalid(InvalidInput::payload(
+                        "could not find a free code for this code configuration",
+                    )));
+                }
+            } else if count > 1 {
+                let action = crate::ops::async_actions::create(
+                    c,
+                    p,
+                    "CAMPAIGN.VOUCHERS_GENERATE",
+                    &json!({"campaign_id": campaign.id, "count": count, "target_total": count}),
+                )?;
+                generate = Some((action, count));
+            }
+            outbox::emit(
+                c,
+                p,
+                "campaign.created",
+                &campaign.id,
+                &json!({"id": campaign.id, "name": campaign.name}),
+            )?;
+            let rec = get_campaign_rec(c, p, &campaign.id)?;
+            Ok(CreatedCampaign { campaign: rec, generate })
+        })
+        .await
+    }
+
+    pub async fn get_campaign(&self, t: &Tenant, key: String) -> Result<CampaignRecord> {
+        let p = t.project_id().to_string();
+        self.read(move |c| get_campaign_rec(c, &p, &key)).await
+    }
+
+    pub async fn list_campaigns(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<CampaignRecord>, i64)> {
+        let p = t.project_id().to_string();
+        self.read(move |c| {
+            let (camps, total) = crate::ops::docs::list::<Campaign>(c, &CAMPAIGNS, &p, &q, &[("campaign_type", "campaign_type")], &[])?;
+            let mut out = Vec::with_capacity(camps.len());
+            for camp in camps {
+                out.push(get_campaign_rec(c, &p, &camp.id)?);
+            }
+            Ok((out, total))
+        })
+        .await
+    }
+
+    pub async fn update_campaign(&self, t: &Tenant, key: String, input: CampaignInput) -> Result<CampaignRecord> {
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let id = get_campaign_rec(c, &p, &key)?.campaign.id;
+            c.lock_key(&format!("campaigns:{p}:{id}"))?;
+            let rec = get_campaign_rec(c, &p, &id)?;
+            let updated = input.update(&rec.campaign, &now_string())?;
+            save_campaign(c, &p, &updated, &rec.generation_status)?;
+            // Generated codes follow their campaign's definition; keep the column copy of
+            // the redemption limit in step with it.
+            c.execute(
+                "UPDATE vouchers SET quantity = $1 WHERE project_id = $2 AND campaign_id = $3 AND data IS NULL",
+                &[updated.voucher.redemption.quantity.into(), p.clone().into(), id.clone().into()],
+            )?;
+            outbox::emit(c, &p, "campaign.updated", &id, &json!({"id": id}))?;
+            get_campaign_rec(c, &p, &id)
+        })
+        .await
+    }
+
+    pub async fn set_campaign_active(&self, t: &Tenant, key: String, active: bool) -> Result<CampaignRecord> {
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let id = get_campaign_rec(c, &p, &key)?.campaign.id;
+            c.lock_key(&format!("campaigns:{p}:{id}"))?;
+            let mut rec = get_campaign_rec(c, &p, &id)?;
+            rec.campaign.active = active;
+            rec.campaign.updated_at = Some(now_string());
+            save_campaign(c, &p, &rec.campaign, &rec.generation_status)?;
+            outbox::emit(
+                c,
+                &p,
+                if active { "campaign.enabled" } else { "campaign.disabled" },
+                &id,
+                &json!({"id": id}),
+            )?;
+            get_campaign_rec(c, &p, &id)
+        })
+        .await
+    }
+
+    /// Deletes a campaign with its vouchers (redemption history is kept).
+    pub async fn delete_campaign(&self, t: &Tenant, key: String) -> Result<()> {
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let id = get_campaign_rec(c, &p, &key)?.campaign.id;
+            c.execute(
+                "DELETE FROM vouchers WHERE project_id = $1 AND campaign_id = $2",
+                &[p.clone().into(), id.clone().into()],
+            )?;
+            c.execute(
+                "DELETE FROM campaigns WHERE project_id = $1 AND id = $2",
+                &[p.clone().into(), id.clone().into()],
+            )?;
+            outbox::emit(c, &p, "campaign.deleted", &id, &json!({"id": id}))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Adds one voucher to a campaign, with a given code or a generated one.
+    pub async fn add_campaign_voucher(
+        &self,
+        t: &Tenant,
+        campaign_key: String,
+        code: Option<String>,
+        input: VoucherInput,
+    ) -> Result<VoucherRecord> {
+        let t = t.clone();
+        self.write(move |c| {
+            let camp = get_campaign_rec(c, t.project_id(), &campaign_key)?.campaign;
+            let code = match code.or(input.code.clone()) {
+                Some(code) => code,
+                None => {
+                    let cfg = input.code_config.clone().unwrap_or_else(|| camp.voucher.code_config.clone());
+                    let mut gen = CodeGenerator::new(CodeSpace::parse(&cfg)?);
+                    let mut found = None;
+                    for _ in 0..100 {
+                        let Some(candidate) = gen.next_code() else { break };
+                        if find_voucher(c, &t, &candidate)?.is_none() {
+                            found = Some(candidate);
+                            break;
+                        }
+                    }
+                    found.ok_or_else(|| StoreError::Invalid(InvalidInput::payload("the code configuration has no free code left")))?
+                }
+            };
+            let v = input.build(new_id("v"), code.clone(), Some(&camp), &now_string())?;
+            let customized = input.metadata.is_some()
+                || input.additional_info.is_some()
+                || input.category.is_some()
+                || input.start_date.is_some()
+                || input.expiration_date.is_some()
+                || input.discount.is_some()
+                || input.gift.is_some()
+                || input.validation_rules.is_some()
+                || input.validity_timeframe.is_some()
+                || input.validity_day_of_week.is_some()
+                || input.validity_hours.is_some();
+            insert_voucher(c, &t, &v, customized)?;
+            get_voucher_rec(c, &t, &code)
+        })
+        .await
+    }
+
+    /// Creates a voucher: in a campaign when `campaign`/`campaign_id` names one, otherwise
+    /// standalone.
+    pub async fn create_voucher(&self, t: &Tenant, code: Option<String>, input: VoucherInput) -> Result<VoucherRecord> {
+        let t = t.clone();
+        self.write(move |c| {
+            let camp = match input.campaign_id.clone().or(input.campaign.clone()) {
+                Some(k) => Some(get_campaign_rec(c, t.project_id(), &k)?.campaign),
+                None => None,
+            };
+            let code = match code.or(input.code.clone()) {
+                Some(code) => code,
+                None => {
+                    let cfg = input
+                        .code_config
+                        .clone()
+                        .or(camp.as_ref().map(|c| c.voucher.code_config.clone()))
+                        .unwrap_or_default();
+                    let mut gen = CodeGenerator::new(CodeSpace::parse(&cfg)?);
+                    let mut found = None;
+                    for _ in 0..100 {
+                        let Some(candidate) = gen.next_code() else { break };
+                        if find_voucher(c, &t, &candidate)?.is_none() {
+                            found = Some(candidate);
+                            break;
+                        }
+                    }
+                    found.ok_or_else(|| StoreError::Invalid(InvalidInput::payload("the code configuration has no free code left")))?
+                }
+            };
+            let v = input.build(new_id("v"), code.clone(), camp.as_ref(), &now_string())?;
+            insert_voucher(c, &t, &v, true)?;
+            get_voucher_rec(c, &t, &code)
+        })
+        .await
+    }
+
+    pub async fn get_voucher(&self, t: &Tenant, code: String) -> Result<VoucherRecord> {
+        let t = t.clone();
+        self.read(move |c| get_voucher_rec(c, &t, &code)).await
+    }
+
+    pub async fn list_vouchers(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<VoucherRecord>, i64)> {
+        let t = t.clone();
+        self.read(move |c| list_voucher_rows(c, &t, &q)).await
+    }
+
+    pub async fn update_voucher(&self, t: &Tenant, code: String, input: VoucherInput) -> Result<VoucherRecord> {
+        let t = t.clone();
+        self.write(move |c| {
+            let id = get_voucher_rec(c, &t, &code)?.voucher.id;
+            c.lock_key(&format!("voucher:{}:{id}", t.project_id()))?;
+            let rec = get_voucher_rec(c, &t, &id)?;
+            let v = input.update(&rec.voucher, &now_string())?;
+            c.execute(
+                "UPDATE vouchers SET active = $1, quantity = $2, updated_at = $3, data = $4 WHERE project_id = $5 AND id = $6",
+                &[
+                    v.active.into(),
+                    v.redemption_quantity.into(),
+                    v.updated_at.clone().into(),
+                    to_json(&v)?.into(),
+                    t.project_id().into(),
+                    id.clone().into(),
+                ],
+            )?;
+            outbox::emit(c, t.project_id(), "voucher.updated", &id, &json!({"id": id, "code": v.code}))?;
+            get_voucher_rec(c, &t, &id)
+        })
+        .await
+    }
+
+    pub async fn set_voucher_active(&self, t: &Tenant, code: String, active: bool) -> Result<VoucherRecord> {
+        let t = t.clone();
+        self.write(move |c| {
+            let id = get_voucher_rec(c, &t, &code)?.voucher.id;
+            c.execute(
+                "UPDATE vouchers SET active = $1, updated_at = $2 WHERE project_id = $3 AND id = $4",
+                &[active.into(), now_string().into(), t.project_id().into(), id.clone().into()],
+            )?;
+            outbox::emit(
+                c,
+                t.project_id(),
+                if active { "voucher.enabled" } else { "voucher.disabled" },
+                &id,
+                &json!({"id": id}),
+            )?;
+            get_voucher_rec(c, &t, &id)
+        })
+        .await
+    }
+
+    pub async fn delete_voucher(&self, t: &Tenant, code: String) -> Result<()> {
+        let t = t.clone();
+        self.write(move |c| {
+            let v = get_voucher_rec(c, &t, &code)?.voucher;
+            let p = t.project_id();
+            c.execute(
+                "DELETE FROM vouchers WHERE project_id = $1 AND id = $2",
+                &[p.into(), v.id.clone().into()],
+            )?;
+            c.execute(
+                "DELETE FROM voucher_sessions WHERE project_id = $1 AND voucher_id = $2",
+                &[p.into(), v.id.clone().into()],
+            )?;
+            if let Some(cid) = &v.campaign_id {
+                c.execute(
+                    "UPDATE campaigns SET vouchers_count = vouchers_count - 1 WHERE project_id = $1 AND id = $2",
+                    &[p.into(), cid.into()],
+                )?;
+            }
+            outbox::emit(c, p, "voucher.deleted", &v.id, &json!({"id": v.id, "code": v.code}))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Adds (or, with a negative amount, removes) gift credit. The balance and its ledger
+    /// entry change in one transaction, and the balance can never go below zero.
+    pub async fn adjust_gift_balance(
+        &self,
+        t: &Tenant,
+        code: String,
+        amount: i64,
+        source_id: Option<String>,
+        reason: Option<String>,
+    ) -> Result<BalanceChange> {
+        if amount == 0 || amount.abs() > tessera_domain::limits::MAX_AMOUNT {
+            return Err(StoreError::Invalid(InvalidInput::payload(
+                "'amount' must be a non-zero integer amount in minor units",
+            )));
+        }
+        let t = t.clone();
+        self.write(move |c| {
+            let p = t.project_id();
+            let rec = get_voucher_rec(c, &t, &code)?;
+            if rec.voucher.kind != VoucherType::GiftVoucher {
+                return Err(StoreError::Invalid(InvalidInput {
+                    key: "invalid_voucher",
+                    message: "Invalid voucher".into(),
+                    details: "Only gift vouchers have a balance to adjust.".into(),
+                }));
+            }
+            let id = rec.voucher.id;
+            let row = c.query_opt(
+                "UPDATE vouchers SET gift_balance = gift_balance + $1, gift_amount = gift_amount + CASE WHEN $1 > 0 THEN $1 ELSE 0 END, updated_at = $2 \
+                 WHERE project_id = $3 AND id = $4 AND gift_balance + $1 >= 0 RETURNING gift_balance, gift_amount",
+                &[amount.into(), now_string().into(), p.into(), id.clone().into()],
+            )?;
+            let Some(row) = row else {
+                return Err(StoreError::Invalid(InvalidInput {
+                    key: "gift_amount_exceeded",
+                    message: "Gift amount exceeded".into(),
+                    details: "The balance would go below zero.".into(),
+                }));
+            };
+            let (balance, total) = (row.int(0)?, row.int(1)?);
+            let kind = if amount > 0 { "CREDITS_ADDITION" } else { "CREDITS_REMOVAL" };
+            ledger_entry(c, p, &id, kind, amount, balance, None, source_id.as_deref(), reason.as_deref())?;
+            outbox::emit(c, p, "voucher.gift.balance_added", &id, &json!({"id": id, "amount": amount, "balance": balance}))?;
+            Ok(BalanceChange { amount, total, balance, voucher_id: id })
+        })
+        .await
+    }
+
+    pub async fn gift_transactions(
+        &self,
+        t: &Tenant,
+        code: String,
+        limit: u32,
+        descending: bool,
+        starting_after_id: Option<String>,
+    ) -> Result<(Vec<Row>, bool)> {
+        let t = t.clone();
+        self.read(move |c| {
+            let rec = get_voucher_rec(c, &t, &code)?;
+            let (cmp, dir) = if descending { ("<", "DESC") } else { (">", "ASC") };
+            let mut params: Vec<Val> = vec![t.project_id().into(), rec.voucher.id.clone().into(), Val::Int(limit as i64 + 1)];
+            let after = match starting_after_id {
+                Some(a) => {
+                    params.push(a.into());
+                    format!(" AND id {cmp} $4")
+                }
+                None => String::new(),
+            };
+            let mut rows = c.query(
+                &format!(
+                    "SELECT id, voucher_id, kind, amount, balance_after, redemption_id, source_id, reason, created_at FROM gift_transactions \
+                     WHERE project_id = $1 AND voucher_id = $2{after} ORDER BY id {dir} LIMIT $3"
+                ),
+                &params,
+            )?;
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            Ok((rows, more))
+        })
+        .await
+    }
+}
