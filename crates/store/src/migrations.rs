@@ -114,7 +114,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX idempotency_created ON idempotency (created_at);
     "#,
     // 2: campaigns, vouchers, validation rules, redemptions, gift ledger, sessions,
-    // the outbox and async actions.
+    // the outbox and async actions. (validation_rules.source_id is unused by rules; it
+    // lets them share the generic document helpers. Statements are split on ';', so the
+    // SQL holds no comments.)
     r#"
     CREATE TABLE campaigns (
         project_id TEXT NOT NULL REFERENCES projects (id),
@@ -159,6 +161,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE validation_rules (
         project_id TEXT NOT NULL REFERENCES projects (id),
         id TEXT NOT NULL,
+        source_id TEXT,
         name TEXT,
         created_at TEXT NOT NULL,
         updated_at TEXT,

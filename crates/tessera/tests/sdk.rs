@@ -1,30 +1,40 @@
-//! The official Voucherify clients against a real server. The Python client lives in a
-//! virtualenv that `scripts/test.sh` creates; a missing client fails the test loudly.
+//! The official Voucherify clients against a real server. `scripts/test.sh` installs them
+//! (Python `voucherify` into target/sdk-venv, Node `@voucherify/sdk` into
+//! tests/sdk/node); a missing client fails the test loudly.
 
 mod common;
 
 use common::*;
 
-fn python() -> String {
-    std::env::var("TESSERA_SDK_PYTHON")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/sdk-venv/bin/python").to_string())
-}
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-#[tokio::test]
-async fn python_sdk_customers() {
-    let py = python();
+fn checked_python() -> String {
+    let py = std::env::var("TESSERA_SDK_PYTHON").unwrap_or_else(|_| format!("{ROOT}/target/sdk-venv/bin/python"));
     assert!(
         std::path::Path::new(&py).exists(),
         "the Python SDK environment is missing at {py}: run scripts/test.sh (it installs voucherify==6.1.1) or set TESSERA_SDK_PYTHON"
     );
-    let dir = TempDir::new();
-    let server = Server::sqlite(&dir);
+    py
+}
+
+fn checked_node() -> String {
+    let modules = format!("{ROOT}/tests/sdk/node/node_modules/@voucherify/sdk");
+    assert!(
+        std::path::Path::new(&modules).exists(),
+        "the Node SDK is missing: run scripts/test.sh (it runs npm ci in tests/sdk/node)"
+    );
+    "node".to_string()
+}
+
+/// Runs one SDK script against a fresh server and asserts every case passed.
+async fn run_script(program: String, script: &'static str, backend: Backend) {
+    let server = Server::start(backend);
     let p = server.create_project("SDK").await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/sdk/python/test_customers.py");
     let base = server.base.clone();
+    let path = format!("{ROOT}/{script}");
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(py)
-            .arg(script)
+        std::process::Command::new(program)
+            .arg(path)
             .env("TESSERA_URL", base)
             .env("TESSERA_APP_ID", &p.app_id)
             .env("TESSERA_APP_TOKEN", &p.app_token)
@@ -33,12 +43,45 @@ async fn python_sdk_customers() {
     })
     .await
     .expect("join")
-    .expect("run python");
+    .expect("run the SDK script");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "Python SDK test failed:\n{stdout}\n{}",
+        "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.ends_with(" passed, 0 failed")), "{stdout}");
+}
+
+#[tokio::test]
+async fn python_sdk_customers() {
+    let dir = TempDir::new();
+    run_script(
+        checked_python(),
+        "tests/sdk/python/test_customers.py",
+        Backend::Sqlite(dir.0.clone()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn python_sdk_coupons_and_gift_cards() {
+    let dir = TempDir::new();
+    run_script(checked_python(), "tests/sdk/python/test_coupons.py", Backend::Sqlite(dir.0.clone())).await;
+}
+
+#[tokio::test]
+async fn python_sdk_coupons_on_postgres() {
+    run_script(
+        checked_python(),
+        "tests/sdk/python/test_coupons.py",
+        Backend::Postgres(pg_fresh_url()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn node_sdk_coupons_and_gift_cards() {
+    let dir = TempDir::new();
+    run_script(checked_node(), "tests/sdk/node/test_coupons.mjs", Backend::Sqlite(dir.0.clone())).await;
 }

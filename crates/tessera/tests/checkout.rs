@@ -1,0 +1,175 @@
+//! Checkout correctness under concurrency, on both engines, against the real binary.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+async fn redeem(server: &Server, p: &Project, body: Value, key: Option<&str>) -> (u16, Value) {
+    let headers: Vec<(&str, &str)> = key.map(|k| vec![("Idempotency-Key", k)]).unwrap_or_default();
+    let r = server.send(p, Method::POST, "/v1/redemptions", Some(body), &headers).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn limited_code_holds_under_contention(server: Server) {
+    let server = Arc::new(server);
+    let p = server.create_project("Race").await;
+    let (status, v) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/vouchers/RACE5",
+            Some(json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 100}, "redemption": {"quantity": 5}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (server, p) = (server.clone(), p.clone());
+        tasks.push(tokio::spawn(async move {
+            redeem(&server, &p, json!({"redeemables": [{"object": "voucher", "id": "RACE5"}], "order": {"amount": 1000}, "customer": {"source_id": format!("c{i}")}}), None).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, body) = t.await.expect("join");
+        match status {
+            200 => ok += 1,
+            // Losers are refused cleanly: quota exhausted, or (PostgreSQL) a lost race.
+            400 | 409 => assert!(body["key"].is_string(), "{body}"),
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    assert_eq!(ok, 5, "exactly the quantity succeeds");
+    let (_, v) = server.call(&p, Method::GET, "/v1/vouchers/RACE5", None).await;
+    assert_eq!(v["redemption"]["redeemed_quantity"], 5);
+    let (_, list) = server.call(&p, Method::GET, "/v1/redemptions?result=SUCCESS&limit=100", None).await;
+    assert_eq!(list["total"], 5);
+}
+
+async fn gift_card_never_overdrawn(server: Server) {
+    let server = Arc::new(server);
+    let p = server.create_project("Gift").await;
+    let (status, v) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/vouchers/GIFT-RACE",
+            Some(json!({"type": "GIFT_VOUCHER", "gift": {"amount": 10_000}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (server, p) = (server.clone(), p.clone());
+        tasks.push(tokio::spawn(async move {
+            redeem(
+                &server,
+                &p,
+                json!({"redeemables": [{"object": "voucher", "id": "GIFT-RACE", "gift": {"credits": 700}}], "order": {"amount": 5000}}),
+                None,
+            )
+            .await
+        }));
+    }
+    let mut spent = 0;
+    for t in tasks {
+        let (status, body) = t.await.expect("join");
+        if status == 200 {
+            spent += body["redemptions"][0]["amount"].as_i64().expect("credits");
+        }
+    }
+    let (_, v) = server.call(&p, Method::GET, "/v1/vouchers/GIFT-RACE", None).await;
+    let balance = v["gift"]["balance"].as_i64().expect("balance");
+    assert!(balance >= 0);
+    assert_eq!(spent, 10_000 - balance, "what was spent is exactly what left the balance");
+    assert_eq!(spent, 14 * 700, "14 redemptions of 700 fit in 10000");
+    // The ledger sums to the balance.
+    let mut sum = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let q = match &after {
+            Some(a) => format!("/v1/vouchers/GIFT-RACE/transactions?limit=100&order=id&starting_after_id={a}"),
+            None => "/v1/vouchers/GIFT-RACE/transactions?limit=100&order=id".to_string(),
+        };
+        let (status, page) = server.call(&p, Method::GET, &q, None).await;
+        assert_eq!(status, 200, "{page}");
+        for tx in page["data"].as_array().expect("data") {
+            sum += tx["details"]["balance"]["amount"].as_i64().expect("amount");
+        }
+        if page["has_more"] != true {
+            break;
+        }
+        after = page["more_starting_after"].as_str().map(str::to_string);
+    }
+    assert_eq!(sum, balance);
+}
+
+async fn retries_with_one_key_redeem_once(server: Server) {
+    let server = Arc::new(server);
+    let p = server.create_project("Retry").await;
+    server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/vouchers/RETRY",
+            Some(json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "PERCENT", "percent_off": 10}, "redemption": {"quantity": null}})),
+        )
+        .await;
+    let body = json!({"redeemables": [{"object": "voucher", "id": "RETRY"}], "order": {"amount": 1000}});
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (server, p, body) = (server.clone(), p.clone(), body.clone());
+        tasks.push(tokio::spawn(async move { redeem(&server, &p, body, Some("one-checkout")).await }));
+    }
+    let mut first: Option<Value> = None;
+    for t in tasks {
+        let (status, body) = t.await.expect("join");
+        assert!(status == 200 || status == 409, "{status} {body}");
+        if status == 200 {
+            let id = body["redemptions"][0]["id"].clone();
+            if let Some(f) = &first {
+                assert_eq!(f, &id, "every replay answers with the same redemption");
+            }
+            first = Some(id);
+        }
+    }
+    assert!(first.is_some());
+    // Once settled, a retry is a replay of the same redemption.
+    let (status, again) = redeem(&server, &p, body, Some("one-checkout")).await;
+    assert_eq!(status, 200);
+    assert_eq!(Some(again["redemptions"][0]["id"].clone()), first);
+    let (_, v) = server.call(&p, Method::GET, "/v1/vouchers/RETRY", None).await;
+    assert_eq!(v["redemption"]["redeemed_quantity"], 1);
+}
+
+macro_rules! both_engines {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let dir = super::TempDir::new();
+                    super::$name(super::Server::sqlite(&dir)).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Server::start(super::Backend::Postgres(super::pg_fresh_url()))).await
+                }
+            )*
+        }
+    };
+}
+
+both_engines!(
+    limited_code_holds_under_contention,
+    gift_card_never_overdrawn,
+    retries_with_one_key_redeem_once
+);
