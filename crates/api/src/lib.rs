@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(coupons::delete_campaign),
         )
         .route("/campaigns/{id}/enable", post(coupons::enable_campaign))
+        .route("/campaigns/{id}/summary", get(coupons::campaign_summary))
         .route("/campaigns/{id}/disable", post(coupons::disable_campaign))
         .route("/campaigns/{id}/vouchers", post(coupons::add_vouchers))
         .route("/campaigns/{id}/vouchers/{code}", post(coupons::add_voucher_with_code))

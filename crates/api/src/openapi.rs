@@ -34,7 +34,7 @@ impl Modify for Security {
         products::create_sku, products::list_skus, products::get_product_sku, products::update_sku, products::delete_sku, products::get_sku,
         orders::create, orders::list, orders::get, orders::update,
         coupons::create_campaign, coupons::list_campaigns, coupons::get_campaign, coupons::update_campaign, coupons::delete_campaign,
-        coupons::enable_campaign, coupons::disable_campaign, coupons::add_vouchers, coupons::add_voucher_with_code,
+        coupons::enable_campaign, coupons::disable_campaign, coupons::campaign_summary, coupons::add_vouchers, coupons::add_voucher_with_code,
         coupons::create_voucher, coupons::create_voucher_with_code, coupons::get_voucher, coupons::update_voucher, coupons::delete_voucher,
         coupons::enable_voucher, coupons::disable_voucher, coupons::list_vouchers, coupons::adjust_balance, coupons::transactions, coupons::release_session,
         checkout::validate, checkout::redeem, checkout::list_redemptions, checkout::get_redemption, checkout::rollback, checkout::rollback_stacked,

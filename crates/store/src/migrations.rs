@@ -195,6 +195,7 @@ const MIGRATIONS: &[&str] = &[
         status TEXT NOT NULL,
         amount BIGINT NOT NULL DEFAULT 0,
         discount_amount BIGINT NOT NULL DEFAULT 0,
+        order_amount BIGINT NOT NULL DEFAULT 0,
         rollback_id TEXT,
         created_at TEXT NOT NULL,
         data TEXT NOT NULL,

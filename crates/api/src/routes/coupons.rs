@@ -100,6 +100,42 @@ pub async fn disable_campaign(State(s): State<AppState>, Auth(t): Auth<Tenant>, 
 }
 
 #[derive(Deserialize, Default)]
+struct SummaryQuery {
+    start_date: Option<String>,
+    end_date: Option<String>,
+}
+
+/// Counters of a campaign from its redemption log and gift ledger.
+#[utoipa::path(get, path = "/v1/campaigns/{campaignId}/summary", tag = "Campaigns",
+    params(("campaignId" = String, Path), ("start_date" = Option<String>, Query), ("end_date" = Option<String>, Query)),
+    responses((status = 200, description = "`{object: campaign_summary, ...}`"), (status = 404, body = ErrorBody)), security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn campaign_summary(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    Path(id): Path<String>,
+    q: RawQuery,
+) -> ApiResult<Json<Value>> {
+    let q: SummaryQuery = serde_urlencoded::from_str(q.0.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("invalid_query_params", "Invalid query parameters", e.to_string()))?;
+    let parse = |name: &str, v: Option<String>| -> ApiResult<Option<String>> {
+        v.map(|d| {
+            tessera_domain::time::parse_lenient(&d)
+                .map(tessera_domain::time::format)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query_params",
+                        "Invalid query parameters",
+                        format!("'{name}' must be a date"),
+                    )
+                })
+        })
+        .transpose()
+    };
+    let (start, end) = (parse("start_date", q.start_date)?, parse("end_date", q.end_date)?);
+    Ok(Json(s.store.campaign_summary(&t, id, start, end).await?))
+}
+
+#[derive(Deserialize, Default)]
 struct AddQuery {
     vouchers_count: Option<u64>,
 }

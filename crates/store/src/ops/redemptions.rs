@@ -815,8 +815,8 @@ fn redeem_in_tx(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest, request_id:
             body["session"] = json!({"key": s});
         }
         c.execute(
-            "INSERT INTO redemptions (project_id, id, object, parent_id, voucher_id, campaign_id, customer_id, order_id, tracking_id, result, status, amount, discount_amount, created_at, data) \
-             VALUES ($1, $2, 'redemption', $3, $4, $5, $6, $7, $8, 'SUCCESS', 'SUCCEEDED', $9, $10, $11, $12)",
+            "INSERT INTO redemptions (project_id, id, object, parent_id, voucher_id, campaign_id, customer_id, order_id, tracking_id, result, status, amount, discount_amount, order_amount, created_at, data) \
+             VALUES ($1, $2, 'redemption', $3, $4, $5, $6, $7, $8, 'SUCCESS', 'SUCCEEDED', $9, $10, $13, $11, $12)",
             &[
                 p.into(),
                 id.clone().into(),
@@ -830,6 +830,7 @@ fn redeem_in_tx(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest, request_id:
                 a.total().into(),
                 now_s.clone().into(),
                 body.to_string().into(),
+                order.amount.into(),
             ],
         )?;
         outbox::emit(c, p, "redemption.succeeded", &id, &body)?;
@@ -1201,6 +1202,73 @@ impl Store {
                 &params,
             )?;
             Ok((rows.iter().map(|r| r.json(0)).collect::<Result<Vec<Value>>>()?, total))
+        })
+        .await
+    }
+
+    /// Campaign counters computed from the redemption log and the gift ledger, optionally
+    /// within a date range.
+    pub async fn campaign_summary(&self, t: &Tenant, key: String, start: Option<String>, end: Option<String>) -> Result<Value> {
+        let p = t.project_id().to_string();
+        self.read(move |c| {
+            let rec = get_campaign_rec(c, &p, &key)?;
+            let cid = rec.campaign.id.clone();
+            let (from, to) = (start.unwrap_or_default(), end.unwrap_or_else(|| "9999".into()));
+            let q = |c: &mut dyn Conn, cond: &str, expr: &str| -> Result<i64> {
+                c.query_one(
+                    &format!("SELECT CAST(COALESCE({expr}, 0) AS BIGINT) FROM redemptions WHERE project_id = $1 AND campaign_id = $2 AND created_at >= $3 AND created_at < $4 AND {cond}"),
+                    &[p.clone().into(), cid.clone().into(), from.clone().into(), to.clone().into()],
+                )?
+                .int(0)
+            };
+            let ok = "object = 'redemption' AND result = 'SUCCESS'";
+            let failed = "object = 'redemption' AND result = 'FAILURE'";
+            let rb = "object = 'redemption_rollback'";
+            let succeeded = q(c, ok, "COUNT(*)")?;
+            let failures = q(c, failed, "COUNT(*)")?;
+            let rollbacks = q(c, rb, "COUNT(*)")?;
+            let mut v = json!({
+                "object": "campaign_summary",
+                "campaign": views::campaign(&rec),
+                "redemptions": succeeded + failures,
+                "redemptions_succeeded": succeeded,
+                "redemptions_failed": failures,
+                "rollbacks": rollbacks,
+                "rollbacks_succeeded": rollbacks,
+                "rollbacks_failed": 0,
+                "validations": 0,
+                "validations_succeeded": 0,
+                "validations_failed": 0,
+                "orders_amount": q(c, ok, "SUM(order_amount)")?,
+                "orders_rolledback_amount": q(c, &format!("{ok} AND status = 'ROLLED_BACK'"), "SUM(order_amount)")?,
+                "vouchers_created": rec.vouchers_count,
+                "vouchers_deleted": 0,
+                "publications": 0,
+                "publications_succeeded": 0,
+                "publications_failed": 0,
+            });
+            if rec.campaign.voucher.kind == VoucherType::GiftVoucher {
+                let gift = |c: &mut dyn Conn, cond: &str| -> Result<i64> {
+                    c.query_one(
+                        &format!(
+                            "SELECT CAST(COALESCE(SUM(g.amount), 0) AS BIGINT) FROM gift_transactions g JOIN vouchers v ON v.project_id = g.project_id AND v.id = g.voucher_id \
+                             WHERE g.project_id = $1 AND v.campaign_id = $2 AND g.created_at >= $3 AND g.created_at < $4 AND {cond}"
+                        ),
+                        &[p.clone().into(), cid.clone().into(), from.clone().into(), to.clone().into()],
+                    )?
+                    .int(0)
+                };
+                v["created_vouchers_amount"] = json!(gift(c, "g.kind = 'CREDITS_ADDITION' AND g.reason = 'issue'")?);
+                v["amount_added"] = json!(gift(c, "g.kind = 'CREDITS_ADDITION' AND (g.reason IS NULL OR g.reason <> 'issue')")?);
+                v["amount_deleted"] = json!(0);
+                v["amount_redeemed"] = json!(-gift(c, "g.kind = 'CREDITS_REDEMPTION'")?);
+                v["amount_rolledback"] = json!(gift(c, "g.kind = 'CREDITS_REFUND'")?);
+                v["amount_subtracted"] = json!(-gift(c, "g.kind = 'CREDITS_REMOVAL'")?);
+            } else {
+                v["discounted_amount"] = json!(q(c, ok, "SUM(discount_amount)")?);
+                v["rolledback_discounted_amount"] = json!(q(c, &format!("{ok} AND status = 'ROLLED_BACK'"), "SUM(discount_amount)")?);
+            }
+            Ok(v)
         })
         .await
     }
