@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
-use routes::{checkout, coupons, customers, health, management, orders, products, rules};
+use routes::{checkout, coupons, customers, health, imports, management, orders, products, rules};
 use tessera_domain::limits::MAX_BODY_BYTES;
 use tessera_store::Store;
 
@@ -78,6 +78,16 @@ pub fn router(state: AppState) -> Router {
         .route("/campaigns/{id}/disable", post(coupons::disable_campaign))
         .route("/campaigns/{id}/vouchers", post(coupons::add_vouchers))
         .route("/campaigns/{id}/vouchers/{code}", post(coupons::add_voucher_with_code))
+        .route("/campaigns/{id}/import", post(imports::campaign_import))
+        .route(
+            "/campaigns/{id}/importCSV",
+            post(imports::campaign_import_csv).layer(DefaultBodyLimit::max(imports::MAX_CSV_BYTES)),
+        )
+        .route("/vouchers/import", post(imports::vouchers_import))
+        .route(
+            "/vouchers/importCSV",
+            post(imports::vouchers_import_csv).layer(DefaultBodyLimit::max(imports::MAX_CSV_BYTES)),
+        )
         .route("/vouchers", post(coupons::create_voucher).get(coupons::list_vouchers))
         // The Node client posts to a trailing slash when it creates a voucher without a code.
         .route("/vouchers/", post(coupons::create_voucher))

@@ -1,6 +1,6 @@
 //! The OpenAPI document of what Tessera serves, generated from the handlers and types.
 
-use crate::routes::{checkout, coupons, customers, health, management, orders, products, rules};
+use crate::routes::{checkout, coupons, customers, health, imports, management, orders, products, rules};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -39,6 +39,7 @@ impl Modify for Security {
         coupons::enable_voucher, coupons::disable_voucher, coupons::list_vouchers, coupons::adjust_balance, coupons::transactions, coupons::release_session,
         checkout::validate, checkout::redeem, checkout::list_redemptions, checkout::get_redemption, checkout::rollback, checkout::rollback_stacked,
         checkout::legacy_validate, checkout::legacy_redeem, checkout::get_async_action, checkout::list_async_actions,
+        imports::campaign_import, imports::campaign_import_csv, imports::vouchers_import, imports::vouchers_import_csv,
         rules::create, rules::list, rules::get, rules::update, rules::delete, rules::assign, rules::assignments, rules::unassign,
     ),
     components(schemas(crate::error::ErrorBody)),

@@ -42,8 +42,90 @@ impl Store {
     async fn run_async_action(&self, action: AsyncAction) -> Result<()> {
         match action.kind.as_str() {
             "CAMPAIGN.VOUCHERS_GENERATE" => self.generate_codes(action).await,
+            "CAMPAIGN.VOUCHERS_IMPORT" | "CAMPAIGN.VOUCHERS_IMPORT_CSV" | "VOUCHERS.IMPORT" | "VOUCHERS.IMPORT_CSV" => {
+                self.import_vouchers(action).await
+            }
             other => Err(StoreError::Internal(format!("unknown async action type {other}"))),
         }
+    }
+
+    /// Imports staged voucher rows in batches; each batch commits its vouchers and drops
+    /// its staged rows together, so a restart resumes after the last committed batch and
+    /// re-running never imports a row twice.
+    async fn import_vouchers(&self, action: AsyncAction) -> Result<()> {
+        const BATCH: i64 = 1000;
+        const MAX_REPORTED_FAILURES: usize = 1000;
+        let started = std::time::Instant::now();
+        let tenant = self.tenant_for_job(action.project_id.clone()).await?;
+        let campaign = action.params["campaign_id"].as_str().map(str::to_string);
+        let total = action.params["rows"].as_i64().unwrap_or(0).max(1);
+        let prior = action.result.clone().unwrap_or(json!({}));
+        let mut done = prior["done_count"].as_i64().unwrap_or(0);
+        let mut failed: Vec<serde_json::Value> = prior["failed"].as_array().cloned().unwrap_or_default();
+        let mut failed_count = prior["failed_count"].as_i64().unwrap_or(0);
+        self.update_async_action(
+            action.project_id.clone(),
+            action.id.clone(),
+            "IN_PROGRESS",
+            0,
+            action.result.clone(),
+        )
+        .await?;
+        loop {
+            let (t, aid, camp) = (tenant.clone(), action.id.clone(), campaign.clone());
+            let (batch_done, batch_failed, rows) = self
+                .write_unmarked(move |c| {
+                    let rows = c.query(
+                        "SELECT row_no, payload FROM import_rows WHERE project_id = $1 AND action_id = $2 ORDER BY row_no LIMIT $3",
+                        &[t.project_id().into(), aid.clone().into(), crate::conn::Val::Int(BATCH)],
+                    )?;
+                    let mut ok = 0i64;
+                    let mut bad = Vec::new();
+                    for r in &rows {
+                        let (row_no, payload) = (r.int(0)?, r.text(1)?);
+                        // Each row in its own savepoint: a bad row fails alone and leaves nothing.
+                        c.execute("SAVEPOINT import_row", &[])?;
+                        let outcome = crate::ops::vouchers::import_one(c, &t, camp.as_deref(), &payload);
+                        if outcome.is_err() {
+                            c.execute("ROLLBACK TO SAVEPOINT import_row", &[])?;
+                        }
+                        c.execute("RELEASE SAVEPOINT import_row", &[])?;
+                        match outcome {
+                            Ok(()) => ok += 1,
+                            Err(reason) => bad.push(json!({"row": row_no, "code": serde_json::from_str::<serde_json::Value>(&payload).ok().and_then(|v| v["code"].as_str().map(str::to_string)), "reason": reason})),
+                        }
+                    }
+                    if let Some(last) = rows.last() {
+                        c.execute(
+                            "DELETE FROM import_rows WHERE project_id = $1 AND action_id = $2 AND row_no <= $3",
+                            &[t.project_id().into(), aid.into(), crate::conn::Val::Int(last.int(0)?)],
+                        )?;
+                    }
+                    Ok((ok, bad, rows.len()))
+                })
+                .await?;
+            done += batch_done;
+            failed_count += batch_failed.len() as i64;
+            for f in batch_failed {
+                if failed.len() < MAX_REPORTED_FAILURES {
+                    failed.push(f);
+                }
+            }
+            let progress = (100 * (done + failed_count) / total).clamp(0, 99);
+            let partial = json!({"done_count": done, "failed_count": failed_count, "failed": failed});
+            if rows == 0 {
+                break;
+            }
+            self.update_async_action(action.project_id.clone(), action.id.clone(), "IN_PROGRESS", progress, Some(partial))
+                .await?;
+        }
+        let result = json!({
+            "message": format!("{done} voucher(s) imported successfully, {failed_count} failed."),
+            "done_count": done, "failed_count": failed_count, "failed": failed,
+            "processing_time_ms": started.elapsed().as_millis() as u64,
+        });
+        self.update_async_action(action.project_id, action.id, "DONE", 100, Some(result))
+            .await
     }
 
     /// Generates a campaign's codes in chunks until the campaign holds its target count.

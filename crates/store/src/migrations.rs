@@ -257,6 +257,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (project_id, id)
     );
     CREATE INDEX async_actions_created ON async_actions (project_id, created_at);
+    CREATE TABLE import_rows (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        action_id TEXT NOT NULL,
+        row_no BIGINT NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (project_id, action_id, row_no)
+    );
     CREATE INDEX async_actions_status ON async_actions (status);
     "#,
 ];

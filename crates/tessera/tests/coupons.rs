@@ -465,3 +465,74 @@ async fn other_projects_cannot_touch_codes() {
     let (_, v) = server.call(&a, Method::GET, "/v1/vouchers/SECRET", None).await;
     assert_eq!(v["gift"]["balance"], 90, "untouched by the other project");
 }
+
+#[tokio::test]
+async fn vouchers_import_from_json_and_csv() {
+    let (_d, server, p) = setup().await;
+    let (_, camp) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/campaigns",
+            Some(json!({"name": "Imported", "voucher": {"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 250}}})),
+        )
+        .await;
+    let cid = camp["id"].as_str().expect("id").to_string();
+    let rows = json!([{"code": "IMP-1", "metadata": {"batch": 1}}, {"code": "IMP-2", "redemption": {"quantity": 3}}, {"code": "bad code"}]);
+    let (status, a) = server
+        .call(&p, Method::POST, &format!("/v1/campaigns/{cid}/import"), Some(rows.clone()))
+        .await;
+    assert_eq!(status, 202, "{a}");
+    let done = wait_for_action(&server, &p, a["async_action_id"].as_str().expect("id")).await;
+    assert_eq!(
+        (done["result"]["done_count"].as_i64(), done["result"]["failed_count"].as_i64()),
+        (Some(2), Some(1)),
+        "{done}"
+    );
+    assert_eq!(done["result"]["failed"][0]["code"], "bad code");
+    let (_, v) = server.call(&p, Method::GET, "/v1/vouchers/IMP-2", None).await;
+    assert_eq!(
+        (
+            v["redemption"]["quantity"].as_i64(),
+            v["discount"]["amount_off"].as_i64(),
+            v["campaign_id"].as_str()
+        ),
+        (Some(3), Some(250), Some(cid.as_str()))
+    );
+    // Running the same import again changes nothing.
+    let (_, a) = server
+        .call(&p, Method::POST, &format!("/v1/campaigns/{cid}/import"), Some(rows))
+        .await;
+    let again = wait_for_action(&server, &p, a["async_action_id"].as_str().expect("id")).await;
+    assert_eq!(again["result"]["done_count"], 0);
+    let (_, c) = server.call(&p, Method::GET, &format!("/v1/campaigns/{cid}"), None).await;
+    assert_eq!(c["vouchers_count"], 2);
+
+    let csv = "Code,Voucher Type,Value,Discount Type,Region\nCSV-1,DISCOUNT_VOUCHER,15,PERCENT,EU\nCSV-2,GIFT_VOUCHER,5000,,US\nCSV-3,DISCOUNT_VOUCHER,ten,AMOUNT,EU\n";
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(csv.as_bytes().to_vec()).file_name("v.csv"));
+    let r = server
+        .http
+        .post(server.url("/v1/vouchers/importCSV"))
+        .header("X-App-Id", &p.app_id)
+        .header("X-App-Token", &p.app_token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 202);
+    let a: Value = r.json().await.expect("json");
+    let done = wait_for_action(&server, &p, a["async_action_id"].as_str().expect("id")).await;
+    assert_eq!(
+        (done["result"]["done_count"].as_i64(), done["result"]["failed_count"].as_i64()),
+        (Some(2), Some(1)),
+        "{done}"
+    );
+    assert_eq!(done["result"]["failed"][0]["row"], 4);
+    let (_, v) = server.call(&p, Method::GET, "/v1/vouchers/CSV-2", None).await;
+    assert_eq!(
+        (v["type"].as_str(), v["gift"]["balance"].as_i64(), v["metadata"]["Region"].as_str()),
+        (Some("GIFT_VOUCHER"), Some(5000), Some("US"))
+    );
+    let (_, v) = server.call(&p, Method::GET, "/v1/vouchers/CSV-1", None).await;
+    assert_eq!(v["discount"]["percent_off"], 15.0);
+}

@@ -2,6 +2,7 @@ pub mod checkout;
 pub mod coupons;
 pub mod customers;
 pub mod health;
+pub mod imports;
 pub mod management;
 pub mod orders;
 pub mod products;

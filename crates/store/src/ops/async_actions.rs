@@ -134,6 +134,78 @@ impl Store {
         .await
     }
 
+    /// Creates an import action whose rows arrive in batches (`stage_import_rows`); it
+    /// starts only when `finish_staging` says all rows are in.
+    pub async fn begin_import(&self, t: &Tenant, kind: &'static str, params: Value) -> Result<String> {
+        let p = t.project_id().to_string();
+        self.write(move |c| {
+            let id = create(c, &p, kind, &params)?;
+            c.execute(
+                "UPDATE async_actions SET status = 'STAGING' WHERE project_id = $1 AND id = $2",
+                &[p.into(), id.clone().into()],
+            )?;
+            Ok(id)
+        })
+        .await
+    }
+
+    pub async fn stage_import_rows(&self, t: &Tenant, action: String, rows: Vec<(i64, Value)>) -> Result<()> {
+        let p = t.project_id().to_string();
+        self.write_unmarked(move |c| {
+            for (n, row) in rows {
+                c.execute(
+                    "INSERT INTO import_rows (project_id, action_id, row_no, payload) VALUES ($1, $2, $3, $4) ON CONFLICT (project_id, action_id, row_no) DO NOTHING",
+                    &[p.clone().into(), action.clone().into(), Val::Int(n), row.to_string().into()],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records how many rows a staged import holds (for its progress).
+    pub async fn set_import_size(&self, t: &Tenant, action: String, rows: i64) -> Result<()> {
+        let p = t.project_id().to_string();
+        self.write_unmarked(move |c| {
+            let row = c.query_one(
+                "SELECT params FROM async_actions WHERE project_id = $1 AND id = $2",
+                &[p.clone().into(), action.clone().into()],
+            )?;
+            let mut params: Value = serde_json::from_str(&row.text(0)?).map_err(|e| StoreError::Internal(e.to_string()))?;
+            params["rows"] = rows.into();
+            c.execute(
+                "UPDATE async_actions SET params = $1 WHERE project_id = $2 AND id = $3",
+                &[params.to_string().into(), p.into(), action.into()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Marks a staged import ready (or failed, with the reason, when the upload broke).
+    pub async fn finish_staging(&self, t: &Tenant, action: String, error: Option<String>) -> Result<()> {
+        let p = t.project_id().to_string();
+        self.write_unmarked(move |c| {
+            match error {
+                None => {
+                    c.execute(
+                        "UPDATE async_actions SET status = 'ENQUEUED' WHERE project_id = $1 AND id = $2",
+                        &[p.into(), action.into()],
+                    )?;
+                }
+                Some(e) => {
+                    update(c, &p, &action, "FAILED", 100, Some(&serde_json::json!({"message": e})))?;
+                    c.execute(
+                        "DELETE FROM import_rows WHERE project_id = $1 AND action_id = $2",
+                        &[p.into(), action.into()],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Actions left unfinished by a previous process (all projects), to resume at start.
     pub async fn unfinished_async_actions(&self) -> Result<Vec<AsyncAction>> {
         self.read(|c| {

@@ -218,6 +218,32 @@ pub fn ledger_entry(
     Ok(id)
 }
 
+/// Imports one staged row (a voucher definition as JSON). Errors are the row's reason to
+/// report, not failures of the batch: each row's writes happen only when it is valid.
+pub fn import_one(c: &mut dyn Conn, t: &Tenant, campaign: Option<&str>, payload: &str) -> std::result::Result<(), String> {
+    let raw: serde_json::Value = serde_json::from_str(payload).map_err(|e| format!("invalid row: {e}"))?;
+    if let Some(reason) = raw.get("invalid").and_then(|v| v.as_str()) {
+        return Err(reason.to_string());
+    }
+    let input: VoucherInput = serde_json::from_value(raw).map_err(|e| format!("invalid row: {e}"))?;
+    let code = input.code.clone().ok_or_else(|| "the row has no code".to_string())?;
+    let camp = match campaign
+        .map(str::to_string)
+        .or(input.campaign_id.clone())
+        .or(input.campaign.clone())
+    {
+        Some(k) => Some(get_campaign_rec(c, t.project_id(), &k).map_err(|e| e.to_string())?.campaign),
+        None => None,
+    };
+    let v = input
+        .build(new_id("v"), code.clone(), camp.as_ref(), &now_string())
+        .map_err(|e| e.details)?;
+    if find_voucher(c, t, &code).map_err(|e| e.to_string())?.is_some() {
+        return Err(format!("a voucher with code {code} already exists"));
+    }
+    insert_voucher(c, t, &v, true).map_err(|e| e.to_string())
+}
+
 /// Generates up to `count` new codes for a campaign in one transaction; returns how many
 /// were inserted (codes already taken in the project are skipped).
 pub fn generate_chunk(c: &mut dyn Conn, t: &Tenant, campaign: &Campaign, gen: &mut CodeGenerator, count: u64) -> Result<u64> {
