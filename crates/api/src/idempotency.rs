@@ -71,7 +71,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     hasher.update(&bytes);
     let hash = hex::encode(hasher.finalize());
 
-    match state.store.idempotency_begin(scope.clone(), key.clone(), hash).await {
+    let owner = match state.store.idempotency_begin(scope.clone(), key.clone(), hash).await {
         Err(e) => return ApiError::from(e).into_response(),
         Ok(IdemBegin::Mismatch) => {
             return ApiError::new(
@@ -110,25 +110,35 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             return resp;
         }
-        Ok(IdemBegin::Proceed) => {}
-    }
+        Ok(IdemBegin::Proceed { owner }) => owner,
+    };
 
     // The handler runs in its own task, so it completes and records its response even if
     // this request is dropped (client gone, time budget spent): a retry then gets the
-    // replay instead of finding the key released while the effect commits.
-    let mark = IdemMark::new(scope.clone(), key.clone());
+    // replay instead of finding the key released while the effect commits. It keeps its
+    // own deadline; past it, the key is released (or, if the effect committed, the 503
+    // is stored). A write still pending then cannot commit: it no longer owns the key.
+    let mark = IdemMark::new(scope.clone(), key.clone(), owner.clone());
     let store = state.store.clone();
     let request_id = crate::request_id::current();
     let task = tokio::spawn(crate::request_id::REQUEST_ID.scope(
         request_id,
         CURRENT.scope(mark, async move {
-            let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let handled = tokio::time::timeout(
+                crate::observe::REQUEST_BUDGET,
+                next.run(Request::from_parts(parts, Body::from(bytes))),
+            )
+            .await;
+            let resp = match handled {
+                Ok(resp) => resp,
+                Err(_) => ApiError::unavailable("The request did not finish in time.").into_response(),
+            };
             let (parts, body) = resp.into_parts();
             // Handlers build whole JSON bodies in memory, so buffering adds no new bound.
             let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
             let text = String::from_utf8_lossy(&body).into_owned();
             if let Err(e) = store
-                .idempotency_complete(scope, key, parts.status.as_u16(), text, replayable(parts.status))
+                .idempotency_complete(scope, key, owner, parts.status.as_u16(), text, replayable(parts.status))
                 .await
             {
                 tracing::error!(error = %e, "could not record idempotent response");

@@ -157,8 +157,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(observe::middleware))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(observe::panic_response))
+        .layer(middleware::from_fn(observe::middleware))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -8,6 +8,11 @@ use rand::RngCore;
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
+/// The last id body handed out, so ids from one process are strictly increasing even
+/// within one millisecond (and if the clock steps back): lists ordered by id then follow
+/// creation order exactly.
+static LAST: std::sync::Mutex<u128> = std::sync::Mutex::new(0);
+
 pub fn new_id(prefix: &str) -> String {
     let millis = jiff::Timestamp::now().as_millisecond().max(0) as u128;
     let mut random = [0u8; 10];
@@ -15,6 +20,13 @@ pub fn new_id(prefix: &str) -> String {
     let mut value: u128 = millis << 80;
     for (i, b) in random.iter().enumerate() {
         value |= (*b as u128) << (8 * (9 - i));
+    }
+    {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if value <= *last {
+            value = *last + 1;
+        }
+        *last = value;
     }
     let mut out = String::with_capacity(prefix.len() + 27);
     out.push_str(prefix);
@@ -44,6 +56,12 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = new_id("x");
         assert!(a < b, "{a} should sort before {b}");
+    }
+
+    #[test]
+    fn ids_increase_within_a_millisecond() {
+        let ids: Vec<String> = (0..1000).map(|_| new_id("x")).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

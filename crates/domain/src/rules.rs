@@ -308,7 +308,13 @@ impl RuleSet {
 
     pub fn evaluate(&self, facts: &dyn Facts) -> Result<Verdict, BudgetExceeded> {
         let mut budget = EVALUATION_BUDGET;
-        self.eval(facts, None, &mut budget)
+        self.evaluate_within(facts, &mut budget)
+    }
+
+    /// Evaluates against a budget shared with other rules of the same request, so the
+    /// whole request, not each rule, is bounded.
+    pub fn evaluate_within(&self, facts: &dyn Facts, budget: &mut u64) -> Result<Verdict, BudgetExceeded> {
+        self.eval(facts, None, budget)
     }
 
     fn eval(&self, facts: &dyn Facts, item: Option<&ItemFacts>, budget: &mut u64) -> Result<Verdict, BudgetExceeded> {

@@ -29,9 +29,26 @@ impl Store {
         Ok(())
     }
 
-    /// Resumes unfinished actions after a restart.
-    pub async fn resume_async_actions(&self) -> Result<usize> {
-        let actions = self.unfinished_async_actions().await?;
+    /// Starts actions that nobody runs (left by a stopped process). Safe to call on
+    /// every node: each action is claimed atomically before it runs.
+    pub async fn sweep_async_actions(&self) -> Result<usize> {
+        let actions = self.orphaned_async_actions(10).await?;
+        let n = actions.len();
+        for a in actions {
+            self.spawn_async_action(a);
+        }
+        Ok(n)
+    }
+
+    /// At start: on the embedded engine this process is the only node, so actions left
+    /// running were left by its previous life and resume at once. (On PostgreSQL other
+    /// nodes may be running them; the periodic sweep waits until they go stale.)
+    pub async fn resume_async_actions_at_start(&self) -> Result<usize> {
+        if self.engine_name() == "sqlite" {
+            self.write_unmarked(|c| c.execute("UPDATE async_actions SET status = 'ENQUEUED' WHERE status = 'IN_PROGRESS'", &[]))
+                .await?;
+        }
+        let actions = self.orphaned_async_actions(0).await?;
         let n = actions.len();
         for a in actions {
             self.spawn_async_action(a);
@@ -40,6 +57,9 @@ impl Store {
     }
 
     async fn run_async_action(&self, action: AsyncAction) -> Result<()> {
+        if !self.claim_async_action(action.project_id.clone(), action.id.clone()).await? {
+            return Ok(());
+        }
         match action.kind.as_str() {
             "CAMPAIGN.VOUCHERS_GENERATE" => self.generate_codes(action).await,
             "CAMPAIGN.VOUCHERS_IMPORT" | "CAMPAIGN.VOUCHERS_IMPORT_CSV" | "VOUCHERS.IMPORT" | "VOUCHERS.IMPORT_CSV" => {

@@ -126,15 +126,20 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
     {
-        let mark = ops::idempotency::claim_current();
+        let claim = ops::idempotency::claim_current();
+        let mark = claim.as_ref().map(|c| (c.scope.clone(), c.key.clone(), c.owner.clone()));
         let f = move |c: &mut dyn Conn| -> Result<T> {
             let v = f(c)?;
-            if let Some((scope, key)) = mark {
-                ops::idempotency::mark_applied(c, &scope, &key)?;
+            if let Some((scope, key, owner)) = mark {
+                ops::idempotency::mark_applied(c, &scope, &key, &owner)?;
             }
             Ok(v)
         };
-        self.write_unmarked(f).await
+        let result = self.write_unmarked(f).await;
+        if let (Err(_), Some(claim)) = (&result, &claim) {
+            claim.release();
+        }
+        result
     }
 
     /// A write that never takes part in a request's idempotency record (the record's own

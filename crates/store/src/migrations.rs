@@ -106,6 +106,7 @@ const MIGRATIONS: &[&str] = &[
         idem_key TEXT NOT NULL,
         request_hash TEXT NOT NULL,
         state TEXT NOT NULL,
+        owner TEXT,
         status BIGINT,
         body TEXT,
         created_at TEXT NOT NULL,

@@ -490,6 +490,7 @@ async fn orders_with_customers(ctx: Ctx) {
 }
 
 async fn idempotency_records(ctx: Ctx) {
+    use tessera_store::ops::idempotency::{IdemMark, CURRENT};
     let s = &ctx.store;
     let (t, _) = ctx.tenant().await;
     let scope = t.project_id().to_string();
@@ -497,10 +498,14 @@ async fn idempotency_records(ctx: Ctx) {
         let (s, scope) = (s.clone(), scope.clone());
         async move { s.idempotency_begin(scope, key.into(), hash.into()).await.expect("begin") }
     };
-    assert_eq!(begin("k1", "h1").await, IdemBegin::Proceed);
+    let owner = |b: IdemBegin| match b {
+        IdemBegin::Proceed { owner } => owner,
+        other => panic!("expected to own the key, got {other:?}"),
+    };
+    let o1 = owner(begin("k1", "h1").await);
     assert_eq!(begin("k1", "h1").await, IdemBegin::InFlight);
     assert_eq!(begin("k1", "h2").await, IdemBegin::InFlight, "in flight wins over a different body");
-    s.idempotency_complete(scope.clone(), "k1".into(), 200, "{\"ok\":true}".into(), true)
+    s.idempotency_complete(scope.clone(), "k1".into(), o1, 200, "{\"ok\":true}".into(), true)
         .await
         .expect("complete");
     assert_eq!(
@@ -512,21 +517,21 @@ async fn idempotency_records(ctx: Ctx) {
     );
     assert_eq!(begin("k1", "h2").await, IdemBegin::Mismatch);
     // Other scopes do not see the key.
-    assert_eq!(
+    assert!(matches!(
         s.idempotency_begin("other".into(), "k1".into(), "h9".into()).await.expect("begin"),
-        IdemBegin::Proceed
-    );
+        IdemBegin::Proceed { .. }
+    ));
     // A key released after a server error can be used again.
-    assert_eq!(begin("k2", "h1").await, IdemBegin::Proceed);
-    s.idempotency_complete(scope.clone(), "k2".into(), 503, "{}".into(), false)
+    let o2 = owner(begin("k2", "h1").await);
+    s.idempotency_complete(scope.clone(), "k2".into(), o2, 503, "{}".into(), false)
         .await
         .expect("release");
-    assert_eq!(begin("k2", "h1").await, IdemBegin::Proceed);
+    let o3 = owner(begin("k2", "h1").await);
     // A write made under the key marks it applied in the same transaction; then even a
     // server error's response is kept, and the request is never run twice.
-    let mark = tessera_store::ops::idempotency::IdemMark::new(scope.clone(), "k2".into());
+    let mark = IdemMark::new(scope.clone(), "k2".into(), o3.clone());
     let (st, tt) = (s.clone(), t.clone());
-    tessera_store::ops::idempotency::CURRENT
+    CURRENT
         .scope(
             mark,
             async move { st.upsert_customer(&tt, customer("idem-c", "I", "i@x.io")).await },
@@ -534,7 +539,7 @@ async fn idempotency_records(ctx: Ctx) {
         .await
         .expect("write");
     assert_eq!(begin("k2", "h1").await, IdemBegin::InFlight);
-    s.idempotency_complete(scope.clone(), "k2".into(), 500, "{\"e\":1}".into(), false)
+    s.idempotency_complete(scope.clone(), "k2".into(), o3, 500, "{\"e\":1}".into(), false)
         .await
         .expect("complete");
     assert_eq!(
@@ -543,6 +548,22 @@ async fn idempotency_records(ctx: Ctx) {
             status: 500,
             body: "{\"e\":1}".into()
         }
+    );
+    // A request that no longer owns its key (a retry took it over) cannot apply anything:
+    // its write aborts whole.
+    let _o4 = owner(begin("k3", "h1").await);
+    let stale = IdemMark::new(scope.clone(), "k3".into(), "not-the-owner".into());
+    let (st, tt) = (s.clone(), t.clone());
+    let r = CURRENT
+        .scope(
+            stale,
+            async move { st.upsert_customer(&tt, customer("fenced", "F", "f@x.io")).await },
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
+    assert!(
+        matches!(s.get_customer(&t, "fenced".into()).await, Err(StoreError::NotFound { .. })),
+        "nothing of the fenced write remains"
     );
 }
 

@@ -141,7 +141,11 @@ fn run() -> Result<()> {
 
 fn init_logs(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match settings.log_format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Text => builder.init(),
@@ -182,6 +186,11 @@ async fn serve(settings: Settings) -> Result<()> {
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
         ])
         .context("invalid metric buckets")?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("tessera_writer_batch_size".into()),
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+        )
+        .context("invalid metric buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let state = AppState {
@@ -189,13 +198,27 @@ async fn serve(settings: Settings) -> Result<()> {
         metrics: Some(metrics),
     };
 
-    let purge_store = store.clone();
+    let resumed = store.resume_async_actions_at_start().await.context("cannot resume async actions")?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed unfinished async actions");
+    }
+    // Housekeeping: resume async actions a stopped node left behind (each is claimed
+    // atomically, so several nodes never run one twice), and drop expired records.
+    let house_store = store.clone();
     let purger = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;
-            if let Err(e) = purge_store.idempotency_purge_expired().await {
+            match house_store.sweep_async_actions().await {
+                Ok(n) if n > 0 => tracing::info!(resumed = n, "resumed unfinished async actions"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "async action sweep failed"),
+            }
+            if let Err(e) = house_store.idempotency_purge_expired().await {
                 tracing::warn!(error = %e, "idempotency purge failed");
+            }
+            if let Err(e) = house_store.purge_expired_sessions().await {
+                tracing::warn!(error = %e, "session purge failed");
             }
         }
     });

@@ -449,6 +449,28 @@ async fn products_skus_and_orders() {
         (status, paid["status"].as_str(), paid["amount"].as_i64()),
         (200, Some("PAID"), Some(8000))
     );
+    // A bare reference to the customer in another order does not rewrite the customer.
+    let (_, o2) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/orders",
+            Some(json!({"customer": {"source_id": "buyer"}, "amount": 2000})),
+        )
+        .await;
+    assert_eq!(o2["customer_id"], buyer["id"]);
+    let (_, buyer_after) = server.call(&p, Method::GET, "/v1/customers/buyer", None).await;
+    assert_eq!(buyer_after["updated_at"], buyer["updated_at"]);
+    assert_eq!(buyer_after["email"], "b@example.com");
+    let orders = &buyer_after["summary"]["orders"];
+    assert_eq!(
+        (orders["total_count"].as_i64(), orders["total_amount"].as_i64()),
+        (Some(2), Some(10000))
+    );
+    assert_eq!(
+        (orders["average_amount"].as_i64(), orders["last_order_amount"].as_i64()),
+        (Some(5000), Some(2000))
+    );
     let (status, _) = server
         .call(&p, Method::POST, "/v1/orders", Some(json!({"status": "SHIPPED"})))
         .await;

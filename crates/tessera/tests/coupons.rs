@@ -536,3 +536,48 @@ async fn vouchers_import_from_json_and_csv() {
     let (_, v) = server.call(&p, Method::GET, "/v1/vouchers/CSV-1", None).await;
     assert_eq!(v["discount"]["percent_off"], 15.0);
 }
+
+#[tokio::test]
+async fn code_generation_resumes_after_a_crash() {
+    let dir = TempDir::new();
+    let server = Server::sqlite(&dir);
+    let p = server.create_project("Crash").await;
+    let (status, camp) = server
+        .call(&p, Method::POST, "/v1/campaigns", Some(json!({
+            "name": "Big", "vouchers_count": 150_000,
+            "voucher": {"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 1}, "code_config": {"length": 9, "charset": "0123456789ABCDEF"}}
+        })))
+        .await;
+    assert_eq!(status, 200, "{camp}");
+    let id = camp["id"].as_str().expect("id").to_string();
+    // Let it make some progress, then kill it without warning.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let (_, before) = server.call(&p, Method::GET, &format!("/v1/campaigns/{id}"), None).await;
+    assert!(
+        before["vouchers_count"].as_i64().unwrap_or(0) < 150_000,
+        "the kill must interrupt the generation: {before}"
+    );
+    let mut server = server;
+    server.child.kill().expect("kill");
+    server.child.wait().expect("wait");
+    drop(server);
+    let server = Server::sqlite(&dir);
+    let (_, actions) = server.call(&p, Method::GET, "/v1/async-actions", None).await;
+    let action = actions["async_actions"][0]["id"].as_str().expect("action").to_string();
+    let mut done = Value::Null;
+    for _ in 0..1200 {
+        let (_, a) = server.call(&p, Method::GET, &format!("/v1/async-actions/{action}"), None).await;
+        if a["status"] == "DONE" || a["status"] == "FAILED" {
+            done = a;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["status"], "DONE", "{done}");
+    let (_, c) = server.call(&p, Method::GET, &format!("/v1/campaigns/{id}"), None).await;
+    assert_eq!(c["vouchers_count"], 150_000, "exactly the requested count after the restart");
+    let (_, list) = server
+        .call(&p, Method::GET, &format!("/v1/vouchers?campaign_id={id}&limit=1"), None)
+        .await;
+    assert_eq!(list["total"], 150_000);
+}

@@ -38,6 +38,26 @@ pub fn update(c: &mut dyn Conn, p: &str, id: &str, status: &str, progress: i64, 
     Ok(())
 }
 
+/// An action whose runner has not reported progress for this long is presumed dead (its
+/// process stopped) and may be claimed by another runner. Runners report at least once
+/// per chunk, which takes well under a second.
+pub const STALE_SECS: i64 = 120;
+
+fn ago(secs: i64) -> String {
+    let now = tessera_domain::time::now();
+    tessera_domain::time::format(now.checked_sub(jiff::SignedDuration::from_secs(secs)).unwrap_or(now))
+}
+
+/// Takes an action for running: only one runner (on any node) gets it.
+pub fn claim(c: &mut dyn Conn, p: &str, id: &str) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE async_actions SET status = 'IN_PROGRESS', updated_at = $1 WHERE project_id = $2 AND id = $3 \
+         AND (status = 'ENQUEUED' OR (status = 'IN_PROGRESS' AND (updated_at IS NULL OR updated_at < $4)))",
+        &[now_string().into(), p.into(), id.into(), ago(STALE_SECS).into()],
+    )?;
+    Ok(n == 1)
+}
+
 /// An async action as stored.
 #[derive(Debug, Clone)]
 pub struct AsyncAction {
@@ -120,6 +140,12 @@ impl Store {
             let rec = crate::ops::vouchers::get_campaign_rec(c, &p, &campaign)?;
             let space = tessera_domain::codes::CodeSpace::parse(&rec.campaign.voucher.code_config)?;
             space.check_capacity(count + rec.vouchers_count.max(0) as u64)?;
+            let max = tessera_domain::voucher::MAX_VOUCHERS_PER_CAMPAIGN;
+            if rec.vouchers_count.max(0) as u64 + count > max {
+                return Err(StoreError::Invalid(tessera_domain::InvalidInput::payload(format!(
+                    "a campaign may hold at most {max} vouchers"
+                ))));
+            }
             c.execute(
                 "UPDATE campaigns SET generation_status = 'IN_PROGRESS' WHERE project_id = $1 AND id = $2",
                 &[p.clone().into(), rec.campaign.id.clone().into()],
@@ -206,18 +232,26 @@ impl Store {
         .await
     }
 
-    /// Actions left unfinished by a previous process (all projects), to resume at start.
-    pub async fn unfinished_async_actions(&self) -> Result<Vec<AsyncAction>> {
-        self.read(|c| {
+    /// Actions nobody is running (all projects): queued ones older than a few seconds
+    /// (their request's runner should have claimed them) and stale running ones.
+    pub async fn orphaned_async_actions(&self, queued_for_secs: i64) -> Result<Vec<AsyncAction>> {
+        self.read(move |c| {
             c.query(
-                &format!("SELECT {COLS} FROM async_actions WHERE status IN ('ENQUEUED', 'IN_PROGRESS') ORDER BY created_at LIMIT 1000"),
-                &[],
+                &format!(
+                    "SELECT {COLS} FROM async_actions WHERE (status = 'ENQUEUED' AND created_at < $1) \
+                     OR (status = 'IN_PROGRESS' AND (updated_at IS NULL OR updated_at < $2)) ORDER BY created_at LIMIT 100"
+                ),
+                &[ago(queued_for_secs).into(), ago(STALE_SECS).into()],
             )?
             .iter()
             .map(from_row)
             .collect()
         })
         .await
+    }
+
+    pub async fn claim_async_action(&self, project_id: String, id: String) -> Result<bool> {
+        self.write_unmarked(move |c| claim(c, &project_id, &id)).await
     }
 
     pub async fn update_async_action(

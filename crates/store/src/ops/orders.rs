@@ -51,6 +51,14 @@ fn resolve_customer(c: &mut dyn Conn, p: &str, r: Option<CustomerInput>, id: Opt
                 "a customer reference needs 'id' or 'source_id'",
             )));
         }
+        if r.is_reference_only() {
+            // A bare reference reads the customer (creating it for a new source id) but
+            // does not rewrite an existing one.
+            let key = r.id.clone().or_else(|| r.source_id.clone()).unwrap_or_default();
+            if let Some(found) = docs::find::<Customer>(c, &customers::TABLE, p, &key)? {
+                return Ok(Some(found.id));
+            }
+        }
         return Ok(Some(customers::upsert(c, p, r)?.id));
     }
     if let Some(id) = id {

@@ -112,7 +112,11 @@ impl Store {
                 c.lock_key(&format!("product:{p}:{sid}"))?;
             }
             let now = now_string();
-            let prod = match find_existing::<Product>(c, &PRODUCTS, &p, &input.id, &input.source_id)? {
+            let existing = match find_existing::<Product>(c, &PRODUCTS, &p, &input.id, &input.source_id)? {
+                Some(e) => docs::relock::<Product>(c, &PRODUCTS, &p, &e.id)?,
+                None => None,
+            };
+            let prod = match existing {
                 Some(e) => input.update(&e, &now),
                 None => input.create(new_id("prod"), &now),
             };

@@ -294,6 +294,9 @@ pub fn evaluate(
         .collect();
     let mut outcomes = Vec::with_capacity(req.redeemables.len());
     let mut applicable = 0usize;
+    // One evaluation budget for every rule of every redeemable in the request.
+    let mut budget = tessera_domain::rules::EVALUATION_BUDGET;
+    let mut seen_vouchers = std::collections::BTreeSet::new();
     for (index, r) in req.redeemables.iter().enumerate() {
         let mut out = Outcome {
             index,
@@ -326,6 +329,14 @@ pub fn evaluate(
             outcomes.push(out);
             continue;
         };
+        if !seen_vouchers.insert(v.voucher.id.clone()) {
+            // The same voucher named twice (by code and by id).
+            return Err(StoreError::Invalid(InvalidInput {
+                key: "duplicated_redeemables",
+                message: "Duplicated redeemables detected".into(),
+                details: format!("voucher {} is listed twice", v.voucher.code),
+            }));
+        }
         let campaign = match &v.voucher.campaign_id {
             Some(cid) => Some(get_campaign_rec(c, p, cid)?.campaign),
             None => None,
@@ -366,7 +377,7 @@ pub fn evaluate(
                     items: items.clone(),
                 };
                 for rule in &rules {
-                    match rule.set.evaluate(&facts) {
+                    match rule.set.evaluate_within(&facts, &mut budget) {
                         Ok(Verdict::Pass) => {}
                         Ok(Verdict::Fail(msg)) => {
                             let message = msg.or_else(|| {
@@ -624,20 +635,34 @@ pub enum RedeemResult {
     },
 }
 
-/// Locks the vouchers a request names, in a fixed order so two requests never wait on
-/// each other in a cycle.
+/// Locks what a request's checks read and its effects change: the vouchers, and for a
+/// known customer each (campaign, customer) pair, so per-customer limits hold across the
+/// codes of one campaign. Keys are taken in sorted order so two requests never wait on
+/// each other in a cycle. (SQLite's single writer makes these no-ops.)
 fn lock_vouchers(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest) -> Result<()> {
-    let mut ids: Vec<String> = Vec::new();
+    let p = t.project_id();
+    let customer_key = req.customer.as_ref().and_then(|c| c.id.clone().or_else(|| c.source_id.clone()));
+    let customer = match &customer_key {
+        Some(k) => docs::find::<Customer>(c, &customers::TABLE, p, k)?
+            .map(|c| c.id)
+            .or(customer_key.clone()),
+        None => None,
+    };
+    let mut keys: Vec<String> = Vec::new();
     for r in &req.redeemables {
         if r.object == "voucher" {
             if let Some(v) = find_voucher(c, t, &r.id)? {
-                ids.push(v.voucher.id);
+                keys.push(format!("voucher:{p}:{}", v.voucher.id));
+                if let (Some(cid), Some(cust)) = (&v.voucher.campaign_id, &customer) {
+                    keys.push(format!("campaign-customer:{p}:{cid}:{cust}"));
+                }
             }
         }
     }
-    ids.sort();
-    for id in ids {
-        c.lock_key(&format!("voucher:{}:{id}", t.project_id()))?;
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        c.lock_key(&k)?;
     }
     Ok(())
 }
@@ -881,6 +906,7 @@ fn redeem_in_tx(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest, request_id:
                 parent.to_string().into(),
             ],
         )?;
+        outbox::emit(c, p, "redemption.succeeded", pid, &parent)?;
         response["parent_redemption"] = parent;
     }
     Ok(RedeemResult::Succeeded(response))
@@ -1035,6 +1061,8 @@ impl Store {
         if req.session.is_some() {
             return self
                 .write(move |c| {
+                    // A reservation changes what other checkouts may take: lock like a redemption.
+                    lock_vouchers(c, &t, &req)?;
                     let now = tessera_domain::time::now();
                     let key = req.session.as_ref().and_then(|s| s.key.clone());
                     let e = evaluate(c, &t, &req, now, key.as_deref(), &rid)?;
@@ -1137,6 +1165,7 @@ impl Store {
                  VALUES ($1, $2, 'redemption_rollback', $3, $4, 'SUCCESS', 'SUCCEEDED', $5, $6)",
                 &[p.clone().into(), prr.clone().into(), id.clone().into(), data["customer_id"].as_str().map(str::to_string).into(), now_s.into(), parent_rollback.to_string().into()],
             )?;
+            outbox::emit(c, &p, "redemption.rollback.succeeded", &prr, &parent_rollback)?;
             Ok(json!({"rollbacks": rollbacks, "parent_rollback": parent_rollback, "order": data["order"]}))
         })
         .await
@@ -1271,6 +1300,12 @@ impl Store {
             Ok(v)
         })
         .await
+    }
+
+    /// Drops reservations past their expiry; they no longer hold anything.
+    pub async fn purge_expired_sessions(&self) -> Result<u64> {
+        self.write_unmarked(|c| c.execute("DELETE FROM voucher_sessions WHERE expires_at < $1", &[now_string().into()]))
+            .await
     }
 
     pub async fn release_session(&self, t: &Tenant, code: String, key: String) -> Result<()> {

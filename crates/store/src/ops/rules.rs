@@ -255,6 +255,8 @@ impl Store {
                     ))))
                 }
             };
+            // Serializes assignments to one object, so the cap holds under concurrency.
+            c.lock_key(&format!("rule-assignments:{p}:{target_id}"))?;
             let n = c.query_one("SELECT COUNT(*) FROM rule_assignments WHERE project_id = $1 AND related_object_id = $2", &[p.into(), target_id.clone().into()])?.int(0)?;
             if n >= MAX_ASSIGNMENTS_PER_OBJECT {
                 return Err(StoreError::Invalid(InvalidInput::payload(format!("an object may have at most {MAX_ASSIGNMENTS_PER_OBJECT} rules assigned"))));

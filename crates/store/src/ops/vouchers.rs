@@ -248,6 +248,10 @@ pub fn import_one(c: &mut dyn Conn, t: &Tenant, campaign: Option<&str>, payload:
 /// were inserted (codes already taken in the project are skipped).
 pub fn generate_chunk(c: &mut dyn Conn, t: &Tenant, campaign: &Campaign, gen: &mut CodeGenerator, count: u64) -> Result<u64> {
     let p = t.project_id();
+    if load_campaign(c, p, &campaign.id)?.is_none() {
+        // Deleted while generating: stop rather than create orphan codes.
+        return Err(StoreError::not_found("campaign", campaign.id.clone()));
+    }
     let gift = campaign.voucher.gift.as_ref().map(|g| g.amount);
     let quantity = campaign.voucher.redemption.quantity;
     let kind = campaign.voucher.kind.as_str();
@@ -477,19 +481,21 @@ impl Store {
         .await
     }
 
-    /// Deletes a campaign with its vouchers (redemption history is kept).
+    /// Deletes a campaign with its vouchers, their reservations and rule assignments
+    /// (redemption history is kept). A generation still running stops at its next chunk.
     pub async fn delete_campaign(&self, t: &Tenant, key: String) -> Result<()> {
         let p = t.project_id().to_string();
         self.write(move |c| {
             let id = get_campaign_rec(c, &p, &key)?.campaign.id;
+            c.lock_key(&format!("campaigns:{p}:{id}"))?;
+            let of_campaign = "SELECT id FROM vouchers WHERE project_id = $1 AND campaign_id = $2";
+            c.execute(&format!("DELETE FROM voucher_sessions WHERE project_id = $1 AND voucher_id IN ({of_campaign})"), &[p.clone().into(), id.clone().into()])?;
             c.execute(
-                "DELETE FROM vouchers WHERE project_id = $1 AND campaign_id = $2",
+                &format!("DELETE FROM rule_assignments WHERE project_id = $1 AND (related_object_id = $2 OR related_object_id IN ({of_campaign}))"),
                 &[p.clone().into(), id.clone().into()],
             )?;
-            c.execute(
-                "DELETE FROM campaigns WHERE project_id = $1 AND id = $2",
-                &[p.clone().into(), id.clone().into()],
-            )?;
+            c.execute("DELETE FROM vouchers WHERE project_id = $1 AND campaign_id = $2", &[p.clone().into(), id.clone().into()])?;
+            c.execute("DELETE FROM campaigns WHERE project_id = $1 AND id = $2", &[p.clone().into(), id.clone().into()])?;
             outbox::emit(c, &p, "campaign.deleted", &id, &json!({"id": id}))?;
             Ok(())
         })
