@@ -1,0 +1,1 @@
+//! Placeholder: the invariant checker is being written.
