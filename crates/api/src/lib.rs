@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod idempotency;
 pub mod json;
+pub mod limits;
 pub mod observe;
 pub mod openapi;
 pub mod request_id;
@@ -27,6 +28,34 @@ use tessera_store::Store;
 pub struct AppState {
     pub store: Store,
     pub metrics: Option<PrometheusHandle>,
+    pub limiter: std::sync::Arc<limits::Limiter>,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl AppState {
+    /// A state with local limits and default caps (tests and tools).
+    pub fn new(store: Store, metrics: Option<PrometheusHandle>) -> Self {
+        AppState {
+            store,
+            metrics,
+            limiter: std::sync::Arc::new(limits::Limiter::new(None, limits::RedisFailure::Open, 4096)),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// Sheds load before it reaches authentication: past the node's in-flight capacity,
+/// answers 503 with Retry-After, checkout requests last.
+async fn overload_guard(State(state): State<AppState>, req: Request, next: axum::middleware::Next) -> Response {
+    let critical = limits::is_critical(req.method(), req.uri().path());
+    match state.limiter.admit_global(critical) {
+        Some(_slot) => next.run(req).await,
+        None => {
+            metrics::counter!("tessera_shed_total", "reason" => "overload").increment(1);
+            ApiError::unavailable("The server is at capacity; retry shortly.").into_response()
+        }
+    }
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> Response {
@@ -157,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), overload_guard))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(observe::panic_response))
         .layer(middleware::from_fn(observe::middleware))
         .layer(middleware::from_fn(request_id::middleware))

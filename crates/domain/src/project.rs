@@ -24,6 +24,9 @@ pub struct Project {
     pub client_create_customer_enabled: bool,
     pub client_loyalty_events_enabled: bool,
     pub client_set_voucher_expiration_date_enabled: bool,
+    /// Request budgets (Tessera addition). Absent: the server's defaults.
+    #[serde(default)]
+    pub rate_limits: Option<RateLimits>,
     pub created_at: String,
     pub updated_at: Option<String>,
 }
@@ -58,6 +61,9 @@ pub struct ProjectInput {
     pub client_loyalty_events_enabled: Option<bool>,
     #[serde(default)]
     pub client_set_voucher_expiration_date_enabled: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<RateLimits>)]
+    pub rate_limits: Option<Option<RateLimits>>,
 }
 
 impl ProjectInput {
@@ -91,6 +97,9 @@ impl ProjectInput {
                 return Err(InvalidInput::payload("'dial_code' is too long"));
             }
         }
+        if let Some(Some(r)) = &self.rate_limits {
+            r.validate()?;
+        }
         if let Some(domains) = &self.client_trusted_domains {
             if domains.len() > MAX_TRUSTED_DOMAINS || domains.iter().any(|d| d.is_empty() || d.len() > MAX_ID_LEN) {
                 return Err(InvalidInput::payload(format!(
@@ -117,6 +126,7 @@ impl ProjectInput {
             client_create_customer_enabled: false,
             client_loyalty_events_enabled: false,
             client_set_voucher_expiration_date_enabled: false,
+            rate_limits: None,
             created_at: now.to_string(),
             updated_at: None,
         };
@@ -153,6 +163,9 @@ impl ProjectInput {
         if let Some(v) = self.client_trusted_domains {
             p.client_trusted_domains = v;
         }
+        if let Some(v) = self.rate_limits {
+            p.rate_limits = v;
+        }
         macro_rules! flag {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { p.$f = v; } )* };
         }
@@ -164,6 +177,43 @@ impl ProjectInput {
             client_loyalty_events_enabled,
             client_set_voucher_expiration_date_enabled
         );
+    }
+}
+
+/// A project's request budgets: a sustained rate per minute with a burst, for the whole
+/// project, for each of its API keys, and for each client IP on client-side keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RateLimits {
+    pub per_minute: u32,
+    pub burst: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_key_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_client_ip_per_minute: Option<u32>,
+    /// Requests one project may have in progress at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+}
+
+/// Far above any single machine's capacity; keeps the arithmetic of budgets safe.
+pub const MAX_RATE_PER_MINUTE: u32 = 100_000_000;
+
+impl RateLimits {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        let ok = |v: u32| (1..=MAX_RATE_PER_MINUTE).contains(&v);
+        if !ok(self.per_minute)
+            || !ok(self.burst)
+            || self.per_key_per_minute.is_some_and(|v| !ok(v))
+            || self.per_client_ip_per_minute.is_some_and(|v| !ok(v))
+        {
+            return Err(InvalidInput::payload(format!(
+                "'rate_limits' values must be from 1 to {MAX_RATE_PER_MINUTE}"
+            )));
+        }
+        if self.max_in_flight.is_some_and(|v| !(1..=100_000).contains(&v)) {
+            return Err(InvalidInput::payload("'rate_limits.max_in_flight' must be from 1 to 100000"));
+        }
+        Ok(())
     }
 }
 

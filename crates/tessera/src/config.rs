@@ -18,6 +18,11 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
+    pub redis_url: Option<String>,
+    pub rate_limit_redis_failure: Option<String>,
+    pub max_in_flight: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub trust_forwarded_for: Option<bool>,
 }
 
 impl FileConfig {
@@ -48,6 +53,64 @@ pub struct Settings {
     pub storage: Storage,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub limits: LimitSettings,
+}
+
+/// Traffic protection settings.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Shares rate limits across nodes when set.
+    pub redis_url: Option<String>,
+    /// Refuse (true) or fall back to local limits (false) while Redis is unreachable.
+    pub redis_fail_closed: bool,
+    /// Requests one node has in progress before it sheds load.
+    pub max_in_flight: usize,
+    /// Open connections one node accepts.
+    pub max_connections: usize,
+    pub trust_forwarded_for: bool,
+}
+
+/// Flags and environment values for the traffic settings (each may be absent).
+#[derive(Debug, Default, Clone)]
+pub struct LimitArgs {
+    pub redis_url: Option<String>,
+    pub rate_limit_redis_failure: Option<String>,
+    pub max_in_flight: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub trust_forwarded_for: Option<bool>,
+}
+
+pub fn limit_settings(file: &FileConfig, args: LimitArgs) -> Result<LimitSettings> {
+    let redis_url = args.redis_url.or_else(|| file.redis_url.clone()).filter(|u| !u.is_empty());
+    if let Some(u) = &redis_url {
+        if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+            bail!("Redis URL must start with redis:// or rediss://");
+        }
+    }
+    let failure = args
+        .rate_limit_redis_failure
+        .or_else(|| file.rate_limit_redis_failure.clone())
+        .unwrap_or_else(|| "open".into());
+    let redis_fail_closed = match failure.as_str() {
+        "open" => false,
+        "closed" => true,
+        other => bail!("invalid rate_limit_redis_failure '{other}': expected 'open' or 'closed'"),
+    };
+    let max_in_flight = args.max_in_flight.or(file.max_in_flight).unwrap_or(2048);
+    if !(16..=1_000_000).contains(&max_in_flight) {
+        bail!("max_in_flight must be from 16 to 1000000");
+    }
+    let max_connections = args.max_connections.or(file.max_connections).unwrap_or(10_000);
+    if !(16..=1_000_000).contains(&max_connections) {
+        bail!("max_connections must be from 16 to 1000000");
+    }
+    Ok(LimitSettings {
+        redis_url,
+        redis_fail_closed,
+        max_in_flight,
+        max_connections,
+        trust_forwarded_for: args.trust_forwarded_for.or(file.trust_forwarded_for).unwrap_or(false),
+    })
 }
 
 pub fn storage(file: &FileConfig, data_dir: Option<PathBuf>, database_url: Option<String>) -> Result<Storage> {
@@ -74,6 +137,7 @@ pub fn settings(
     database_url: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
+    limits: LimitArgs,
 ) -> Result<Settings> {
     let listen_raw = listen.or_else(|| file.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let listen: SocketAddr = listen_raw
@@ -94,6 +158,7 @@ pub fn settings(
         storage: storage(file, data_dir, database_url)?,
         log_format,
         log_level,
+        limits: limit_settings(file, limits)?,
     })
 }
 
@@ -124,13 +189,22 @@ mod tests {
     #[test]
     fn precedence_and_defaults() {
         let file: FileConfig = toml::from_str("listen = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/tessera\"").expect("valid");
-        let s = settings(&file, None, None, None, None, None).expect("valid");
+        let s = settings(&file, None, None, None, None, None, LimitArgs::default()).expect("valid");
         assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(s.storage, Storage::Sqlite("/var/lib/tessera".into()));
-        let s = settings(&file, Some("127.0.0.1:1".into()), None, Some("postgres://x/y".into()), None, None).expect("valid");
+        let s = settings(
+            &file,
+            Some("127.0.0.1:1".into()),
+            None,
+            Some("postgres://x/y".into()),
+            None,
+            None,
+            LimitArgs::default(),
+        )
+        .expect("valid");
         assert_eq!(s.listen.to_string(), "127.0.0.1:1");
         assert_eq!(s.storage, Storage::Postgres("postgres://x/y".into()));
-        let d = settings(&FileConfig::default(), None, None, None, None, None).expect("valid");
+        let d = settings(&FileConfig::default(), None, None, None, None, None, LimitArgs::default()).expect("valid");
         assert_eq!(d.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(d.storage, Storage::Sqlite(DEFAULT_DATA_DIR.into()));
         assert_eq!(d.log_format, LogFormat::Json);
@@ -139,9 +213,9 @@ mod tests {
     #[test]
     fn invalid_settings_are_refused() {
         let f = FileConfig::default();
-        assert!(settings(&f, Some("localhost".into()), None, None, None, None).is_err());
-        assert!(settings(&f, None, None, Some("mysql://x".into()), None, None).is_err());
-        assert!(settings(&f, None, None, None, Some("xml".into()), None).is_err());
+        assert!(settings(&f, Some("localhost".into()), None, None, None, None, LimitArgs::default()).is_err());
+        assert!(settings(&f, None, None, Some("mysql://x".into()), None, None, LimitArgs::default()).is_err());
+        assert!(settings(&f, None, None, None, Some("xml".into()), None, LimitArgs::default()).is_err());
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
     }
 }

@@ -51,6 +51,21 @@ enum Command {
         /// Log level filter [default: info].
         #[arg(long, env = "TESSERA_LOG_LEVEL")]
         log_level: Option<String>,
+        /// Redis URL; when set, rate limits are shared by every node using it.
+        #[arg(long, env = "TESSERA_REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        /// While Redis is unreachable: 'open' (local limits) or 'closed' (503) [default: open].
+        #[arg(long, env = "TESSERA_RATE_LIMIT_REDIS_FAILURE")]
+        rate_limit_redis_failure: Option<String>,
+        /// Requests in progress on this node before it sheds load [default: 2048].
+        #[arg(long, env = "TESSERA_MAX_IN_FLIGHT")]
+        max_in_flight: Option<usize>,
+        /// Open connections this node accepts [default: 10000].
+        #[arg(long, env = "TESSERA_MAX_CONNECTIONS")]
+        max_connections: Option<usize>,
+        /// Take client IPs from X-Forwarded-For (only behind a proxy you trust).
+        #[arg(long, env = "TESSERA_TRUST_FORWARDED_FOR")]
+        trust_forwarded_for: Option<bool>,
     },
     /// Manage projects from the command line.
     Project {
@@ -64,6 +79,15 @@ enum Command {
     },
     /// Print the OpenAPI document of this build.
     Openapi,
+    /// Check the database's invariants with the independent checker; exits 1 on any
+    /// violation.
+    Check {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Output: text (a report) or prometheus (metrics) [default: text].
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,8 +131,20 @@ fn run() -> Result<()> {
             listen,
             log_format,
             log_level,
+            redis_url,
+            rate_limit_redis_failure,
+            max_in_flight,
+            max_connections,
+            trust_forwarded_for,
         } => {
-            let settings = config::settings(&file, listen, storage.data_dir, storage.database_url, log_format, log_level)?;
+            let limits = config::LimitArgs {
+                redis_url,
+                rate_limit_redis_failure,
+                max_in_flight,
+                max_connections,
+                trust_forwarded_for,
+            };
+            let settings = config::settings(&file, listen, storage.data_dir, storage.database_url, log_format, log_level, limits)?;
             init_logs(&settings);
             runtime.block_on(serve(settings))
         }
@@ -130,6 +166,23 @@ fn run() -> Result<()> {
             let store = open_store(&storage)?;
             store.shutdown();
             println!("schema at version {}", tessera_store::migrations::SCHEMA_VERSION);
+            Ok(())
+        }
+        Command::Check { storage, format } => {
+            let storage = config::storage(&file, storage.data_dir, storage.database_url)?;
+            let report = match &storage {
+                Storage::Sqlite(dir) => tessera_check::check_sqlite(dir),
+                Storage::Postgres(url) => tessera_check::check_postgres(url),
+            }
+            .map_err(|e| anyhow::anyhow!("cannot check the database: {e}"))?;
+            match format.as_str() {
+                "prometheus" => print!("{}", report.to_prometheus()),
+                "text" => print!("{}", report.to_text()),
+                other => anyhow::bail!("invalid format '{other}': expected text or prometheus"),
+            }
+            if !report.is_ok() {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Openapi => {
@@ -193,10 +246,34 @@ async fn serve(settings: Settings) -> Result<()> {
         .context("invalid metric buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    let redis = match &settings.limits.redis_url {
+        Some(url) => {
+            let r = tessera_api::limits::RedisLimiter::new(url).map_err(|e| anyhow::anyhow!(e))?;
+            r.warm_up().await;
+            Some(r)
+        }
+        None => None,
+    };
+    let failure = if settings.limits.redis_fail_closed {
+        tessera_api::limits::RedisFailure::Closed
+    } else {
+        tessera_api::limits::RedisFailure::Open
+    };
+    let limiter = std::sync::Arc::new(tessera_api::limits::Limiter::new(redis, failure, settings.limits.max_in_flight));
     let state = AppState {
         store: store.clone(),
         metrics: Some(metrics),
+        limiter: limiter.clone(),
+        trust_forwarded_for: settings.limits.trust_forwarded_for,
     };
+    let housekeeping_limiter = limiter.clone();
+    let limiter_housekeeping = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            housekeeping_limiter.housekeeping();
+        }
+    });
 
     let resumed = store.resume_async_actions_at_start().await.context("cannot resume async actions")?;
     if resumed > 0 {
@@ -230,17 +307,76 @@ async fn serve(settings: Settings) -> Result<()> {
     tracing::info!(%addr, engine = store.engine_name(), "tessera listening");
     // A stable line on stdout for scripts and tests that start the server on port 0.
     println!("tessera listening on http://{addr}");
-    axum::serve(listener, tessera_api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    serve_http(listener, tessera_api::router(state), settings.limits.max_connections).await;
     purger.abort();
+    limiter_housekeeping.abort();
     tracing::info!("draining the writer");
     tokio::task::spawn_blocking(move || store.shutdown())
         .await
         .context("writer shutdown failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request line plus headers (larger: 431).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Accepts HTTP/1.1 connections with the protections axum::serve does not expose: a
+/// header read timeout (slow clients), a header size bound, and a cap on open connections.
+/// On SIGTERM/SIGINT it stops accepting and lets in-flight requests finish.
+async fn serve_http(listener: tokio::net::TcpListener, router: axum::Router, max_connections: usize) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    metrics::counter!("tessera_shed_total", "reason" => "connections").increment(1);
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = router.clone().map_request(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    req
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_header_size(MAX_HEADER_BYTES)
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(svc));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
 }
 
 async fn shutdown_signal() {

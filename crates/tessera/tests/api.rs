@@ -726,3 +726,46 @@ async fn graceful_shutdown_keeps_acknowledged_writes() {
         assert_eq!(server.call(&p, Method::GET, &format!("/v1/customers/{id}"), None).await.0, 200);
     }
 }
+
+#[tokio::test]
+async fn the_checker_runs_from_the_cli() {
+    let dir = TempDir::new();
+    let server = Server::sqlite(&dir);
+    let p = server.create_project("Check").await;
+    server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/vouchers/CHK",
+            Some(json!({"type": "GIFT_VOUCHER", "gift": {"amount": 1000}})),
+        )
+        .await;
+    let (status, _) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/redemptions",
+            Some(json!({"redeemables": [{"object": "voucher", "id": "CHK", "gift": {"credits": 300}}], "order": {"amount": 500}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let run = || {
+        std::process::Command::new(bin())
+            .arg("check")
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .output()
+            .expect("run check")
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("gift_balance_matches_ledger"));
+    assert!(server.stop().success());
+    let conn = rusqlite::Connection::open(dir.0.join("tessera.db")).expect("open");
+    conn.execute("UPDATE vouchers SET gift_balance = gift_balance + 50", [])
+        .expect("corrupt");
+    drop(conn);
+    let out = run();
+    assert_eq!(out.status.code(), Some(1), "a violation exits 1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+}

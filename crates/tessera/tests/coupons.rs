@@ -581,3 +581,48 @@ async fn code_generation_resumes_after_a_crash() {
         .await;
     assert_eq!(list["total"], 150_000);
 }
+
+#[tokio::test]
+async fn per_customer_limits_count_the_request_itself() {
+    let (_d, server, p) = setup().await;
+    let (_, rule) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/validation-rules",
+            Some(json!({"rules": {"1": {"name": "redemption.count.per_customer", "conditions": {"$less_than": [1]}}}})),
+        )
+        .await;
+    let (_, camp) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/campaigns",
+            Some(json!({
+                "name": "Once", "validation_rules": [rule["id"]],
+                "voucher": {"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 100}}
+            })),
+        )
+        .await;
+    let cid = camp["id"].as_str().expect("id");
+    for code in ["ONCE-A", "ONCE-B"] {
+        server
+            .call(&p, Method::POST, &format!("/v1/campaigns/{cid}/vouchers/{code}"), None)
+            .await;
+    }
+    // Two codes of the campaign in one request: the second sees the first.
+    let (status, r) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/redemptions",
+            Some(json!({
+                "redeemables": [{"object": "voucher", "id": "ONCE-A"}, {"object": "voucher", "id": "ONCE-B"}],
+                "order": {"amount": 1000}, "customer": {"source_id": "greedy"}
+            })),
+        )
+        .await;
+    assert_eq!(status, 400, "{r}");
+    let (_, list) = server.call(&p, Method::GET, "/v1/redemptions?result=SUCCESS", None).await;
+    assert_eq!(list["total"], 0, "nothing was redeemed");
+}

@@ -47,6 +47,7 @@ pub struct Tenant {
     trusted_domains: Vec<String>,
     case_sensitive_codes: bool,
     timezone: String,
+    rate_limits: Option<tessera_domain::project::RateLimits>,
 }
 
 impl Tenant {
@@ -61,6 +62,10 @@ impl Tenant {
     }
     pub fn trusted_domains(&self) -> &[String] {
         &self.trusted_domains
+    }
+    /// The project's request budgets, when it has its own.
+    pub fn rate_limits(&self) -> Option<tessera_domain::project::RateLimits> {
+        self.rate_limits
     }
     pub fn case_sensitive_codes(&self) -> bool {
         self.case_sensitive_codes
@@ -225,6 +230,7 @@ impl Store {
                 trusted_domains: Vec::new(),
                 case_sensitive_codes: project.case_sensitive_codes,
                 timezone: project.timezone,
+                rate_limits: project.rate_limits,
             })
         })
         .await
@@ -276,6 +282,7 @@ impl Store {
                 trusted_domains: project.client_trusted_domains,
                 case_sensitive_codes: project.case_sensitive_codes,
                 timezone: project.timezone,
+                rate_limits: project.rate_limits,
             }))
         })
         .await

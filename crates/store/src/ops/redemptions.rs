@@ -145,7 +145,10 @@ fn start_of(now: Timestamp, tz: &jiff::tz::TimeZone, month: bool) -> String {
 }
 
 /// Counts a rule may ask for, fetched only when one of the rules names them.
+/// `(already, identified)`: redemptions this request makes before this one in the same
+/// campaign, and whether the request names its customer.
 fn fetch_counts(
+    (already, identified): (i64, bool),
     c: &mut dyn Conn,
     t: &Tenant,
     rules: &[CompiledRule],
@@ -186,7 +189,8 @@ fn fetch_counts(
                 .int(0)?
             }
         };
-        out.insert(name, n);
+        // Redemptions earlier in this same request count too.
+        out.insert(name, n + if identified { already } else { 0 });
     }
     if names.contains("campaign.redemptions.count") {
         let n = c
@@ -195,7 +199,7 @@ fn fetch_counts(
                 &[p.into(), scope_id.clone().into()],
             )?
             .int(0)?;
-        out.insert("campaign.redemptions.count", n);
+        out.insert("campaign.redemptions.count", n + already);
     }
     if names.contains("voucher.redemptions.count") {
         out.insert("voucher.redemptions.count", v.counters.redeemed_quantity);
@@ -297,6 +301,9 @@ pub fn evaluate(
     // One evaluation budget for every rule of every redeemable in the request.
     let mut budget = tessera_domain::rules::EVALUATION_BUDGET;
     let mut seen_vouchers = std::collections::BTreeSet::new();
+    // Applicable redeemables so far per campaign (or standalone voucher): limits that count
+    // redemptions must see the ones this request is about to make.
+    let mut in_request: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     for (index, r) in req.redeemables.iter().enumerate() {
         let mut out = Outcome {
             index,
@@ -366,7 +373,13 @@ pub fn evaluate(
                 rules.extend(rules_for(c, p, &camp.validation_rules, &[&camp.id])?);
             }
             if !rules.is_empty() {
-                let counts = fetch_counts(c, t, &rules, &v, customer.as_ref(), now)?;
+                let already = in_request
+                    .get(&v.voucher.campaign_id.clone().unwrap_or_else(|| v.voucher.id.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                // A customer named in the request counts even before they exist.
+                let identified = customer.is_some() || req.customer.as_ref().is_some_and(|c| c.id.is_some() || c.source_id.is_some());
+                let counts = fetch_counts((already, identified), c, t, &rules, &v, customer.as_ref(), now)?;
                 let facts = RuleFacts {
                     order: &order,
                     customer: customer.as_ref(),
@@ -446,6 +459,9 @@ pub fn evaluate(
             let applied = calc.preview(&benefit);
             calc.commit(&applied);
             applicable += 1;
+            *in_request
+                .entry(v.voucher.campaign_id.clone().unwrap_or_else(|| v.voucher.id.clone()))
+                .or_default() += 1;
             out.applied = Some(applied);
             out.benefit = Some(benefit);
             Status::Applicable

@@ -81,6 +81,11 @@ impl Server {
                 cmd.arg("--database-url").arg(url);
             }
         }
+        Server::start_with(cmd, backend)
+    }
+
+    /// Starts a server from a prepared `tessera serve ...` command.
+    pub fn start_with(mut cmd: Command, backend: Backend) -> Server {
         cmd.env("TESSERA_MANAGEMENT_ID", MGMT_ID)
             .env("TESSERA_MANAGEMENT_TOKEN", MGMT_TOKEN)
             .env_remove("TESSERA_CONFIG")

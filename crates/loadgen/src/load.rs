@@ -1,0 +1,186 @@
+//! The open-loop engine. A scheduler puts request `i` on a queue at `start + i / rate`,
+//! whatever happened to earlier requests; `connections` workers, each owning one
+//! keep-alive HTTP/1.1 connection, take requests off the queue in order. Latency runs
+//! from the request's due time to its last response byte, so time spent waiting for a
+//! free connection, or behind a late scheduler, is part of it: a server that falls behind
+//! shows up as latency instead of as a quietly lower offered rate (coordinated omission).
+
+use crate::report::Stats;
+use crate::scenario::Plan;
+use anyhow::{Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, Mutex};
+use tokio::time::{sleep_until, timeout_at, Instant};
+
+type Conn = SendRequest<Full<Bytes>>;
+
+pub struct Settings {
+    pub rate: f64,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub connections: usize,
+    pub max_in_flight: usize,
+    /// Budget from a request's due time; past it the request counts as a timeout.
+    pub timeout: Duration,
+}
+
+impl Settings {
+    /// Requests in the warm-up, and in the whole run.
+    pub fn counts(&self) -> (u64, u64) {
+        let warm = (self.warmup.as_secs_f64() * self.rate).ceil() as u64;
+        (warm, warm + (self.duration.as_secs_f64() * self.rate).ceil() as u64)
+    }
+}
+
+/// Why a request got no HTTP answer. `kind` is what the report counts by.
+#[derive(Debug)]
+pub struct Failure {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(kind: &'static str, detail: impl std::fmt::Display) -> Failure {
+        Failure {
+            kind,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+struct Job {
+    seq: u64,
+    due: Instant,
+    measured: bool,
+}
+
+/// Runs the load and returns the measured statistics and when the measured window began.
+pub async fn run(plan: Arc<Plan>, s: &Settings) -> Result<(Stats, Instant)> {
+    let template = Stats::new()?;
+    // Connections plus queued requests stay within max_in_flight; the scheduler refuses
+    // the rest rather than letting the generator's own memory grow without bound.
+    let (tx, rx) = mpsc::channel::<Job>(s.max_in_flight.saturating_sub(s.connections).max(1));
+    let rx = Arc::new(Mutex::new(rx));
+    let mut workers = Vec::with_capacity(s.connections);
+    for _ in 0..s.connections {
+        // Dial before the clock starts so handshakes do not land on the first requests; a
+        // connection that fails here is retried by its worker and counted then.
+        let conn = connect(&plan).await.ok();
+        workers.push(tokio::spawn(worker(plan.clone(), rx.clone(), conn, s.timeout, template.clone())));
+    }
+    drop(rx);
+    let start = Instant::now();
+    let (warm, _) = s.counts();
+    let window_start = start + Duration::from_secs_f64(warm as f64 / s.rate);
+    let mut stats = schedule(tx, start, s, template).await;
+    for w in workers {
+        stats.merge(w.await.context("a connection worker panicked")?)?;
+    }
+    Ok((stats, window_start))
+}
+
+async fn schedule(tx: mpsc::Sender<Job>, start: Instant, s: &Settings, mut stats: Stats) -> Stats {
+    let (warm, total) = s.counts();
+    for seq in 0..total {
+        // Due times come from the start, not from the previous request, so timer jitter
+        // never accumulates into a lower rate; a late wake-up sends a burst to catch up.
+        let due = start + Duration::from_secs_f64(seq as f64 / s.rate);
+        if due > Instant::now() {
+            sleep_until(due).await;
+        }
+        let measured = seq >= warm;
+        stats.requests += u64::from(measured);
+        match tx.try_send(Job { seq, due, measured }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                if job.measured {
+                    stats.fail("client_overload", "more requests in flight than --max-in-flight");
+                }
+            }
+            // Every worker is gone, which only a panic can cause; run() reports it.
+            Err(TrySendError::Closed(_)) => break,
+        }
+    }
+    stats
+}
+
+async fn worker(
+    plan: Arc<Plan>,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    mut conn: Option<Conn>,
+    timeout: Duration,
+    mut stats: Stats,
+) -> Stats {
+    loop {
+        // The lock is held only while waiting for the next job; tokio's Mutex is fair, so
+        // idle workers take jobs in turn and the queue stays first in, first out.
+        let next = jobs.lock().await.recv().await;
+        let Some(job) = next else { return stats };
+        let deadline = job.due + timeout;
+        // A job that waited past its budget is not sent: the run then ends at most one
+        // timeout after the last due time, however far behind the server fell.
+        let outcome = if Instant::now() >= deadline {
+            Err(Failure::new("timeout", "no connection was free before the deadline"))
+        } else {
+            timeout_at(deadline, exchange(&plan, &mut conn, job.seq))
+                .await
+                .unwrap_or_else(|_| Err(Failure::new("timeout", format!("no response within {timeout:?} of the due time"))))
+        };
+        if outcome.is_err() {
+            // An HTTP/1.1 connection with an unfinished exchange cannot carry another one.
+            conn = None;
+        }
+        if !job.measured {
+            continue;
+        }
+        let done = Instant::now();
+        match outcome {
+            Ok((status, body)) if status.is_success() && plan.accepts(&body) => stats.succeed(done - job.due, done),
+            Ok((status, body)) if status.is_success() => stats.fail("rejected_2xx", String::from_utf8_lossy(&body)),
+            Ok((status, body)) => stats.fail_status(status.as_u16(), String::from_utf8_lossy(&body)),
+            Err(f) => stats.fail(f.kind, f.detail),
+        }
+    }
+}
+
+async fn exchange(plan: &Plan, conn: &mut Option<Conn>, seq: u64) -> Result<(hyper::StatusCode, Bytes), Failure> {
+    let req = plan.request(seq)?;
+    if conn.as_ref().is_none_or(Conn::is_closed) {
+        *conn = Some(connect(plan).await?);
+    }
+    let Some(sender) = conn.as_mut() else {
+        return Err(Failure::new("connect", "no connection"));
+    };
+    let transport = |e: hyper::Error| Failure::new("transport", e);
+    sender.ready().await.map_err(transport)?;
+    let resp = sender.send_request(req).await.map_err(transport)?;
+    let status = resp.status();
+    // Read the whole body: the connection is reusable only after it, and the latency
+    // should include the transfer.
+    let body = resp.into_body().collect().await.map_err(transport)?.to_bytes();
+    Ok((status, body))
+}
+
+async fn connect(plan: &Plan) -> Result<Conn, Failure> {
+    let stream = TcpStream::connect(&plan.target.addr)
+        .await
+        .map_err(|e| Failure::new("connect", format!("{}: {e}", plan.target.addr)))?;
+    // Small requests must not wait for Nagle's algorithm.
+    stream.set_nodelay(true).map_err(|e| Failure::new("connect", e))?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Failure::new("connect", e))?;
+    // The connection task drives the socket; its errors also fail the pending request,
+    // which is where they are counted.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
