@@ -153,11 +153,34 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), auth::server_keys));
 
-    // Client-side endpoints (validate, redeem, qualify, publish) mount here as they land.
+    // Client-side endpoints: what a browser may do with a client key.
     let client_v1 = Router::new()
+        .route("/validations", post(checkout::client_validate))
+        .route("/redemptions", post(checkout::client_redeem))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::client_keys));
+        .layer(middleware::from_fn_with_state(state.clone(), auth::client_keys))
+        // Browsers preflight before sending client keys. Any origin may ask; the request
+        // itself is refused unless its Origin is one of the project's trusted domains.
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::AllowOrigin::mirror_request())
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST, axum::http::Method::DELETE])
+                .allow_headers([
+                    header::CONTENT_TYPE,
+                    header::HeaderName::from_static("x-client-application-id"),
+                    header::HeaderName::from_static("x-client-token"),
+                    header::HeaderName::from_static("idempotency-key"),
+                ])
+                .expose_headers([
+                    header::HeaderName::from_static("x-request-id"),
+                    header::HeaderName::from_static("x-rate-limit-limit"),
+                    header::HeaderName::from_static("x-rate-limit-remaining"),
+                    header::HeaderName::from_static("x-rate-limit-retry"),
+                ])
+                .max_age(std::time::Duration::from_secs(600)),
+        );
 
     let mgmt = Router::new()
         .route("/projects", post(management::create_project).get(management::list_projects))

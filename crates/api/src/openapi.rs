@@ -37,7 +37,7 @@ impl Modify for Security {
         coupons::enable_campaign, coupons::disable_campaign, coupons::campaign_summary, coupons::add_vouchers, coupons::add_voucher_with_code,
         coupons::create_voucher, coupons::create_voucher_with_code, coupons::get_voucher, coupons::update_voucher, coupons::delete_voucher,
         coupons::enable_voucher, coupons::disable_voucher, coupons::list_vouchers, coupons::adjust_balance, coupons::transactions, coupons::release_session,
-        checkout::validate, checkout::redeem, checkout::list_redemptions, checkout::get_redemption, checkout::rollback, checkout::rollback_stacked,
+        checkout::validate, checkout::redeem, checkout::client_validate, checkout::client_redeem, checkout::list_redemptions, checkout::get_redemption, checkout::rollback, checkout::rollback_stacked,
         checkout::legacy_validate, checkout::legacy_redeem, checkout::get_async_action, checkout::list_async_actions,
         imports::campaign_import, imports::campaign_import_csv, imports::vouchers_import, imports::vouchers_import_csv,
         rules::create, rules::list, rules::get, rules::update, rules::delete, rules::assign, rules::assignments, rules::unassign,

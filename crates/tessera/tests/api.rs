@@ -769,3 +769,66 @@ async fn the_checker_runs_from_the_cli() {
     assert_eq!(out.status.code(), Some(1), "a violation exits 1");
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
 }
+
+#[tokio::test]
+async fn client_keys_validate_and_redeem_when_allowed() {
+    let dir = TempDir::new();
+    let server = Server::sqlite(&dir);
+    let p = server.create_project("Browser").await;
+    server
+        .mgmt(
+            Method::PUT,
+            &format!("/management/v1/projects/{}", p.id),
+            Some(json!({"client_trusted_domains": ["https://shop.example"]})),
+        )
+        .await;
+    server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/vouchers/WEB10",
+            Some(json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "PERCENT", "percent_off": 10}})),
+        )
+        .await;
+    let body = json!({"redeemables": [{"object": "voucher", "id": "WEB10"}], "order": {"amount": 1000}});
+    let client = |path: &str| {
+        server
+            .http
+            .post(server.url(path))
+            .header("X-Client-Application-Id", &p.client_id)
+            .header("X-Client-Token", &p.client_token)
+            .header("Origin", "https://shop.example")
+            .json(&body)
+    };
+    // The browser's preflight is answered without credentials.
+    let pre = server
+        .http
+        .request(Method::OPTIONS, server.url("/client/v1/validations"))
+        .header("Origin", "https://shop.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "x-client-token, content-type")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(pre.status().is_success());
+    assert_eq!(
+        pre.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some("https://shop.example")
+    );
+    let r = client("/client/v1/validations").send().await.expect("validate");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().contains_key("access-control-allow-origin"));
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["valid"], true);
+    let r = client("/client/v1/redemptions").send().await.expect("redeem");
+    assert_eq!(r.status().as_u16(), 403, "client redemption is off by default");
+    server
+        .mgmt(
+            Method::PUT,
+            &format!("/management/v1/projects/{}", p.id),
+            Some(json!({"client_redeem_enabled": true})),
+        )
+        .await;
+    let r = client("/client/v1/redemptions").send().await.expect("redeem");
+    assert_eq!(r.status().as_u16(), 200);
+}

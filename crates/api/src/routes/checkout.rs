@@ -35,6 +35,31 @@ fn failure(code: u16, key: String, message: String, details: String, body: Value
     (status, Json(body)).into_response()
 }
 
+/// Client-side redemption (from a browser or app with a client key), allowed only when
+/// the project enables it (`client_redeem_enabled`).
+#[utoipa::path(post, path = "/client/v1/redemptions", tag = "Client-side", request_body = CheckoutRequest,
+    responses((status = 200, description = "As POST /v1/redemptions"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("X-Client-Application-Id" = [], "X-Client-Token" = [])))]
+pub async fn client_redeem(state: State<AppState>, auth: Auth<Tenant>, body: ApiJson<CheckoutRequest>) -> ApiResult<Response> {
+    if !auth.0.client_redeem_enabled() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "client_redeem_disabled",
+            "Client-side redemption is disabled",
+            "Enable client_redeem_enabled on the project to redeem with client-side keys.",
+        ));
+    }
+    redeem(state, auth, body).await
+}
+
+/// Client-side validation (from a browser or app with a client key).
+#[utoipa::path(post, path = "/client/v1/validations", tag = "Client-side", request_body = CheckoutRequest,
+    responses((status = 200, description = "As POST /v1/validations"), (status = 400, body = ErrorBody)),
+    security(("X-Client-Application-Id" = [], "X-Client-Token" = [])))]
+pub async fn client_validate(state: State<AppState>, auth: Auth<Tenant>, body: ApiJson<CheckoutRequest>) -> ApiResult<Json<Value>> {
+    validate(state, auth, body).await
+}
+
 /// Redeems 1 to 30 redeemables in one transaction: all or nothing.
 #[utoipa::path(post, path = "/v1/redemptions", tag = "Redemptions", request_body = CheckoutRequest,
     responses((status = 200, description = "`{redemptions, parent_redemption, order, inapplicable_redeemables, skipped_redeemables}`"), (status = 400, body = ErrorBody)),

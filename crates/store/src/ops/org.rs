@@ -48,6 +48,7 @@ pub struct Tenant {
     case_sensitive_codes: bool,
     timezone: String,
     rate_limits: Option<tessera_domain::project::RateLimits>,
+    client_redeem_enabled: bool,
 }
 
 impl Tenant {
@@ -62,6 +63,10 @@ impl Tenant {
     }
     pub fn trusted_domains(&self) -> &[String] {
         &self.trusted_domains
+    }
+    /// Whether client-side keys may redeem (not only validate).
+    pub fn client_redeem_enabled(&self) -> bool {
+        self.client_redeem_enabled
     }
     /// The project's request budgets, when it has its own.
     pub fn rate_limits(&self) -> Option<tessera_domain::project::RateLimits> {
@@ -231,6 +236,7 @@ impl Store {
                 case_sensitive_codes: project.case_sensitive_codes,
                 timezone: project.timezone,
                 rate_limits: project.rate_limits,
+                client_redeem_enabled: project.client_redeem_enabled,
             })
         })
         .await
@@ -283,6 +289,7 @@ impl Store {
                 case_sensitive_codes: project.case_sensitive_codes,
                 timezone: project.timezone,
                 rate_limits: project.rate_limits,
+                client_redeem_enabled: project.client_redeem_enabled,
             }))
         })
         .await
