@@ -22,15 +22,16 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-/// The client's address: the TCP peer, or the first `X-Forwarded-For` hop when the
-/// operator says a trusted proxy sets it.
+/// The client's address: the TCP peer, or the last `X-Forwarded-For` hop when the operator
+/// says a trusted proxy sets it (the last hop is the one that proxy appended; earlier ones
+/// come from the client and may be forged).
 fn client_ip(state: &AppState, req: &Request) -> Option<std::net::IpAddr> {
     if state.trust_forwarded_for {
         if let Some(ip) = req
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok())
         {
             return Some(ip);

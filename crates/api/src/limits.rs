@@ -282,8 +282,9 @@ impl RedisLimiter {
 
     async fn check(&self, key: &str, per_minute: u32, burst: u32) -> Result<Decision, redis::RedisError> {
         let emission_us = (60_000_000u64 / per_minute.max(1) as u64).max(1);
-        // GCRA with tolerance (burst - 1) * T lets `burst` requests through at once.
-        let tolerance_us = emission_us * (burst.max(1) as u64 - 1) + emission_us;
+        // The script admits a request arriving no earlier than TAT + T - tolerance; with
+        // tolerance = burst * T a fresh key admits exactly `burst` requests at once.
+        let tolerance_us = emission_us * burst.max(1) as u64;
         let mut conn = self.connection()?;
         let (allowed, remaining, wait_us): (i64, i64, i64) = self
             .script
@@ -342,11 +343,11 @@ impl Limiter {
     /// Checks the key's and the project's budgets (and the client IP's for client keys).
     /// The tightest decision is the one reported.
     pub async fn check(&self, project: &str, key: &str, ip: Option<IpAddr>, limits: &RateLimits) -> Outcome {
+        // Narrowest first, stopping at the first refusal: one client IP or one key that is
+        // over its budget does not drain the budgets of the whole project.
+        let ip = ip.map(client_bucket);
         let key_rate = limits.per_key_per_minute.unwrap_or(limits.per_minute);
-        let mut checks: Vec<(String, u32, u32)> = vec![
-            (format!("k:{key}"), key_rate, limits.burst.min(key_rate)),
-            (format!("p:{project}"), limits.per_minute, limits.burst),
-        ];
+        let mut checks: Vec<(String, u32, u32)> = Vec::with_capacity(3);
         if let Some(ip) = ip {
             let per_ip = limits
                 .per_client_ip_per_minute
@@ -354,6 +355,8 @@ impl Limiter {
                 .unwrap_or(600);
             checks.push((format!("i:{project}:{ip}"), per_ip, (per_ip / 10).max(1)));
         }
+        checks.push((format!("k:{key}"), key_rate, limits.burst.min(key_rate)));
+        checks.push((format!("p:{project}"), limits.per_minute, limits.burst));
         if let Some(r) = &self.redis {
             let mut tightest: Option<Decision> = None;
             let mut failed = false;
@@ -382,9 +385,15 @@ impl Limiter {
                 return Outcome::Unavailable;
             }
         }
-        let mut decisions = vec![self.local.check_key(key, limits), self.local.check_project(project, limits)];
+        let mut decisions = Vec::with_capacity(3);
         if let Some(ip) = ip {
             decisions.push(self.local.check_ip(project, ip, limits));
+        }
+        if decisions.iter().all(|d| d.allowed) {
+            decisions.push(self.local.check_key(key, limits));
+        }
+        if decisions.iter().all(|d| d.allowed) {
+            decisions.push(self.local.check_project(project, limits));
         }
         match decisions.iter().find(|d| !d.allowed) {
             Some(d) => Outcome::Limited(*d),
@@ -476,6 +485,18 @@ impl Drop for InFlight {
             CounterRef::Project(c) => {
                 c.fetch_sub(1, Ordering::AcqRel);
             }
+        }
+    }
+}
+
+/// The bucket a client address falls in: the address itself for IPv4, its /64 for IPv6
+/// (one subscriber usually holds a whole /64 and could otherwise rotate through it).
+pub fn client_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
         }
     }
 }

@@ -4,6 +4,10 @@
 //! from the request's due time to its last response byte, so time spent waiting for a
 //! free connection, or behind a late scheduler, is part of it: a server that falls behind
 //! shows up as latency instead of as a quietly lower offered rate (coordinated omission).
+//!
+//! The scheduler is an OS thread sleeping with the kernel's precision (tens of
+//! microseconds), not a tokio timer: those tick in whole milliseconds, and every late
+//! wake-up would be reported as server latency.
 
 use crate::report::Stats;
 use crate::scenario::Plan;
@@ -13,11 +17,10 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Mutex};
-use tokio::time::{sleep_until, timeout_at, Instant};
 
 type Conn = SendRequest<Full<Bytes>>;
 
@@ -79,24 +82,29 @@ pub async fn run(plan: Arc<Plan>, s: &Settings) -> Result<(Stats, Instant)> {
     let start = Instant::now();
     let (warm, _) = s.counts();
     let window_start = start + Duration::from_secs_f64(warm as f64 / s.rate);
-    let mut stats = schedule(tx, start, s, template).await;
+    let (rate, counts) = (s.rate, s.counts());
+    let mut stats = tokio::task::spawn_blocking(move || schedule(tx, start, rate, counts, template))
+        .await
+        .context("the scheduler panicked")?;
     for w in workers {
         stats.merge(w.await.context("a connection worker panicked")?)?;
     }
     Ok((stats, window_start))
 }
 
-async fn schedule(tx: mpsc::Sender<Job>, start: Instant, s: &Settings, mut stats: Stats) -> Stats {
-    let (warm, total) = s.counts();
+fn schedule(tx: mpsc::Sender<Job>, start: Instant, rate: f64, (warm, total): (u64, u64), mut stats: Stats) -> Stats {
     for seq in 0..total {
         // Due times come from the start, not from the previous request, so timer jitter
         // never accumulates into a lower rate; a late wake-up sends a burst to catch up.
-        let due = start + Duration::from_secs_f64(seq as f64 / s.rate);
-        if due > Instant::now() {
-            sleep_until(due).await;
+        let due = start + Duration::from_secs_f64(seq as f64 / rate);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
         }
         let measured = seq >= warm;
-        stats.requests += u64::from(measured);
+        if measured {
+            stats.scheduled(due.elapsed());
+        }
         match tx.try_send(Job { seq, due, measured }) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) => {
@@ -129,7 +137,7 @@ async fn worker(
         let outcome = if Instant::now() >= deadline {
             Err(Failure::new("timeout", "no connection was free before the deadline"))
         } else {
-            timeout_at(deadline, exchange(&plan, &mut conn, job.seq))
+            tokio::time::timeout_at(deadline.into(), exchange(&plan, &mut conn, job.seq))
                 .await
                 .unwrap_or_else(|_| Err(Failure::new("timeout", format!("no response within {timeout:?} of the due time"))))
         };

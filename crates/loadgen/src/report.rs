@@ -4,8 +4,7 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::Duration;
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Longest error detail kept per kind: enough to see why, never a whole response.
 const MAX_DETAIL_CHARS: usize = 300;
@@ -15,13 +14,16 @@ const MAX_DETAIL_CHARS: usize = 300;
 #[derive(Clone)]
 pub struct Stats {
     /// Requests due in the measured window.
-    pub requests: u64,
+    requests: u64,
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
     /// The first detail seen for each error kind, to tell the operator why.
     pub details: BTreeMap<String, String>,
     /// Latency of successful requests, in microseconds from their due time.
     latency_us: Histogram<u64>,
+    /// How late the scheduler queued each request. It is part of the latency above; when
+    /// it grows, the generator rather than the server is what falls behind.
+    lag_us: Histogram<u64>,
     last_done: Option<Instant>,
 }
 
@@ -34,15 +36,20 @@ impl Stats {
             details: BTreeMap::new(),
             // Auto-resizing, so no latency is ever too large to record.
             latency_us: Histogram::new(3).context("latency histogram")?,
+            lag_us: Histogram::new(3).context("lag histogram")?,
             last_done: None,
         })
     }
 
     pub fn succeed(&mut self, latency: Duration, done: Instant) {
         self.ok += 1;
-        self.latency_us
-            .saturating_record(latency.as_micros().max(1).try_into().unwrap_or(u64::MAX));
+        record(&mut self.latency_us, latency);
         self.last_done = self.last_done.max(Some(done));
+    }
+
+    pub fn scheduled(&mut self, lag: Duration) {
+        self.requests += 1;
+        record(&mut self.lag_us, lag);
     }
 
     pub fn fail(&mut self, kind: &str, detail: impl Into<String>) {
@@ -67,6 +74,7 @@ impl Stats {
             self.details.entry(kind).or_insert(d);
         }
         self.latency_us.add(&other.latency_us).context("merging latency histograms")?;
+        self.lag_us.add(&other.lag_us).context("merging lag histograms")?;
         self.last_done = self.last_done.max(other.last_done);
         Ok(())
     }
@@ -98,7 +106,20 @@ impl Stats {
                 max: ms(h.max()),
                 mean: round3(h.mean() / 1000.0),
             },
+            scheduler_lag_ms: Lag {
+                p99: ms(self.lag_us.value_at_quantile(0.99)),
+                max: ms(self.lag_us.max()),
+            },
         }
+    }
+}
+
+fn record(h: &mut Histogram<u64>, d: Duration) {
+    let us = d.as_micros().max(1).try_into().unwrap_or(u64::MAX);
+    // The histogram grows to fit, so `record` cannot fail short of u64::MAX; should it
+    // ever, the sample still counts, at the largest value the histogram holds.
+    if h.record(us).is_err() {
+        h.saturating_record(us);
     }
 }
 
@@ -118,6 +139,13 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// Successful requests only, measured from each request's due time.
     pub latency_ms: Latency,
+    pub scheduler_lag_ms: Lag,
+}
+
+#[derive(Serialize)]
+pub struct Lag {
+    pub p99: f64,
+    pub max: f64,
 }
 
 #[derive(Serialize)]

@@ -170,15 +170,26 @@ impl Store {
         let mut have = rec.vouchers_count;
         let mut stalls = 0;
         while have < target {
-            let want = ((target - have) as u64).min(GENERATION_CHUNK);
             let (t, camp, g) = (tenant.clone(), rec.campaign.clone(), gen.clone());
-            let inserted = self
+            // What is still missing is read in the chunk's own transaction, so two runners
+            // of one action (a stalled one and its successor) can never overshoot.
+            let (inserted, now_have) = self
                 .write_unmarked(move |c| {
+                    c.lock_key(&format!("campaigns:{}:{}", t.project_id(), camp.id))?;
+                    let current = crate::ops::vouchers::get_campaign_rec(c, t.project_id(), &camp.id)?.vouchers_count;
+                    let want = (target - current).clamp(0, GENERATION_CHUNK as i64) as u64;
+                    if want == 0 {
+                        return Ok((0, current));
+                    }
                     let mut g = g.lock().map_err(|_| StoreError::Internal("generator lock poisoned".into()))?;
-                    generate_chunk(c, &t, &camp, &mut g, want)
+                    let n = generate_chunk(c, &t, &camp, &mut g, want)?;
+                    Ok((n, current + n as i64))
                 })
                 .await?;
-            have += inserted as i64;
+            have = now_have;
+            if have >= target {
+                break;
+            }
             if inserted == 0 {
                 stalls += 1;
                 if stalls > 3 {

@@ -169,6 +169,9 @@ fn run() -> Result<()> {
             Ok(())
         }
         Command::Check { storage, format } => {
+            if format != "text" && format != "prometheus" {
+                anyhow::bail!("invalid format '{format}': expected text or prometheus");
+            }
             let storage = config::storage(&file, storage.data_dir, storage.database_url)?;
             let report = match &storage {
                 Storage::Sqlite(dir) => tessera_check::check_sqlite(dir),

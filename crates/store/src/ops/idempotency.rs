@@ -164,11 +164,12 @@ impl Store {
         .await
     }
 
-    /// Records the response of the request that owns the key. A response that should not
-    /// be replayed (a server error, throttling) releases the key instead, unless the
-    /// request's effect already committed: then the response is kept, whatever it is,
-    /// because running the request again would apply it twice. A request that lost the key
-    /// to a retry changes nothing.
+    /// Records the response of the request that owns the key, for replay. A response that
+    /// should not be replayed (a server error, throttling, a deadline) is not stored: if
+    /// the request's effect never committed the key is released for a retry; if it did,
+    /// the record stays `applied`, and retries learn that (409 `idempotency_key_applied`)
+    /// instead of running it twice or replaying a misleading error. A request that lost
+    /// the key to a retry changes nothing.
     pub async fn idempotency_complete(
         &self,
         scope: String,
@@ -185,10 +186,6 @@ impl Store {
                     &[Val::Int(status as i64), body.into(), scope.into(), key.into(), owner.into()],
                 )?;
             } else {
-                c.execute(
-                    "UPDATE idempotency SET state = 'done', status = $1, body = $2 WHERE scope = $3 AND idem_key = $4 AND owner = $5 AND state = 'applied'",
-                    &[Val::Int(status as i64), body.into(), scope.clone().into(), key.clone().into(), owner.clone().into()],
-                )?;
                 c.execute(
                     "DELETE FROM idempotency WHERE scope = $1 AND idem_key = $2 AND owner = $3 AND state = 'in_flight'",
                     &[scope.into(), key.into(), owner.into()],
