@@ -79,10 +79,9 @@ pub async fn run(plan: Arc<Plan>, s: &Settings) -> Result<(Stats, Instant)> {
         workers.push(tokio::spawn(worker(plan.clone(), rx.clone(), conn, s.timeout, template.clone())));
     }
     drop(rx);
-    let start = Instant::now();
-    let (warm, _) = s.counts();
-    let window_start = start + Duration::from_secs_f64(warm as f64 / s.rate);
     let (rate, counts) = (s.rate, s.counts());
+    let start = Instant::now();
+    let window_start = start + Duration::from_secs_f64(counts.0 as f64 / rate);
     let mut stats = tokio::task::spawn_blocking(move || schedule(tx, start, rate, counts, template))
         .await
         .context("the scheduler panicked")?;

@@ -15,8 +15,8 @@ const MAX_DETAIL_CHARS: usize = 300;
 pub struct Stats {
     /// Requests due in the measured window.
     requests: u64,
-    pub ok: u64,
-    pub errors: BTreeMap<String, u64>,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
     /// The first detail seen for each error kind, to tell the operator why.
     pub details: BTreeMap<String, String>,
     /// Latency of successful requests, in microseconds from their due time.
