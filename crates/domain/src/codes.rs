@@ -9,7 +9,6 @@
 use crate::error::InvalidInput;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 pub const DEFAULT_CHARSET: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -136,42 +135,43 @@ impl CodeSpace {
 /// Enumerates distinct codes of a space in an unpredictable order.
 pub struct CodeGenerator {
     space: CodeSpace,
-    key: [u8; 32],
+    /// Random 128-bit keys, one per Feistel round: without them the order of codes
+    /// cannot be predicted from codes already seen.
+    keys: [(u64, u64); 4],
     half_bits: u32,
     next: u128,
 }
 
 impl CodeGenerator {
     pub fn new(space: CodeSpace) -> Self {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
+        let mut rng = rand::rng();
+        let keys = [(); 4].map(|_| (rng.next_u64(), rng.next_u64()));
         // Smallest even bit width covering the space; cycle-walking maps back into it.
         let bits = 128 - (space.size.saturating_sub(1)).leading_zeros();
         let half_bits = bits.div_ceil(2).clamp(1, 63);
         CodeGenerator {
             space,
-            key,
+            keys,
             half_bits,
             next: 0,
         }
     }
 
-    fn round(&self, r: u64, i: u8) -> u64 {
-        let mut h = Sha256::new();
-        h.update(self.key);
-        h.update([i]);
-        h.update(r.to_le_bytes());
-        let out = h.finalize();
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&out[..8]);
-        u64::from_le_bytes(b) & ((1u64 << self.half_bits) - 1)
+    /// The round function: SipHash-1-3, a keyed PRF fast enough for millions of codes
+    /// a second (SHA-256 here cost more than the database inserts).
+    fn round(&self, r: u64, i: usize) -> u64 {
+        use std::hash::Hasher;
+        let (k0, k1) = self.keys[i];
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(k0, k1);
+        h.write_u64(r);
+        h.finish() & ((1u64 << self.half_bits) - 1)
     }
 
     fn permute(&self, x: u128) -> u128 {
         let mask = (1u64 << self.half_bits) - 1;
         let mut l = (x >> self.half_bits) as u64 & mask;
         let mut r = x as u64 & mask;
-        for i in 0..4u8 {
+        for i in 0..4usize {
             let f = self.round(r, i);
             (l, r) = (r, l ^ f);
         }

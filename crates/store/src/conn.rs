@@ -4,8 +4,8 @@
 //! transaction), so the conformance suite tests one implementation on two engines.
 //!
 //! SQL is written in the common dialect of both engines with PostgreSQL-style `$N`
-//! placeholders; the SQLite side rewrites them to `?N`. Column types are limited to TEXT
-//! and BIGINT so values map one-to-one.
+//! placeholders, which SQLite accepts as named parameters (bound by name). Column types
+//! are limited to TEXT and BIGINT so values map one-to-one.
 
 use crate::StoreError;
 
@@ -111,33 +111,5 @@ pub trait Conn {
     fn query_one(&mut self, sql: &str, params: &[Val]) -> Result<Row, StoreError> {
         self.query_opt(sql, params)?
             .ok_or_else(|| StoreError::Internal("query returned no row".into()))
-    }
-}
-
-/// Rewrites `$N` placeholders to SQLite's `?N`. Placeholders never appear inside the
-/// string literals of Tessera's own SQL, so a plain scan is enough.
-pub fn to_sqlite_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
-            out.push('?');
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders() {
-        assert_eq!(
-            to_sqlite_placeholders("a = $1 AND b = $12 OR c = '$'"),
-            "a = ?1 AND b = ?12 OR c = '$'"
-        );
     }
 }

@@ -6,7 +6,7 @@
 //! the callers. Reads go to a pool of read-only connections, which WAL lets proceed while
 //! the writer works, so validation never waits for redemptions.
 
-use crate::conn::{to_sqlite_placeholders, Conn, Row, Val};
+use crate::conn::{Conn, Row, Val};
 use crate::StoreError;
 use rusqlite::{types::ValueRef, Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -78,19 +78,52 @@ pub struct SqliteConn<'a> {
     conn: &'a Connection,
 }
 
+/// `$1`..`$64`, the names under which SQLite knows Tessera's placeholders.
+const PARAM_NAMES: [&str; 64] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16", "$17", "$18", "$19", "$20",
+    "$21", "$22", "$23", "$24", "$25", "$26", "$27", "$28", "$29", "$30", "$31", "$32", "$33", "$34", "$35", "$36", "$37", "$38", "$39",
+    "$40", "$41", "$42", "$43", "$44", "$45", "$46", "$47", "$48", "$49", "$50", "$51", "$52", "$53", "$54", "$55", "$56", "$57", "$58",
+    "$59", "$60", "$61", "$62", "$63", "$64",
+];
+
+impl rusqlite::ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            Val::Null => rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Null),
+            Val::Int(i) => rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Val::Text(s) => rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+/// SQLite reads `$N` as a named parameter, numbered by first appearance rather than by
+/// N; binding each value by its name keeps `$N` meaning the N-th value, with no rewriting
+/// of the statement and no copying of values.
+fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Val]) -> Result<(), StoreError> {
+    for (i, v) in params.iter().enumerate() {
+        let name = PARAM_NAMES
+            .get(i)
+            .ok_or_else(|| StoreError::Internal("too many SQL parameters".into()))?;
+        if let Some(idx) = stmt.parameter_index(name).map_err(map_err)? {
+            stmt.raw_bind_parameter(idx, v).map_err(map_err)?;
+        }
+    }
+    Ok(())
+}
+
 impl Conn for SqliteConn<'_> {
     fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&to_sqlite_placeholders(sql)).map_err(map_err)?;
-        let n = stmt
-            .execute(rusqlite::params_from_iter(params.iter().map(to_sql)))
-            .map_err(map_err)?;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(map_err)?;
+        bind(&mut stmt, params)?;
+        let n = stmt.raw_execute().map_err(map_err)?;
         Ok(n as u64)
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&to_sqlite_placeholders(sql)).map_err(map_err)?;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(map_err)?;
         let cols = stmt.column_count();
-        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(to_sql))).map_err(map_err)?;
+        bind(&mut stmt, params)?;
+        let mut rows = stmt.raw_query();
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(map_err)? {
             let mut vals = Vec::with_capacity(cols);
@@ -113,14 +146,6 @@ impl Conn for SqliteConn<'_> {
     }
 }
 
-fn to_sql(v: &Val) -> rusqlite::types::Value {
-    match v {
-        Val::Null => rusqlite::types::Value::Null,
-        Val::Int(i) => rusqlite::types::Value::Integer(*i),
-        Val::Text(s) => rusqlite::types::Value::Text(s.clone()),
-    }
-}
-
 fn map_err(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, msg) = &e {
         match f.code {
@@ -136,9 +161,17 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     StoreError::Internal(format!("sqlite: {e}"))
 }
 
+/// Page cache of the writer connection. Index inserts at random keys (codes) touch pages
+/// all over the B-trees; with SQLite's default 2 MiB cache a million-code campaign spends
+/// most of its time re-reading pages. Counted in the memory budget (docs/ARCHITECTURE.md).
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// Page cache of each read connection.
+const READER_CACHE_KIB: i64 = 8 * 1024;
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(map_err)?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(())
 }
@@ -154,6 +187,7 @@ impl r2d2::ManageConnection for ReadManager {
     fn connect(&self) -> Result<Connection, rusqlite::Error> {
         let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
         conn.set_prepared_statement_cache_capacity(256);
         Ok(conn)
     }
