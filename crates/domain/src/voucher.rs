@@ -96,6 +96,29 @@ impl Schedule {
     }
 }
 
+/// A schedule with the fields an input gives laid over `base`: absent keeps the base's
+/// value, `null` clears it. Shared by campaign and voucher inputs.
+fn overlay(
+    base: &Schedule,
+    start_date: &Option<Option<String>>,
+    expiration_date: &Option<Option<String>>,
+    timeframe: &Option<Option<ValidityTimeframe>>,
+    days_of_week: &Option<Option<Vec<u8>>>,
+    hours: &Option<Option<ValidityHours>>,
+) -> Result<Schedule, InvalidInput> {
+    fn pick<T: Clone>(new: &Option<Option<T>>, old: &Option<T>) -> Option<T> {
+        new.clone().unwrap_or_else(|| old.clone())
+    }
+    Schedule {
+        start_date: pick(start_date, &base.start_date),
+        expiration_date: pick(expiration_date, &base.expiration_date),
+        validity_timeframe: pick(timeframe, &base.validity_timeframe),
+        validity_day_of_week: pick(days_of_week, &base.validity_day_of_week),
+        validity_hours: pick(hours, &base.validity_hours),
+    }
+    .normalized()
+}
+
 /// The definition a campaign's vouchers share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VoucherTemplate {
@@ -259,18 +282,14 @@ pub struct CampaignInput {
 
 impl CampaignInput {
     fn schedule_over(&self, base: &Schedule) -> Result<Schedule, InvalidInput> {
-        let pick = |new: &Option<Option<String>>, old: &Option<String>| new.clone().unwrap_or_else(|| old.clone());
-        Schedule {
-            start_date: pick(&self.start_date, &base.start_date),
-            expiration_date: pick(&self.expiration_date, &base.expiration_date),
-            validity_timeframe: self.validity_timeframe.clone().unwrap_or_else(|| base.validity_timeframe.clone()),
-            validity_day_of_week: self
-                .validity_day_of_week
-                .clone()
-                .unwrap_or_else(|| base.validity_day_of_week.clone()),
-            validity_hours: self.validity_hours.clone().unwrap_or_else(|| base.validity_hours.clone()),
-        }
-        .normalized()
+        overlay(
+            base,
+            &self.start_date,
+            &self.expiration_date,
+            &self.validity_timeframe,
+            &self.validity_day_of_week,
+            &self.validity_hours,
+        )
     }
 
     fn check_common(&self) -> Result<(), InvalidInput> {
@@ -526,18 +545,14 @@ impl VoucherInput {
     }
 
     fn schedule_over(&self, base: &Schedule) -> Result<Schedule, InvalidInput> {
-        let pick = |new: &Option<Option<String>>, old: &Option<String>| new.clone().unwrap_or_else(|| old.clone());
-        Schedule {
-            start_date: pick(&self.start_date, &base.start_date),
-            expiration_date: pick(&self.expiration_date, &base.expiration_date),
-            validity_timeframe: self.validity_timeframe.clone().unwrap_or_else(|| base.validity_timeframe.clone()),
-            validity_day_of_week: self
-                .validity_day_of_week
-                .clone()
-                .unwrap_or_else(|| base.validity_day_of_week.clone()),
-            validity_hours: self.validity_hours.clone().unwrap_or_else(|| base.validity_hours.clone()),
-        }
-        .normalized()
+        overlay(
+            base,
+            &self.start_date,
+            &self.expiration_date,
+            &self.validity_timeframe,
+            &self.validity_day_of_week,
+            &self.validity_hours,
+        )
     }
 
     /// A voucher from this input; `campaign` supplies the definition when the voucher
