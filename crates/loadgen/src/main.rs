@@ -58,9 +58,16 @@ struct Cli {
     /// Codes, one a line: validate cycles through them, redeem uses each once in order.
     #[arg(long)]
     codes_file: Option<PathBuf>,
-    /// The code every redeem-hot request redeems.
+    /// The code every redeem-hot request redeems (and every flood request validates).
     #[arg(long)]
     hot_code: Option<String>,
+    /// Client-side key id and token, and the Origin, for the flood scenario.
+    #[arg(long, env = "TESSERA_CLIENT_ID")]
+    client_id: Option<String>,
+    #[arg(long, env = "TESSERA_CLIENT_TOKEN", hide_env_values = true)]
+    client_token: Option<String>,
+    #[arg(long)]
+    origin: Option<String>,
     /// Distinct customers (source ids c-0, c-1, ...) the requests rotate through.
     #[arg(long, default_value_t = 1000)]
     customers: u64,
@@ -113,7 +120,7 @@ fn main() -> Result<()> {
         );
     }
     let hot_code = match (cli.scenario, &cli.hot_code) {
-        (Scenario::RedeemHot, None) => bail!("the redeem-hot scenario needs --hot-code"),
+        (Scenario::RedeemHot | Scenario::Flood, None) => bail!("the {} scenario needs --hot-code", cli.scenario.name()),
         (_, code) => code.clone().unwrap_or_default(),
     };
     let plan = Plan::new(
@@ -125,6 +132,11 @@ fn main() -> Result<()> {
         hot_code,
         cli.customers,
     )?;
+    let plan = match (cli.scenario, &cli.client_id, &cli.client_token, &cli.origin) {
+        (Scenario::Flood, Some(id), Some(token), Some(origin)) => plan.with_client(id, token, origin)?,
+        (Scenario::Flood, ..) => bail!("the flood scenario needs --client-id, --client-token and --origin"),
+        _ => plan,
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads)

@@ -19,6 +19,10 @@ pub enum Scenario {
     Redeem,
     /// POST /v1/redemptions of one code with unlimited quantity, from every connection.
     RedeemHot,
+    /// A tenant's flood of one endpoint (validations of the hot code), in equal thirds:
+    /// its valid server key, invalid keys, and its client key from a new client IP each
+    /// time (X-Forwarded-For; the server must trust it). Non-2xx answers are expected.
+    Flood,
 }
 
 impl Scenario {
@@ -28,6 +32,7 @@ impl Scenario {
             Scenario::Validate => "validate",
             Scenario::Redeem => "redeem",
             Scenario::RedeemHot => "redeem-hot",
+            Scenario::Flood => "flood",
         }
     }
 
@@ -71,6 +76,7 @@ pub struct Plan {
     hot_code: String,
     customers: u64,
     cart: Value,
+    client: Option<(HeaderValue, HeaderValue, HeaderValue)>,
 }
 
 impl Plan {
@@ -101,7 +107,18 @@ impl Plan {
             hot_code,
             customers: customers.max(1),
             cart: json!({ "items": items }),
+            client: None,
         })
+    }
+
+    /// The client-side key and origin the flood scenario uses for its client requests.
+    pub fn with_client(mut self, id: &str, token: &str, origin: &str) -> Result<Plan> {
+        self.client = Some((
+            HeaderValue::from_str(id).context("--client-id is not a valid header value")?,
+            HeaderValue::from_str(token).context("--client-token is not a valid header value")?,
+            HeaderValue::from_str(origin).context("--origin is not a valid header value")?,
+        ));
+        Ok(self)
     }
 
     /// The request with sequence number `seq` (warm-up requests included).
@@ -110,12 +127,14 @@ impl Plan {
             Scenario::Ceiling => None,
             Scenario::Validate => self.codes.get(seq as usize % self.codes.len().max(1)),
             Scenario::Redeem => self.codes.get(seq as usize),
-            Scenario::RedeemHot => Some(&self.hot_code),
+            Scenario::RedeemHot | Scenario::Flood => Some(&self.hot_code),
         };
         let (method, path) = match self.scenario {
             Scenario::Ceiling => (Method::GET, "/health/live"),
             Scenario::Validate => (Method::POST, "/v1/validations"),
             Scenario::Redeem | Scenario::RedeemHot => (Method::POST, "/v1/redemptions"),
+            Scenario::Flood if seq % 3 == 2 => (Method::POST, "/client/v1/validations"),
+            Scenario::Flood => (Method::POST, "/v1/validations"),
         };
         let builder = Request::builder()
             .method(method)
@@ -130,11 +149,26 @@ impl Plan {
                 "order": self.cart,
                 "customer": {"source_id": format!("c-{}", seq % self.customers)},
             });
-            builder
-                .header(CONTENT_TYPE, "application/json")
-                .header("x-app-id", self.app_id.clone())
-                .header("x-app-token", self.app_token.clone())
-                .body(Full::new(Bytes::from(body.to_string())))
+            let builder = builder.header(CONTENT_TYPE, "application/json");
+            let builder = match (self.scenario, seq % 3, &self.client) {
+                (Scenario::Flood, 1, _) => builder
+                    .header("x-app-id", format!("app_invalid{seq:x}"))
+                    .header("x-app-token", "not-a-token"),
+                (Scenario::Flood, 2, Some((id, token, origin))) => {
+                    // A different client address each time, from a spread-out range.
+                    let n = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+                    let ip = format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
+                    builder
+                        .header("x-client-application-id", id.clone())
+                        .header("x-client-token", token.clone())
+                        .header("origin", origin.clone())
+                        .header("x-forwarded-for", ip)
+                }
+                _ => builder
+                    .header("x-app-id", self.app_id.clone())
+                    .header("x-app-token", self.app_token.clone()),
+            };
+            builder.body(Full::new(Bytes::from(body.to_string())))
         };
         built.map_err(|e| Failure::new("request", e))
     }
