@@ -2,9 +2,10 @@
 //! restarted process resumes what the previous one left unfinished.
 
 use crate::ops::async_actions::AsyncAction;
-use crate::ops::vouchers::{generate_chunk, get_campaign_rec, GENERATION_CHUNK};
+use crate::ops::vouchers::{generate_chunk, get_campaign_rec, SortedCodes, GENERATION_CHUNK, GENERATION_ROUND};
 use crate::{Result, Store, StoreError};
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use tessera_domain::codes::{CodeGenerator, CodeSpace};
 
 impl Store {
@@ -166,11 +167,42 @@ impl Store {
         self.update_async_action(action.project_id.clone(), action.id.clone(), "IN_PROGRESS", 0, None)
             .await?;
         let space = CodeSpace::parse(&rec.campaign.voucher.code_config)?;
-        let mut gen = std::sync::Arc::new(std::sync::Mutex::new(CodeGenerator::new(space)));
+        let mut gen = CodeGenerator::new(space);
+        let mut round = Arc::new(Mutex::new(SortedCodes::default()));
+        // Codes inserted since the generator started its pass over the code space. The
+        // generator visits every code of the space once, so a whole pass without an insert
+        // means no free code is left.
+        let mut inserted_this_pass = 0u64;
         let mut have = rec.vouchers_count;
-        let mut stalls = 0;
+        let mut last_progress = std::time::Instant::now();
         while have < target {
-            let (t, camp, g) = (tenant.clone(), rec.campaign.clone(), gen.clone());
+            if round.lock().map_err(|_| poisoned())?.remaining() == 0 {
+                // Exactly what is missing: a larger round would be consumed in code order
+                // and leave the inserted codes skewed towards the start of the alphabet.
+                let n = ((target - have) as usize).min(GENERATION_ROUND);
+                let t = tenant.clone();
+                // Drawing and sorting a round is up to a second of CPU: off the runtime.
+                let (g, codes) = tokio::task::spawn_blocking(move || {
+                    let codes = SortedCodes::draw(&mut gen, &t, n);
+                    (gen, codes)
+                })
+                .await
+                .map_err(|e| StoreError::Internal(format!("code generation task failed: {e}")))?;
+                gen = g;
+                if codes.remaining() == 0 {
+                    if inserted_this_pass == 0 {
+                        return Err(StoreError::Invalid(tessera_domain::InvalidInput::payload(
+                            "the code configuration ran out of free codes",
+                        )));
+                    }
+                    // Codes freed by deletions since the pass began may be found again.
+                    gen = CodeGenerator::new(CodeSpace::parse(&rec.campaign.voucher.code_config)?);
+                    inserted_this_pass = 0;
+                }
+                round = Arc::new(Mutex::new(codes));
+                continue;
+            }
+            let (t, camp, r) = (tenant.clone(), rec.campaign.clone(), round.clone());
             // What is still missing is read in the chunk's own transaction, so two runners
             // of one action (a stalled one and its successor) can never overshoot.
             let (inserted, now_have) = self
@@ -181,27 +213,22 @@ impl Store {
                     if want == 0 {
                         return Ok((0, current));
                     }
-                    let mut g = g.lock().map_err(|_| StoreError::Internal("generator lock poisoned".into()))?;
-                    let n = generate_chunk(c, &t, &camp, &mut g, want)?;
+                    let mut r = r.lock().map_err(|_| poisoned())?;
+                    let n = generate_chunk(c, &t, &camp, &mut r, want)?;
                     Ok((n, current + n as i64))
                 })
                 .await?;
             have = now_have;
+            inserted_this_pass += inserted;
             if have >= target {
                 break;
             }
-            if inserted == 0 {
-                stalls += 1;
-                if stalls > 3 {
-                    return Err(StoreError::Invalid(tessera_domain::InvalidInput::payload(
-                        "the code configuration ran out of free codes",
-                    )));
-                }
-                // A fresh key explores the space from another starting point.
-                gen = std::sync::Arc::new(std::sync::Mutex::new(CodeGenerator::new(CodeSpace::parse(
-                    &rec.campaign.voucher.code_config,
-                )?)));
+            // Progress (and the heartbeat that keeps the action from looking abandoned) at
+            // most twice a second: each update is a commit of its own.
+            if last_progress.elapsed() < std::time::Duration::from_millis(500) {
+                continue;
             }
+            last_progress = std::time::Instant::now();
             let progress = if count == 0 {
                 100
             } else {
@@ -229,4 +256,8 @@ impl Store {
         self.update_async_action(action.project_id, action.id, "DONE", 100, Some(result))
             .await
     }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Internal("code generation state lock poisoned".into())
 }

@@ -72,19 +72,18 @@ pub struct SqliteBackend {
     queued: Arc<AtomicUsize>,
     readers: r2d2::Pool<ReadManager>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The checkpointer thread stops once this is dropped.
+    _checkpointer_alive: Arc<()>,
 }
 
 pub struct SqliteConn<'a> {
     conn: &'a Connection,
 }
 
-/// `$1`..`$64`, the names under which SQLite knows Tessera's placeholders.
-const PARAM_NAMES: [&str; 64] = [
-    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16", "$17", "$18", "$19", "$20",
-    "$21", "$22", "$23", "$24", "$25", "$26", "$27", "$28", "$29", "$30", "$31", "$32", "$33", "$34", "$35", "$36", "$37", "$38", "$39",
-    "$40", "$41", "$42", "$43", "$44", "$45", "$46", "$47", "$48", "$49", "$50", "$51", "$52", "$53", "$54", "$55", "$56", "$57", "$58",
-    "$59", "$60", "$61", "$62", "$63", "$64",
-];
+/// `$1`, `$2`..., the names under which SQLite knows Tessera's placeholders.
+static PARAM_NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| (1..=MAX_PARAMS).map(|i| format!("${i}")).collect());
+/// Bulk statements (code generation) bind a few hundred values.
+const MAX_PARAMS: usize = 1024;
 
 impl rusqlite::ToSql for Val {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -104,7 +103,7 @@ fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[Val]) -> Result<(), 
         let name = PARAM_NAMES
             .get(i)
             .ok_or_else(|| StoreError::Internal("too many SQL parameters".into()))?;
-        if let Some(idx) = stmt.parameter_index(name).map_err(map_err)? {
+        if let Some(idx) = stmt.parameter_index(name.as_str()).map_err(map_err)? {
             stmt.raw_bind_parameter(idx, v).map_err(map_err)?;
         }
     }
@@ -213,6 +212,15 @@ impl SqliteBackend {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(map_err)?;
         crate::migrations::apply(&mut SqliteMigrator { conn: &conn })?;
+        // Checkpoints run on their own thread (below) so the writer spends its time on
+        // commits; the writer's own automatic checkpoint stays as a backstop for a
+        // checkpointer that cannot keep up.
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+            .map_err(map_err)?;
+        // The statement journal of savepoints lives in memory, not in a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY").map_err(map_err)?;
+        let alive = Arc::new(());
+        spawn_checkpointer(&path, Arc::downgrade(&alive))?;
 
         let readers = r2d2::Pool::builder()
             .max_size(READ_POOL_SIZE)
@@ -234,6 +242,7 @@ impl SqliteBackend {
             queued,
             readers,
             writer: std::sync::Mutex::new(Some(writer)),
+            _checkpointer_alive: alive,
         })
     }
 
@@ -321,6 +330,39 @@ impl crate::migrations::Migrator for SqliteMigrator<'_> {
     }
 }
 
+/// WAL pages after which the writer checkpoints by itself (64 MiB). By then the
+/// checkpointer has copied most frames, so the writer's pass is mostly the final sync.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16384;
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Copies committed WAL frames into the database file from a second connection, in
+/// parallel with the writer. PASSIVE never blocks the writer or readers; what it cannot
+/// copy yet (frames a reader still needs) is copied on a later pass.
+fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<()>) -> Result<(), StoreError> {
+    let conn = Connection::open(path).map_err(map_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    std::thread::Builder::new()
+        .name("tessera-sqlite-checkpoint".into())
+        .spawn(move || {
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                let started = std::time::Instant::now();
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                }) {
+                    Ok((log, copied)) if log > 0 => {
+                        metrics::histogram!("tessera_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+                        metrics::gauge!("tessera_wal_frames").set((log - copied) as f64);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; the writer's own checkpoint takes over"),
+                }
+            }
+        })
+        .map_err(|e| StoreError::Internal(format!("cannot start checkpoint thread: {e}")))?;
+    Ok(())
+}
+
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, queued: Arc<AtomicUsize>) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
@@ -357,6 +399,30 @@ fn apply_group(conn: &Connection, batch: &mut Vec<Box<dyn WriteJob>>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err) {
         for job in batch.drain(..) {
             job.finish(Err(e.clone()));
+        }
+        return;
+    }
+    if n == 1 {
+        // Alone in its group, a command needs no savepoint: the transaction is its own.
+        // That spares copying every page it touches to the statement journal, which for
+        // bulk commands (code generation, imports) was a sizeable share of their time.
+        let job = &mut batch[0];
+        let keep = job.run(&mut SqliteConn { conn });
+        let commit = if keep {
+            conn.execute_batch("COMMIT").map_err(map_err)
+        } else {
+            conn.execute_batch("ROLLBACK").map_err(map_err)
+        };
+        let commit = match commit {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        };
+        metrics::histogram!("tessera_writer_commit_seconds").record(started.elapsed().as_secs_f64());
+        for job in batch.drain(..) {
+            job.finish(commit.clone());
         }
         return;
     }

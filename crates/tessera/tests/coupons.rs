@@ -86,6 +86,84 @@ async fn campaigns_generate_unique_codes_in_the_background() {
     assert_eq!(status, 409, "campaign names are unique per project");
 }
 
+/// Codes are unique per project, so campaigns sharing a small code space collide: each
+/// still gets exactly its count, and a campaign for which no free code is left fails
+/// with a clear message instead of spinning.
+#[tokio::test]
+async fn generation_works_around_codes_already_taken() {
+    let (_d, server, p) = setup().await;
+    let config = json!({"pattern": "##", "charset": "0123456789"});
+    let mut all = std::collections::HashSet::new();
+    for (name, count) in [("First", 45), ("Second", 45), ("Third", 10)] {
+        let (status, camp) = server
+            .call(
+                &p,
+                Method::POST,
+                "/v1/campaigns",
+                Some(json!({
+                    "name": name, "vouchers_count": count,
+                    "voucher": {"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 1}, "code_config": config}
+                })),
+            )
+            .await;
+        assert_eq!(status, 200, "{camp}");
+        let (_, actions) = server.call(&p, Method::GET, "/v1/async-actions?limit=1", None).await;
+        let action = actions["async_actions"][0]["id"].as_str().expect("an async action").to_string();
+        let done = wait_for_action(&server, &p, &action).await;
+        assert_eq!(
+            (done["status"].as_str(), done["result"]["done_count"].as_i64()),
+            (Some("DONE"), Some(count)),
+            "{done}"
+        );
+        let id = camp["id"].as_str().expect("id");
+        let (_, list) = server
+            .call(&p, Method::GET, &format!("/v1/vouchers?campaign_id={id}&limit=100"), None)
+            .await;
+        let codes = list["vouchers"].as_array().expect("vouchers");
+        assert_eq!(codes.len() as i64, count, "{name}");
+        for v in codes {
+            assert!(
+                all.insert(v["code"].as_str().expect("code").to_string()),
+                "code {} issued twice",
+                v["code"]
+            );
+        }
+    }
+    assert_eq!(all.len(), 100, "the whole space of 100 codes is in use");
+    // Nothing is left: the action fails with a message rather than running forever.
+    let (status, camp) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/campaigns",
+            Some(json!({
+                "name": "Fourth", "vouchers_count": 5,
+                "voucher": {"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 1}, "code_config": config}
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{camp}");
+    let (_, actions) = server.call(&p, Method::GET, "/v1/async-actions?limit=1", None).await;
+    let action = actions["async_actions"][0]["id"].as_str().expect("an async action").to_string();
+    let failed = wait_for_action(&server, &p, &action).await;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["result"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ran out of free codes")),
+        "{failed}"
+    );
+    let (_, camp) = server
+        .call(
+            &p,
+            Method::GET,
+            &format!("/v1/campaigns/{}", camp["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(camp["vouchers_count"], 0, "{camp}");
+}
+
 #[tokio::test]
 async fn validation_statuses_and_shapes() {
     let (_d, server, p) = setup().await;

@@ -30,10 +30,61 @@ pub const VOUCHER_LIST_SPEC: ListSpec = ListSpec {
     default_limit: 10,
 };
 
-/// Codes inserted per write command while generating: large enough that each page of the
-/// code index is written once per chunk rather than once per code, small enough that
-/// other writes wait at most a few tens of milliseconds.
-pub const GENERATION_CHUNK: u64 = 50_000;
+/// Codes inserted per write command while generating. The codes of a round arrive sorted,
+/// so a chunk appends to a narrow range of the code index and costs little beyond its
+/// rows; kept small so that checkout writes queued behind it wait tens of milliseconds.
+pub const GENERATION_CHUNK: u64 = 10_000;
+/// Codes drawn and sorted at once. Sorting a whole round (not just a chunk) is what turns
+/// random inserts into the unique code index into near-appends; the cap bounds memory
+/// (about 30 bytes a code for 10-character codes).
+pub const GENERATION_ROUND: usize = 1_000_000;
+const GENERATION_ROUND_BYTES: usize = 64 << 20;
+const GENERATION_ROWS_PER_INSERT: usize = 100;
+
+/// One round of generated codes with their lookup keys, in key order, packed into one
+/// buffer: a million codes as separate `String`s would cost several times the memory.
+#[derive(Default)]
+pub struct SortedCodes {
+    text: String,
+    /// Start of the code, end of the code (= start of the key), end of the key.
+    spans: Vec<(u32, u32, u32)>,
+    pos: usize,
+}
+
+impl SortedCodes {
+    /// Draws up to `n` codes from `gen`. Fewer come back only when the generator's space
+    /// is exhausted or the round's byte budget is reached.
+    pub fn draw(gen: &mut CodeGenerator, t: &Tenant, n: usize) -> SortedCodes {
+        let mut out = SortedCodes {
+            text: String::new(),
+            spans: Vec::with_capacity(n.min(GENERATION_ROUND)),
+            pos: 0,
+        };
+        while out.spans.len() < n && out.text.len() < GENERATION_ROUND_BYTES {
+            let Some(code) = gen.next_code() else { break };
+            let start = out.text.len() as u32;
+            out.text.push_str(&code);
+            let mid = out.text.len() as u32;
+            out.text.push_str(&t.code_key(&code));
+            out.spans.push((start, mid, out.text.len() as u32));
+        }
+        let text = &out.text;
+        out.spans
+            .sort_unstable_by(|a, b| text[a.1 as usize..a.2 as usize].cmp(&text[b.1 as usize..b.2 as usize]));
+        out
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.spans.len() - self.pos
+    }
+
+    /// The next (code, key) pair.
+    fn take(&mut self) -> Option<(&str, &str)> {
+        let &(a, b, c) = self.spans.get(self.pos)?;
+        self.pos += 1;
+        Some((&self.text[a as usize..b as usize], &self.text[b as usize..c as usize]))
+    }
+}
 
 const VOUCHER_COLUMNS: &str =
     "id, code, campaign_id, kind, active, quantity, redeemed_quantity, gift_amount, gift_balance, redeemed_amount, holder_id, created_at, updated_at, data";
@@ -247,7 +298,38 @@ pub fn import_one(c: &mut dyn Conn, t: &Tenant, campaign: Option<&str>, payload:
 
 /// Generates up to `count` new codes for a campaign in one transaction; returns how many
 /// were inserted (codes already taken in the project are skipped).
-pub fn generate_chunk(c: &mut dyn Conn, t: &Tenant, campaign: &Campaign, gen: &mut CodeGenerator, count: u64) -> Result<u64> {
+/// The multi-row insert of generated codes: shared values in `$1`..`$6`, then id, code
+/// and key per row. The full-size statement is built once; SQLite caches its plan.
+fn generation_insert_sql(rows: usize, returning: bool) -> std::borrow::Cow<'static, str> {
+    static FULL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        [
+            build_generation_insert(GENERATION_ROWS_PER_INSERT, false),
+            build_generation_insert(GENERATION_ROWS_PER_INSERT, true),
+        ]
+    });
+    if rows == GENERATION_ROWS_PER_INSERT {
+        std::borrow::Cow::Borrowed(FULL[returning as usize].as_str())
+    } else {
+        std::borrow::Cow::Owned(build_generation_insert(rows, returning))
+    }
+}
+
+fn build_generation_insert(rows: usize, returning: bool) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|i| {
+            let n = 6 + 3 * i;
+            format!("($1, ${}, ${}, ${}, $2, $3, 1, $4, $5, $5, $6, NULL)", n + 1, n + 2, n + 3)
+        })
+        .collect();
+    format!(
+        "INSERT INTO vouchers (project_id, id, code, code_key, campaign_id, kind, active, quantity, gift_amount, gift_balance, created_at, data) \
+         VALUES {} ON CONFLICT (project_id, code_key) DO NOTHING{}",
+        values.join(", "),
+        if returning { " RETURNING id" } else { "" }
+    )
+}
+
+pub fn generate_chunk(c: &mut dyn Conn, t: &Tenant, campaign: &Campaign, codes: &mut SortedCodes, count: u64) -> Result<u64> {
     let p = t.project_id();
     if load_campaign(c, p, &campaign.id)?.is_none() {
         // Deleted while generating: stop rather than create orphan codes.
@@ -258,35 +340,45 @@ pub fn generate_chunk(c: &mut dyn Conn, t: &Tenant, campaign: &Campaign, gen: &m
     let kind = campaign.voucher.kind.as_str();
     let now = now_string();
     let mut inserted = 0u64;
-    let mut rounds = 0;
-    while inserted < count && rounds < 8 {
-        rounds += 1;
-        // Insert in code order: the unique code index is where inserts land at random, and
-        // sorted inserts touch each of its pages once per chunk instead of once per code,
-        // which keeps the pages written to the log (and so the commit) small.
-        let mut batch: Vec<(String, String)> = Vec::with_capacity((count - inserted) as usize);
-        while (batch.len() as u64) < count - inserted {
-            let Some(code) = gen.next_code() else { break };
-            let key = t.code_key(&code);
-            batch.push((key, code));
+    // Bounded so that a round colliding with existing codes cannot hold the writer long.
+    let mut tries = count.saturating_mul(2).saturating_add(100);
+    let shared: [Val; 6] = [
+        p.into(),
+        campaign.id.clone().into(),
+        kind.into(),
+        quantity.into(),
+        gift.into(),
+        now.into(),
+    ];
+    while inserted < count && tries > 0 {
+        // Many rows per statement: per-statement work (binding, stepping, finishing) was a
+        // large share of generation time with one row each.
+        let rows = (count - inserted).min(tries).min(GENERATION_ROWS_PER_INSERT as u64) as usize;
+        let mut params: Vec<Val> = Vec::with_capacity(shared.len() + 3 * rows);
+        params.extend(shared.iter().cloned());
+        let mut taken = 0;
+        while taken < rows {
+            let Some((code, key)) = codes.take() else { break };
+            params.push(new_id("v").into());
+            params.push(code.into());
+            params.push(key.into());
+            taken += 1;
         }
-        if batch.is_empty() {
+        if taken == 0 {
             break;
         }
-        batch.sort_unstable();
-        for (key, code) in batch {
-            let id = new_id("v");
-            let n = c.execute(
-                "INSERT INTO vouchers (project_id, id, code, code_key, campaign_id, kind, active, quantity, gift_amount, gift_balance, created_at, data) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $8, $9, NULL) ON CONFLICT (project_id, code_key) DO NOTHING",
-                &[p.into(), id.clone().into(), code.into(), key.into(), campaign.id.clone().into(), kind.into(), quantity.into(), gift.into(), now.clone().into()],
-            )?;
-            if n == 1 {
-                inserted += 1;
-                if let Some(amount) = gift.filter(|a| *a > 0) {
-                    ledger_entry(c, p, &id, "CREDITS_ADDITION", amount, amount, None, None, Some("issue"))?;
-                }
+        tries = tries.saturating_sub(taken as u64);
+        let opening = gift.filter(|a| *a > 0);
+        let sql = generation_insert_sql(taken, opening.is_some());
+        if let Some(amount) = opening {
+            // Gift cards need the ids actually inserted, for their opening ledger entries.
+            let created = c.query(&sql, &params)?;
+            inserted += created.len() as u64;
+            for row in &created {
+                ledger_entry(c, p, &row.text(0)?, "CREDITS_ADDITION", amount, amount, None, None, Some("issue"))?;
             }
+        } else {
+            inserted += c.execute(&sql, &params)?;
         }
     }
     c.execute(
@@ -412,7 +504,17 @@ impl Store {
             let mut generate = None;
             if count == 1 {
                 let mut gen = CodeGenerator::new(CodeSpace::parse(&campaign.voucher.code_config)?);
-                if generate_chunk(c, &t, &campaign, &mut gen, 1)? != 1 {
+                // One candidate at a time: the first free one of a sorted batch would favour
+                // codes early in the alphabet.
+                let mut found = false;
+                for _ in 0..8 {
+                    let mut candidate = SortedCodes::draw(&mut gen, &t, 1);
+                    if generate_chunk(c, &t, &campaign, &mut candidate, 1)? == 1 {
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
                     return Err(StoreError::Invalid(InvalidInput::payload(
                         "could not find a free code for this code configuration",
                     )));
