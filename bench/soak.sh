@@ -5,12 +5,12 @@
 # while tenant B runs a steady validate + redeem load. Reports B alone and B during the
 # flood (same run), A's share of refused requests, B's 5xx, and the server's RSS.
 #
-# Usage: bench/soak.sh   (env: FLOOD_REQUESTS [1000000], FLOOD_RATE [12000],
+# Usage: bench/soak.sh   (env: FLOOD_REQUESTS [1000000], FLOOD_RATE [6000],
 #                         B_VALIDATE_RATE [300], B_REDEEM_RATE [100], PORT [18400])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flood_requests=${FLOOD_REQUESTS:-1000000}
-flood_rate=${FLOOD_RATE:-12000}
+flood_rate=${FLOOD_RATE:-6000}
 b_validate=${B_VALIDATE_RATE:-300}
 b_redeem=${B_REDEEM_RATE:-100}
 port=${PORT:-18400}

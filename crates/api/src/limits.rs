@@ -22,11 +22,14 @@ use tessera_domain::project::RateLimits;
 
 type Gcra = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
-/// Defaults for projects without their own budgets: generous enough for a busy shop,
-/// low enough that one runaway integration cannot take a node.
+/// Defaults for projects without their own budgets: 500 requests a second is far beyond a
+/// busy shop's checkout (the market leader's published load test is 55 redemptions a
+/// second), yet about a quarter of what a small 2-core node validates, so one runaway
+/// integration on default budgets cannot take a node from the others. Big tenants get
+/// raised budgets per project.
 pub const DEFAULT_LIMITS: RateLimits = RateLimits {
-    per_minute: 120_000,
-    burst: 2_000,
+    per_minute: 30_000,
+    burst: 1_000,
     per_key_per_minute: None,
     per_client_ip_per_minute: Some(600),
     max_in_flight: Some(256),
@@ -119,11 +122,61 @@ impl Buckets {
     }
 }
 
+/// One client IP's bucket: GCRA in 16 bytes. Client IPs are the one limiter key an
+/// anonymous caller chooses, so this map is the one that fills to its cap under a flood;
+/// a governor limiter per entry plus a string key cost about 300 bytes, this about 80
+/// with the map's own overhead.
+#[derive(Clone, Copy)]
+struct IpBucket {
+    /// Theoretical arrival time, in nanoseconds since the limiter's epoch.
+    tat: u64,
+    per_minute: u32,
+    burst: u32,
+}
+
+impl IpBucket {
+    fn interval(per_minute: u32) -> u64 {
+        (60_000_000_000u64 / per_minute.max(1) as u64).max(1)
+    }
+
+    /// GCRA: a request is allowed while the bucket's arrival time runs at most `burst`
+    /// intervals ahead of now; each allowed request moves it one interval on.
+    fn check(&mut self, now: u64) -> Decision {
+        let t = Self::interval(self.per_minute);
+        let capacity = t.saturating_mul(self.burst.max(1) as u64);
+        let tat = self.tat.max(now);
+        let ahead = tat - now + t;
+        if ahead > capacity {
+            return Decision {
+                allowed: false,
+                limit: self.per_minute,
+                remaining: 0,
+                retry_after: Duration::from_nanos(ahead - capacity),
+            };
+        }
+        self.tat = tat + t;
+        Decision {
+            allowed: true,
+            limit: self.per_minute,
+            remaining: ((capacity - ahead) / t) as u32,
+            retry_after: Duration::ZERO,
+        }
+    }
+
+    fn idle(&self, now: u64) -> bool {
+        self.tat.saturating_add(IDLE_EVICTION.as_nanos() as u64) <= now
+    }
+}
+
 /// In-process limits, used alone or as the fallback when Redis is unreachable.
 pub struct LocalLimiter {
     projects: Buckets,
     keys: Buckets,
-    ips: Mutex<lru::LruCache<(String, IpAddr), Entry>>,
+    /// Keyed by a keyed hash of the project id (a collision, at odds of 2^-64, would only
+    /// make two projects share a client IP's bucket) and the client's address.
+    ips: Mutex<lru::LruCache<(u64, IpAddr), IpBucket>>,
+    epoch: Instant,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Default for LocalLimiter {
@@ -134,6 +187,8 @@ impl Default for LocalLimiter {
             ips: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(MAX_TRACKED_IPS).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
+            epoch: Instant::now(),
+            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 }
@@ -154,31 +209,27 @@ impl LocalLimiter {
             .or(DEFAULT_LIMITS.per_client_ip_per_minute)
             .unwrap_or(600);
         let burst = (per_minute / 10).max(1);
+        let now = self.now();
+        let key = (std::hash::BuildHasher::hash_one(&self.hasher, project), ip);
         let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let key = (project.to_string(), ip);
-        let entry = ips.get_or_insert_mut(key, || Entry {
-            quota: (per_minute, burst),
-            gcra: Arc::new(gcra(per_minute, burst)),
-            last_used: now,
-        });
-        if entry.quota != (per_minute, burst) {
-            *entry = Entry {
-                quota: (per_minute, burst),
-                gcra: Arc::new(gcra(per_minute, burst)),
-                last_used: now,
-            };
+        let bucket = ips.get_or_insert_mut(key, || IpBucket { tat: 0, per_minute, burst });
+        if (bucket.per_minute, bucket.burst) != (per_minute, burst) {
+            *bucket = IpBucket { tat: 0, per_minute, burst };
         }
-        entry.last_used = now;
-        check(entry, per_minute)
+        bucket.check(now)
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
     }
 
     /// Drops idle buckets; returns the entries left (projects, keys, IPs).
     pub fn evict_idle(&self) -> (usize, usize, usize) {
         let p = self.projects.evict_idle();
         let k = self.keys.evict_idle();
+        let now = self.now();
         let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
-        while ips.peek_lru().is_some_and(|(_, e)| e.last_used.elapsed() >= IDLE_EVICTION) {
+        while ips.peek_lru().is_some_and(|(_, b)| b.idle(now)) {
             ips.pop_lru();
         }
         (p, k, ips.len())
@@ -583,6 +634,43 @@ mod tests {
         assert!(!l.check_project("p", &small).allowed);
         let big = RateLimits { burst: 100, ..small };
         assert!(l.check_project("p", &big).allowed);
+    }
+
+    #[test]
+    fn ip_buckets_throttle_after_the_burst_and_refill() {
+        let mut b = IpBucket {
+            tat: 0,
+            per_minute: 600,
+            burst: 3,
+        };
+        let t = IpBucket::interval(600);
+        let now = 1_000_000_000u64;
+        assert_eq!((0..3).map(|_| b.check(now).remaining).collect::<Vec<_>>(), vec![2, 1, 0]);
+        let refused = b.check(now);
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, Duration::from_nanos(t));
+        assert!(b.check(now + t).allowed, "one interval later, one more request fits");
+        assert!(!b.check(now + t).allowed);
+        assert!(b.idle(now + 4 * t + IDLE_EVICTION.as_nanos() as u64));
+    }
+
+    proptest::proptest! {
+        /// The compact client-IP bucket decides exactly as governor's GCRA (used for
+        /// projects and keys) on any sequence of arrivals.
+        #[test]
+        fn ip_buckets_agree_with_governor(per_minute in 1u32..100_000, burst in 1u32..50, gaps in proptest::collection::vec(0u64..200_000_000, 1..200)) {
+            let clock = governor::clock::FakeRelativeClock::default();
+            let period = Duration::from_nanos(IpBucket::interval(per_minute));
+            let quota = Quota::with_period(period).expect("non-zero period").allow_burst(NonZeroU32::new(burst).expect("non-zero"));
+            let reference = RateLimiter::direct_with_clock(quota, clock.clone());
+            let mut bucket = IpBucket { tat: 0, per_minute, burst };
+            let mut now = 0u64;
+            for gap in gaps {
+                clock.advance(Duration::from_nanos(gap));
+                now += gap;
+                proptest::prop_assert_eq!(bucket.check(now).allowed, reference.check().is_ok());
+            }
+        }
     }
 
     #[test]

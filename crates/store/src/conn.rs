@@ -104,6 +104,12 @@ pub trait Conn {
     /// PostgreSQL takes a lock (an advisory transaction lock).
     fn lock_key(&mut self, key: &str) -> Result<(), StoreError>;
 
+    /// Sizes the connection's page cache for a bulk job (code generation) or back for
+    /// everyday writes. Only SQLite's writer keeps a cache worth sizing.
+    fn bulk_cache(&mut self, _bulk: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn query_opt(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>, StoreError> {
         Ok(self.query(sql, params)?.into_iter().next())
     }

@@ -152,6 +152,14 @@ impl Store {
     /// Generates a campaign's codes in chunks until the campaign holds its target count.
     /// Memory stays flat: the generator is a key and a counter, each chunk one commit.
     async fn generate_codes(&self, action: AsyncAction) -> Result<()> {
+        let result = self.generate_codes_inner(action).await;
+        // Back to the everyday cache, whatever the outcome. Another generation still
+        // running sets the bulk size again with its next chunk.
+        let restored = self.write_unmarked(|c| c.bulk_cache(false)).await;
+        result.and(restored)
+    }
+
+    async fn generate_codes_inner(&self, action: AsyncAction) -> Result<()> {
         let started = std::time::Instant::now();
         let campaign_id = action.params["campaign_id"].as_str().unwrap_or_default().to_string();
         let count = action.params["count"].as_u64().unwrap_or(0);
@@ -208,6 +216,7 @@ impl Store {
             let (inserted, now_have) = self
                 .write_unmarked(move |c| {
                     c.lock_key(&format!("campaigns:{}:{}", t.project_id(), camp.id))?;
+                    c.bulk_cache(true)?;
                     let current = crate::ops::vouchers::get_campaign_rec(c, t.project_id(), &camp.id)?.vouchers_count;
                     let want = (target - current).clamp(0, GENERATION_CHUNK as i64) as u64;
                     if want == 0 {

@@ -6,6 +6,7 @@
 //! a `Tenant`, which only `Store::authenticate_key` (or a management scope) can produce, so
 //! no code path can reach a project's rows without having authenticated for it.
 
+pub mod authcache;
 pub mod conn;
 pub mod jobs;
 pub mod migrations;
@@ -63,12 +64,15 @@ pub enum Engine {
 #[derive(Clone)]
 pub struct Store {
     engine: Arc<Engine>,
+    pub(crate) auth: Arc<authcache::AuthCache>,
 }
 
 impl Store {
     pub fn open_sqlite(dir: &Path) -> Result<Self> {
         Ok(Store {
             engine: Arc::new(Engine::Sqlite(sqlite::SqliteBackend::open(dir)?)),
+            // This process makes every change to keys, so its cache can be trusted.
+            auth: Arc::new(authcache::AuthCache::new(true)),
         })
     }
 
@@ -81,6 +85,7 @@ impl Store {
             .map_err(|_| StoreError::Internal("PostgreSQL connect thread panicked".into()))??;
         Ok(Store {
             engine: Arc::new(Engine::Postgres(backend)),
+            auth: Arc::new(authcache::AuthCache::new(false)),
         })
     }
 

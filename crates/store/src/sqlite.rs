@@ -71,6 +71,7 @@ pub struct SqliteBackend {
     jobs: mpsc::Sender<Msg>,
     queued: Arc<AtomicUsize>,
     readers: r2d2::Pool<ReadManager>,
+    read_slots: Arc<tokio::sync::Semaphore>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The checkpointer thread stops once this is dropped.
     _checkpointer_alive: Arc<()>,
@@ -143,6 +144,21 @@ impl Conn for SqliteConn<'_> {
     fn lock_key(&mut self, _key: &str) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn bulk_cache(&mut self, bulk: bool) -> Result<(), StoreError> {
+        let kib = if bulk { BULK_WRITER_CACHE_KIB } else { WRITER_CACHE_KIB };
+        self.conn.pragma_update(None, "cache_size", -kib).map_err(map_err)
+    }
+}
+
+/// Runs a statement without results through the connection's statement cache:
+/// `execute_batch` parses its text on every call, and transaction control runs on every
+/// read and every write group.
+fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.raw_execute())
+        .map(|_| ())
+        .map_err(map_err)
 }
 
 fn map_err(e: rusqlite::Error) -> StoreError {
@@ -160,12 +176,18 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     StoreError::Internal(format!("sqlite: {e}"))
 }
 
-/// Page cache of the writer connection. Index inserts at random keys (codes) touch pages
-/// all over the B-trees; with SQLite's default 2 MiB cache a million-code campaign spends
-/// most of its time re-reading pages. Counted in the memory budget (docs/ARCHITECTURE.md).
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
-/// Page cache of each read connection.
-const READER_CACHE_KIB: i64 = 8 * 1024;
+/// Page cache of the writer connection for everyday writes. A checkout touches a few pages
+/// per commit; a larger cache would only fill, over hours, with pages already written.
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
+/// The writer's page cache while code generation runs (each chunk sets it, the end of the
+/// job restores the everyday size): a million-code campaign's index inserts touch pages
+/// all over the B-trees and spent most of their time re-reading pages with a small cache.
+/// Counted in the memory budget (docs/ARCHITECTURE.md).
+const BULK_WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// Page cache of each read connection: SQLite's default size. Reads of hot rows are
+/// served from the operating system's file cache anyway, and eight readers with large
+/// caches were most of the memory a long-running server grew by.
+const READER_CACHE_KIB: i64 = 2 * 1024;
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
@@ -225,6 +247,9 @@ impl SqliteBackend {
         let readers = r2d2::Pool::builder()
             .max_size(READ_POOL_SIZE)
             .min_idle(Some(1))
+            // A local file connection does not go stale; the default check ran a query
+            // before every read.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(5))
             .build(ReadManager { path: path.clone() })
             .map_err(|e| StoreError::Internal(format!("cannot open read connections: {e}")))?;
@@ -241,6 +266,7 @@ impl SqliteBackend {
             jobs: tx,
             queued,
             readers,
+            read_slots: Arc::new(tokio::sync::Semaphore::new(READ_POOL_SIZE as usize)),
             writer: std::sync::Mutex::new(Some(writer)),
             _checkpointer_alive: alive,
         })
@@ -260,15 +286,23 @@ impl SqliteBackend {
         F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
     {
         let pool = self.readers.clone();
+        // Wait for a free connection here, asynchronously, rather than on a blocking
+        // thread: under a flood, hundreds of blocking threads parked in the pool cost
+        // memory and context switches and bought nothing.
+        let slot = tokio::time::timeout(Duration::from_secs(5), self.read_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| StoreError::Unavailable("no read connection became free within 5 s".into()))?
+            .map_err(|_| StoreError::Unavailable("the read pool is closed".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let conn = pool
                 .get()
                 .map_err(|e| StoreError::Unavailable(format!("no read connection available: {e}")))?;
             // A read spans several statements (page + count); one transaction gives them
             // one snapshot.
-            conn.execute_batch("BEGIN").map_err(map_err)?;
+            exec(&conn, "BEGIN")?;
             let result = f(&mut SqliteConn { conn: &conn });
-            let _ = conn.execute_batch("COMMIT");
+            let _ = exec(&conn, "COMMIT");
             result
         })
         .await
@@ -396,7 +430,7 @@ fn apply_group(conn: &Connection, batch: &mut Vec<Box<dyn WriteJob>>) {
     let n = batch.len();
     metrics::histogram!("tessera_writer_batch_size").record(n as f64);
     let started = std::time::Instant::now();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err) {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         for job in batch.drain(..) {
             job.finish(Err(e.clone()));
         }
@@ -408,15 +442,11 @@ fn apply_group(conn: &Connection, batch: &mut Vec<Box<dyn WriteJob>>) {
         // bulk commands (code generation, imports) was a sizeable share of their time.
         let job = &mut batch[0];
         let keep = job.run(&mut SqliteConn { conn });
-        let commit = if keep {
-            conn.execute_batch("COMMIT").map_err(map_err)
-        } else {
-            conn.execute_batch("ROLLBACK").map_err(map_err)
-        };
+        let commit = if keep { exec(conn, "COMMIT") } else { exec(conn, "ROLLBACK") };
         let commit = match commit {
             Ok(()) => Ok(()),
             Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = exec(conn, "ROLLBACK");
                 Err(e)
             }
         };
@@ -427,18 +457,18 @@ fn apply_group(conn: &Connection, batch: &mut Vec<Box<dyn WriteJob>>) {
         return;
     }
     for job in batch.iter_mut() {
-        if conn.execute_batch("SAVEPOINT cmd").is_err() {
+        if exec(conn, "SAVEPOINT cmd").is_err() {
             continue;
         }
         let keep = job.run(&mut SqliteConn { conn });
         if !keep {
-            let _ = conn.execute_batch("ROLLBACK TO cmd");
+            let _ = exec(conn, "ROLLBACK TO cmd");
         }
-        let _ = conn.execute_batch("RELEASE cmd");
+        let _ = exec(conn, "RELEASE cmd");
     }
-    let commit = conn.execute_batch("COMMIT").map_err(map_err);
+    let commit = exec(conn, "COMMIT");
     if commit.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = exec(conn, "ROLLBACK");
     }
     metrics::histogram!("tessera_writer_commit_seconds").record(started.elapsed().as_secs_f64());
     for job in batch.drain(..) {

@@ -231,6 +231,19 @@ async fn keys_authenticate_and_revoke(ctx: Ctx) {
         .await
         .expect("auth")
         .is_none());
+    // A change to the project's budgets reaches the next authentication.
+    let limits: ProjectInput = serde_json::from_value(serde_json::json!({"rate_limits": {"per_minute": 60, "burst": 5}})).expect("input");
+    s.update_project(&m, pid.clone(), limits).await.expect("update");
+    let t = s
+        .authenticate_key(
+            created.server_key.key.app_id.clone(),
+            created.server_key.app_token.clone(),
+            KeyKind::Server,
+        )
+        .await
+        .expect("auth")
+        .expect("still live");
+    assert_eq!(t.rate_limits().map(|l| (l.per_minute, l.burst)), Some((60, 5)));
     // The other keys still work; deleting the project revokes them all.
     assert!(s
         .authenticate_key(
@@ -678,4 +691,43 @@ async fn no_plaintext_secrets_at_rest(ctx: Ctx) {
             });
         }
     }
+}
+
+/// Two nodes on one PostgreSQL database: a key revoked through one is refused by the other
+/// at once, although the other has just authenticated it (and may cache it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_revocation_reaches_every_node_at_once() {
+    let (url, _schema) = pg_url_with_fresh_schema();
+    let (a, b) = (
+        Store::open_postgres(&url).expect("node a"),
+        Store::open_postgres(&url).expect("node b"),
+    );
+    a.init_organization(Some("org".into()), Some("org-token".into()))
+        .await
+        .expect("init");
+    let m = a
+        .authenticate_management("org".into(), "org-token".into())
+        .await
+        .expect("auth")
+        .expect("management");
+    let input: ProjectInput = serde_json::from_value(serde_json::json!({"name": "Nodes"})).expect("input");
+    let created = a.create_project(&m, input).await.expect("project");
+    let key = &created.server_key;
+    for _ in 0..3 {
+        assert!(a
+            .authenticate_key(key.key.app_id.clone(), key.app_token.clone(), KeyKind::Server)
+            .await
+            .expect("auth")
+            .is_some());
+    }
+    b.revoke_api_key(&m, created.project.id.clone(), key.key.app_id.clone())
+        .await
+        .expect("revoke on b");
+    assert!(
+        a.authenticate_key(key.key.app_id.clone(), key.app_token.clone(), KeyKind::Server)
+            .await
+            .expect("auth")
+            .is_none(),
+        "node a still accepted a key revoked on node b"
+    );
 }

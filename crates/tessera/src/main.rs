@@ -10,6 +10,7 @@ use std::time::Duration;
 use tessera_api::{openapi, AppState};
 use tessera_domain::project::ProjectInput;
 use tessera_store::ops::org::Management;
+
 use tessera_store::Store;
 
 #[derive(Parser)]
@@ -123,6 +124,9 @@ fn run() -> Result<()> {
     let file = FileConfig::load(cli.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Reads wait for a connection before taking a blocking thread, so few are ever
+        // busy; the cap keeps a burst from spawning hundreds (tokio's default is 512).
+        .max_blocking_threads(64)
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {

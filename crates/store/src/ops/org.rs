@@ -1,5 +1,6 @@
 //! The organization, its projects and their API keys, and authentication.
 
+use crate::authcache::Cached;
 use crate::conn::{Conn, Val};
 use crate::ops::docs::to_json;
 use crate::{Result, Store, StoreError};
@@ -261,58 +262,99 @@ impl Store {
         .await
     }
 
-    /// Looks up a live key of the given kind in a live project. Revocation is read from the
-    /// database on every request, so it takes effect at once on every node.
+    /// Looks up a live key of the given kind in a live project. Revocation takes effect at
+    /// once on every node: see `authcache` for what is answered from memory and why.
     pub async fn authenticate_key(&self, app_id: String, token: String, kind: KeyKind) -> Result<Option<Tenant>> {
         if app_id.len() > 128 || token.len() > 128 {
             return Ok(None);
         }
-        self.read(move |c| {
-            let row = c.query_opt(
-                "SELECT k.project_id, k.token_hash, k.kind, p.data FROM api_keys k JOIN projects p ON p.id = k.project_id \
-                 WHERE k.app_id = $1 AND k.revoked_at IS NULL AND p.deleted_at IS NULL",
-                &[app_id.clone().into()],
-            )?;
-            let Some(row) = row else {
+        let accepts = |token_hash: &str, tenant: &Tenant| secrets::token_matches(&token, token_hash) && tenant.kind == kind;
+        match self.auth.get(&app_id) {
+            Some(Cached::Missing) => {
+                metrics::counter!("tessera_auth_cache_total", "outcome" => "refused_missing").increment(1);
                 let _ = secrets::token_matches(&token, "");
                 return Ok(None);
-            };
-            if !secrets::token_matches(&token, &row.text(1)?) || KeyKind::parse(&row.text(2)?)? != kind {
-                return Ok(None);
             }
-            let project: Project = row.json(3)?;
-            Ok(Some(Tenant {
-                project_id: row.text(0)?,
-                app_id,
-                kind,
-                trusted_domains: project.client_trusted_domains,
-                case_sensitive_codes: project.case_sensitive_codes,
-                timezone: project.timezone,
-                rate_limits: project.rate_limits,
-                client_redeem_enabled: project.client_redeem_enabled,
-            }))
-        })
-        .await
+            Some(Cached::Live { token_hash, tenant }) => {
+                if !accepts(&token_hash, &tenant) {
+                    metrics::counter!("tessera_auth_cache_total", "outcome" => "refused_mismatch").increment(1);
+                    return Ok(None);
+                }
+                if self.auth.accept_from_cache {
+                    metrics::counter!("tessera_auth_cache_total", "outcome" => "accepted").increment(1);
+                    return Ok(Some(tenant));
+                }
+            }
+            None => {}
+        }
+        metrics::counter!("tessera_auth_cache_total", "outcome" => "read").increment(1);
+        let seen = self.auth.generation();
+        let id = app_id.clone();
+        let found = self
+            .read(move |c| {
+                let row = c.query_opt(
+                    "SELECT k.project_id, k.token_hash, k.kind, p.data FROM api_keys k JOIN projects p ON p.id = k.project_id \
+                     WHERE k.app_id = $1 AND k.revoked_at IS NULL AND p.deleted_at IS NULL",
+                    &[id.clone().into()],
+                )?;
+                let Some(row) = row else { return Ok(None) };
+                let project: Project = row.json(3)?;
+                let tenant = Tenant {
+                    project_id: row.text(0)?,
+                    app_id: id,
+                    kind: KeyKind::parse(&row.text(2)?)?,
+                    trusted_domains: project.client_trusted_domains,
+                    case_sensitive_codes: project.case_sensitive_codes,
+                    timezone: project.timezone,
+                    rate_limits: project.rate_limits,
+                    client_redeem_enabled: project.client_redeem_enabled,
+                };
+                Ok(Some((row.text(1)?, tenant)))
+            })
+            .await?;
+        match found {
+            None => {
+                self.auth.put(&app_id, Cached::Missing, seen);
+                let _ = secrets::token_matches(&token, "");
+                Ok(None)
+            }
+            Some((token_hash, tenant)) => {
+                let ok = accepts(&token_hash, &tenant);
+                self.auth.put(
+                    &app_id,
+                    Cached::Live {
+                        token_hash,
+                        tenant: tenant.clone(),
+                    },
+                    seen,
+                );
+                Ok(ok.then_some(tenant))
+            }
+        }
     }
 
     pub async fn create_project(&self, _m: &Management, input: ProjectInput) -> Result<CreatedProject> {
         input.validate(true)?;
-        self.write(move |c| {
-            let now = now_string();
-            let project = input.create(new_id("proj"), &now);
-            c.execute(
-                "INSERT INTO projects (id, data, created_at) VALUES ($1, $2, $3)",
-                &[project.id.clone().into(), to_json(&project)?.into(), now.clone().into()],
-            )?;
-            let server_key = insert_key(c, &project.id, KeyKind::Server, Some("default server-side key".into()), &now)?;
-            let client_key = insert_key(c, &project.id, KeyKind::Client, Some("default client-side key".into()), &now)?;
-            Ok(CreatedProject {
-                project,
-                server_key,
-                client_key,
+        let result = self
+            .write(move |c| {
+                let now = now_string();
+                let project = input.create(new_id("proj"), &now);
+                c.execute(
+                    "INSERT INTO projects (id, data, created_at) VALUES ($1, $2, $3)",
+                    &[project.id.clone().into(), to_json(&project)?.into(), now.clone().into()],
+                )?;
+                let server_key = insert_key(c, &project.id, KeyKind::Server, Some("default server-side key".into()), &now)?;
+                let client_key = insert_key(c, &project.id, KeyKind::Client, Some("default client-side key".into()), &now)?;
+                Ok(CreatedProject {
+                    project,
+                    server_key,
+                    client_key,
+                })
             })
-        })
-        .await
+            .await;
+        // Before the change is acknowledged, so no later request is answered from before it.
+        self.auth.invalidate();
+        result
     }
 
     pub async fn get_project(&self, _m: &Management, id: String) -> Result<Project> {
@@ -334,49 +376,61 @@ impl Store {
 
     pub async fn update_project(&self, _m: &Management, id: String, input: ProjectInput) -> Result<Project> {
         input.validate(false)?;
-        self.write(move |c| {
-            c.lock_key(&format!("project:{id}"))?;
-            let existing = load_project(c, &id)?;
-            let project = input.update(&existing, &now_string());
-            c.execute(
-                "UPDATE projects SET data = $1 WHERE id = $2",
-                &[to_json(&project)?.into(), id.into()],
-            )?;
-            Ok(project)
-        })
-        .await
+        let result = self
+            .write(move |c| {
+                c.lock_key(&format!("project:{id}"))?;
+                let existing = load_project(c, &id)?;
+                let project = input.update(&existing, &now_string());
+                c.execute(
+                    "UPDATE projects SET data = $1 WHERE id = $2",
+                    &[to_json(&project)?.into(), id.into()],
+                )?;
+                Ok(project)
+            })
+            .await;
+        // Before the change is acknowledged, so no later request is answered from before it.
+        self.auth.invalidate();
+        result
     }
 
     /// Marks the project deleted and revokes all its keys in one transaction, so no
     /// request authenticates for it afterwards. Its rows stay for the retention period.
     pub async fn delete_project(&self, _m: &Management, id: String) -> Result<()> {
-        self.write(move |c| {
-            c.lock_key(&format!("project:{id}"))?;
-            load_project(c, &id)?;
-            let now = now_string();
-            c.execute(
-                "UPDATE projects SET deleted_at = $1 WHERE id = $2",
-                &[now.clone().into(), id.clone().into()],
-            )?;
-            c.execute(
-                "UPDATE api_keys SET revoked_at = $1 WHERE project_id = $2 AND revoked_at IS NULL",
-                &[now.into(), id.into()],
-            )?;
-            Ok(())
-        })
-        .await
+        let result = self
+            .write(move |c| {
+                c.lock_key(&format!("project:{id}"))?;
+                load_project(c, &id)?;
+                let now = now_string();
+                c.execute(
+                    "UPDATE projects SET deleted_at = $1 WHERE id = $2",
+                    &[now.clone().into(), id.clone().into()],
+                )?;
+                c.execute(
+                    "UPDATE api_keys SET revoked_at = $1 WHERE project_id = $2 AND revoked_at IS NULL",
+                    &[now.into(), id.into()],
+                )?;
+                Ok(())
+            })
+            .await;
+        // Before the change is acknowledged, so no later request is answered from before it.
+        self.auth.invalidate();
+        result
     }
 
     pub async fn create_api_key(&self, _m: &Management, project_id: String, kind: KeyKind, name: Option<String>) -> Result<NewKey> {
         if let Some(n) = &name {
             tessera_domain::customer::check_identifier("name", n)?;
         }
-        self.write(move |c| {
-            c.lock_key(&format!("project:{project_id}"))?;
-            load_project(c, &project_id)?;
-            insert_key(c, &project_id, kind, name, &now_string())
-        })
-        .await
+        let result = self
+            .write(move |c| {
+                c.lock_key(&format!("project:{project_id}"))?;
+                load_project(c, &project_id)?;
+                insert_key(c, &project_id, kind, name, &now_string())
+            })
+            .await;
+        // Before the change is acknowledged, so no later request is answered from before it.
+        self.auth.invalidate();
+        result
     }
 
     pub async fn list_api_keys(&self, _m: &Management, project_id: String) -> Result<Vec<ApiKey>> {
@@ -394,20 +448,24 @@ impl Store {
     }
 
     pub async fn revoke_api_key(&self, _m: &Management, project_id: String, app_id: String) -> Result<ApiKey> {
-        self.write(move |c| {
-            load_project(c, &project_id)?;
-            c.execute(
-                "UPDATE api_keys SET revoked_at = $1 WHERE project_id = $2 AND app_id = $3 AND revoked_at IS NULL",
-                &[now_string().into(), project_id.clone().into(), app_id.clone().into()],
-            )?;
-            let row = c
-                .query_opt(
-                    "SELECT app_id, project_id, kind, name, created_at, revoked_at FROM api_keys WHERE project_id = $1 AND app_id = $2",
-                    &[project_id.into(), app_id.clone().into()],
-                )?
-                .ok_or_else(|| StoreError::not_found("api_key", app_id))?;
-            row_to_key(&row)
-        })
-        .await
+        let result = self
+            .write(move |c| {
+                load_project(c, &project_id)?;
+                c.execute(
+                    "UPDATE api_keys SET revoked_at = $1 WHERE project_id = $2 AND app_id = $3 AND revoked_at IS NULL",
+                    &[now_string().into(), project_id.clone().into(), app_id.clone().into()],
+                )?;
+                let row = c
+                    .query_opt(
+                        "SELECT app_id, project_id, kind, name, created_at, revoked_at FROM api_keys WHERE project_id = $1 AND app_id = $2",
+                        &[project_id.into(), app_id.clone().into()],
+                    )?
+                    .ok_or_else(|| StoreError::not_found("api_key", app_id))?;
+                row_to_key(&row)
+            })
+            .await;
+        // Before the change is acknowledged, so no later request is answered from before it.
+        self.auth.invalidate();
+        result
     }
 }
