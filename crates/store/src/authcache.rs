@@ -26,10 +26,17 @@ pub const POSITIVE_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub enum Cached {
-    /// The key exists and is live: its token hash and the tenant it authenticates as.
-    Live { token_hash: String, tenant: Tenant },
+    /// The key exists and is live: its token hash and the tenant it authenticates as
+    /// (boxed, so that the entries a flood of invented ids leaves stay small).
+    Live(Box<LiveKey>),
     /// No live key with this id (unknown, revoked, or its project deleted).
     Missing,
+}
+
+#[derive(Clone)]
+pub struct LiveKey {
+    pub token_hash: String,
+    pub tenant: Tenant,
 }
 
 struct Slot {
@@ -62,7 +69,7 @@ impl AuthCache {
             None => return None,
             Some(slot) => match slot.entry {
                 Cached::Missing => slot.at.elapsed() < NEGATIVE_TTL,
-                Cached::Live { .. } => slot.at.elapsed() < POSITIVE_TTL,
+                Cached::Live(_) => slot.at.elapsed() < POSITIVE_TTL,
             },
         };
         if !fresh {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./tessera-data";
+/// The invariant checker reads every row, so by default it runs hourly.
+pub const DEFAULT_CHECK_INTERVAL_SECS: u64 = 3600;
 
 /// The config file (`--config FILE` or `TESSERA_CONFIG`), TOML. See docs/OPERATIONS.md.
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +25,7 @@ pub struct FileConfig {
     pub max_in_flight: Option<usize>,
     pub max_connections: Option<usize>,
     pub trust_forwarded_for: Option<bool>,
+    pub check_interval: Option<u64>,
 }
 
 impl FileConfig {
@@ -54,6 +57,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub limits: LimitSettings,
+    /// How often `serve` runs the invariant checker; `None` when turned off (0).
+    pub check_interval: Option<std::time::Duration>,
 }
 
 /// Traffic protection settings.
@@ -78,6 +83,9 @@ pub struct LimitArgs {
     pub max_in_flight: Option<usize>,
     pub max_connections: Option<usize>,
     pub trust_forwarded_for: Option<bool>,
+    /// Seconds between invariant checks inside `serve` (not a traffic setting, but read
+    /// from the same flags and file).
+    pub check_interval: Option<u64>,
 }
 
 pub fn limit_settings(file: &FileConfig, args: LimitArgs) -> Result<LimitSettings> {
@@ -155,7 +163,12 @@ pub fn settings(
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         bail!("invalid log level '{log_level}': expected error, warn, info, debug or trace");
     }
+    let check_secs = limits.check_interval.or(file.check_interval).unwrap_or(DEFAULT_CHECK_INTERVAL_SECS);
+    if check_secs > 7 * 24 * 3600 {
+        bail!("check_interval must be 0 (off) or at most 604800 seconds (a week)");
+    }
     Ok(Settings {
+        check_interval: (check_secs > 0).then(|| std::time::Duration::from_secs(check_secs)),
         listen,
         storage: storage(file, data_dir, database_url)?,
         log_format,
@@ -219,5 +232,17 @@ mod tests {
         assert!(settings(&f, None, None, Some("mysql://x".into()), None, None, LimitArgs::default()).is_err());
         assert!(settings(&f, None, None, None, Some("xml".into()), None, LimitArgs::default()).is_err());
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+        let too_long = LimitArgs {
+            check_interval: Some(8 * 24 * 3600),
+            ..LimitArgs::default()
+        };
+        assert!(settings(&f, None, None, None, None, None, too_long).is_err());
+        let off = LimitArgs {
+            check_interval: Some(0),
+            ..LimitArgs::default()
+        };
+        assert_eq!(settings(&f, None, None, None, None, None, off).expect("valid").check_interval, None);
+        let d = settings(&f, None, None, None, None, None, LimitArgs::default()).expect("valid");
+        assert_eq!(d.check_interval, Some(std::time::Duration::from_secs(DEFAULT_CHECK_INTERVAL_SECS)));
     }
 }

@@ -67,6 +67,10 @@ enum Command {
         /// Take client IPs from X-Forwarded-For (only behind a proxy you trust).
         #[arg(long, env = "TESSERA_TRUST_FORWARDED_FOR")]
         trust_forwarded_for: Option<bool>,
+        /// Seconds between runs of the invariant checker, results on /metrics; 0 turns it
+        /// off [default: 3600].
+        #[arg(long, env = "TESSERA_CHECK_INTERVAL")]
+        check_interval: Option<u64>,
     },
     /// Manage projects from the command line.
     Project {
@@ -140,6 +144,7 @@ fn run() -> Result<()> {
             max_in_flight,
             max_connections,
             trust_forwarded_for,
+            check_interval,
         } => {
             let limits = config::LimitArgs {
                 redis_url,
@@ -147,6 +152,7 @@ fn run() -> Result<()> {
                 max_in_flight,
                 max_connections,
                 trust_forwarded_for,
+                check_interval,
             };
             let settings = config::settings(&file, listen, storage.data_dir, storage.database_url, log_format, log_level, limits)?;
             init_logs(&settings);
@@ -238,6 +244,46 @@ async fn init_org(store: &Store, to_stderr: bool) -> Result<()> {
     Ok(())
 }
 
+/// Runs the independent invariant checker every `every` (the first run one interval after
+/// start) and publishes each check's violations on /metrics, so an alert can fire on any
+/// of them. It reads through its own connection, never through the store it checks.
+async fn run_checks(storage: Storage, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        let started = std::time::Instant::now();
+        let target = storage.clone();
+        let report = tokio::task::spawn_blocking(move || match &target {
+            Storage::Sqlite(dir) => tessera_check::check_sqlite(dir),
+            Storage::Postgres(url) => tessera_check::check_postgres(url),
+        })
+        .await;
+        let report = match report {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                metrics::counter!("tessera_invariant_check_errors_total").increment(1);
+                tracing::error!(error = %e, "the invariant checker could not run");
+                continue;
+            }
+            Err(e) => {
+                metrics::counter!("tessera_invariant_check_errors_total").increment(1);
+                tracing::error!(error = %e, "the invariant checker failed");
+                continue;
+            }
+        };
+        for c in &report.checks {
+            metrics::gauge!("tessera_invariant_violations", "check" => c.name).set(c.violations as f64);
+        }
+        metrics::gauge!("tessera_invariant_check_last_run_timestamp_seconds").set(report.finished_at as f64);
+        metrics::gauge!("tessera_invariant_check_duration_seconds").set(started.elapsed().as_secs_f64());
+        if report.is_ok() {
+            tracing::info!(checks = report.checks.len(), "invariant check passed");
+        } else {
+            tracing::error!(failed = ?report.failed(), "invariant check found violations: run `tessera check` for examples");
+        }
+    }
+}
+
 async fn serve(settings: Settings) -> Result<()> {
     let store = open_store(&settings.storage)?;
     init_org(&store, false).await?;
@@ -307,6 +353,10 @@ async fn serve(settings: Settings) -> Result<()> {
         }
     });
 
+    let checker = settings
+        .check_interval
+        .map(|every| tokio::spawn(run_checks(settings.storage.clone(), every)));
+
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -317,6 +367,9 @@ async fn serve(settings: Settings) -> Result<()> {
     serve_http(listener, tessera_api::router(state), settings.limits.max_connections).await;
     purger.abort();
     limiter_housekeeping.abort();
+    if let Some(c) = checker {
+        c.abort();
+    }
     tracing::info!("draining the writer");
     tokio::task::spawn_blocking(move || store.shutdown())
         .await

@@ -1,6 +1,6 @@
 //! The organization, its projects and their API keys, and authentication.
 
-use crate::authcache::Cached;
+use crate::authcache::{Cached, LiveKey};
 use crate::conn::{Conn, Val};
 use crate::ops::docs::to_json;
 use crate::{Result, Store, StoreError};
@@ -275,7 +275,8 @@ impl Store {
                 let _ = secrets::token_matches(&token, "");
                 return Ok(None);
             }
-            Some(Cached::Live { token_hash, tenant }) => {
+            Some(Cached::Live(live)) => {
+                let LiveKey { token_hash, tenant } = *live;
                 if !accepts(&token_hash, &tenant) {
                     metrics::counter!("tessera_auth_cache_total", "outcome" => "refused_mismatch").increment(1);
                     return Ok(None);
@@ -322,10 +323,10 @@ impl Store {
                 let ok = accepts(&token_hash, &tenant);
                 self.auth.put(
                     &app_id,
-                    Cached::Live {
+                    Cached::Live(Box::new(LiveKey {
                         token_hash,
                         tenant: tenant.clone(),
-                    },
+                    })),
                     seen,
                 );
                 Ok(ok.then_some(tenant))
