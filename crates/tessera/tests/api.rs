@@ -601,15 +601,7 @@ async fn health_metrics_and_openapi() {
         .expect("json");
     assert_eq!(ready["status"], "ok");
     assert_eq!(ready["database"], "ok");
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("req")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     for name in [
         "tessera_http_requests_total",
         "tessera_http_request_duration_seconds_bucket",

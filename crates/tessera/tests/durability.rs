@@ -198,15 +198,7 @@ async fn checker_in_serve_reports_violations(backend: Backend, corrupt: impl FnO
         let server = &server;
         async move {
             for _ in 0..100 {
-                let text = server
-                    .http
-                    .get(server.url("/metrics"))
-                    .send()
-                    .await
-                    .expect("metrics")
-                    .text()
-                    .await
-                    .expect("text");
+                let text = server.metrics().await;
                 if let Some(v) = metric(&text).filter(|v| want(*v)) {
                     return (v, text);
                 }

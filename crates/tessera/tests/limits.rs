@@ -53,15 +53,7 @@ async fn a_projects_limit_throttles_it_alone() {
     for _ in 0..30 {
         assert_eq!(server.call(&b, Method::GET, "/v1/customers", None).await.0, 200);
     }
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     assert!(metrics.contains("tessera_throttled_total"), "throttling is counted");
     assert!(metrics.contains(&a.id));
 }

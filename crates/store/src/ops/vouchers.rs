@@ -296,8 +296,6 @@ pub fn import_one(c: &mut dyn Conn, t: &Tenant, campaign: Option<&str>, payload:
     insert_voucher(c, t, &v, true).map_err(|e| e.to_string())
 }
 
-/// Generates up to `count` new codes for a campaign in one transaction; returns how many
-/// were inserted (codes already taken in the project are skipped).
 /// The multi-row insert of generated codes: shared values in `$1`..`$6`, then id, code
 /// and key per row. The full-size statement is built once; SQLite caches its plan.
 fn generation_insert_sql(rows: usize, returning: bool) -> std::borrow::Cow<'static, str> {
@@ -329,6 +327,8 @@ fn build_generation_insert(rows: usize, returning: bool) -> String {
     )
 }
 
+/// Inserts up to `count` codes from `codes` for a campaign in one transaction; returns how
+/// many were inserted (codes already taken in the project are skipped).
 pub fn generate_chunk(c: &mut dyn Conn, t: &Tenant, campaign: &Campaign, codes: &mut SortedCodes, count: u64) -> Result<u64> {
     let p = t.project_id();
     if load_campaign(c, p, &campaign.id)?.is_none() {
