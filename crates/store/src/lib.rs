@@ -65,6 +65,9 @@ pub enum Engine {
 pub struct Store {
     engine: Arc<Engine>,
     pub(crate) auth: Arc<authcache::AuthCache>,
+    /// When this process became the only server of the database, if it is (see
+    /// `declare_sole_server`), as a stored timestamp string.
+    sole_since: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Store {
@@ -73,6 +76,7 @@ impl Store {
             engine: Arc::new(Engine::Sqlite(sqlite::SqliteBackend::open(dir)?)),
             // This process makes every change to keys, so its cache can be trusted.
             auth: Arc::new(authcache::AuthCache::new(true)),
+            sole_since: Arc::default(),
         })
     }
 
@@ -86,7 +90,22 @@ impl Store {
         Ok(Store {
             engine: Arc::new(Engine::Postgres(backend)),
             auth: Arc::new(authcache::AuthCache::new(false)),
+            sole_since: Arc::default(),
         })
+    }
+
+    /// Declares that no other process serves this database from now on (the caller holds
+    /// an exclusive lock on it). Work that another process left half-done, such as an
+    /// idempotency key a killed request still held, is then known to be abandoned.
+    /// Ignored on PostgreSQL, where other nodes may be serving.
+    pub fn declare_sole_server(&self) {
+        if matches!(&*self.engine, Engine::Sqlite(_)) {
+            let _ = self.sole_since.set(tessera_domain::time::now_string());
+        }
+    }
+
+    pub(crate) fn sole_server_since(&self) -> Option<String> {
+        self.sole_since.get().cloned()
     }
 
     pub fn engine_name(&self) -> &'static str {

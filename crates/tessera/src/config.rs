@@ -26,6 +26,13 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub trust_forwarded_for: Option<bool>,
     pub check_interval: Option<u64>,
+    pub backup_dir: Option<PathBuf>,
+    pub backup_copy_dir: Option<PathBuf>,
+    pub backup_interval: Option<u64>,
+    pub backup_keep_hourly: Option<usize>,
+    pub backup_keep_daily: Option<usize>,
+    pub backup_key_file: Option<PathBuf>,
+    pub backup_upload_command: Option<String>,
 }
 
 impl FileConfig {
@@ -59,7 +66,28 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// How often `serve` runs the invariant checker; `None` when turned off (0).
     pub check_interval: Option<std::time::Duration>,
+    /// Scheduled backups inside `serve`; `None` unless a backup directory is set.
+    pub backups: Option<BackupSettings>,
 }
+
+/// Backups `serve` takes on a schedule (SQLite only).
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    pub dir: PathBuf,
+    /// A second directory (another disk, a mounted remote) that receives a verified copy.
+    pub copy_dir: Option<PathBuf>,
+    pub interval: std::time::Duration,
+    pub keep_hourly: usize,
+    pub keep_daily: usize,
+    pub key_file: Option<PathBuf>,
+    /// Shell command run after each backup with `TESSERA_BACKUP_PATH` set, to ship it off
+    /// site (for example `aws s3 cp --recursive` or `rclone copy` to S3-compatible storage).
+    pub upload_command: Option<String>,
+}
+
+/// Hourly by default: with `synchronous=FULL` nothing acknowledged is lost to a crash;
+/// backups cover a lost disk or a bad deploy, at an RPO of one interval.
+pub const DEFAULT_BACKUP_INTERVAL_SECS: u64 = 3600;
 
 /// Traffic protection settings.
 #[derive(Debug, Clone)]
@@ -86,6 +114,63 @@ pub struct LimitArgs {
     /// Seconds between invariant checks inside `serve` (not a traffic setting, but read
     /// from the same flags and file).
     pub check_interval: Option<u64>,
+    pub backup_dir: Option<PathBuf>,
+    pub backup_copy_dir: Option<PathBuf>,
+    pub backup_interval: Option<u64>,
+    pub backup_keep_hourly: Option<usize>,
+    pub backup_keep_daily: Option<usize>,
+    pub backup_key_file: Option<PathBuf>,
+    pub backup_upload_command: Option<String>,
+}
+
+fn backup_settings(file: &FileConfig, args: &LimitArgs, storage: &Storage) -> Result<Option<BackupSettings>> {
+    let Some(dir) = args
+        .backup_dir
+        .clone()
+        .or_else(|| file.backup_dir.clone())
+        .filter(|d| !d.as_os_str().is_empty())
+    else {
+        return Ok(None);
+    };
+    if matches!(storage, Storage::Postgres(_)) {
+        bail!("backup_dir schedules backups of the embedded SQLite database; back up PostgreSQL with its own tools (docs/OPERATIONS.md)");
+    }
+    let interval = args
+        .backup_interval
+        .or(file.backup_interval)
+        .unwrap_or(DEFAULT_BACKUP_INTERVAL_SECS);
+    if !(1..=7 * 24 * 3600).contains(&interval) {
+        bail!("backup_interval must be from 1 to 604800 seconds");
+    }
+    let keep_hourly = args.backup_keep_hourly.or(file.backup_keep_hourly).unwrap_or(24);
+    if !(1..=10_000).contains(&keep_hourly) {
+        bail!("backup_keep_hourly must be from 1 to 10000");
+    }
+    let keep_daily = args.backup_keep_daily.or(file.backup_keep_daily).unwrap_or(7);
+    if keep_daily > 3650 {
+        bail!("backup_keep_daily must be at most 3650");
+    }
+    let copy_dir = args
+        .backup_copy_dir
+        .clone()
+        .or_else(|| file.backup_copy_dir.clone())
+        .filter(|d| !d.as_os_str().is_empty());
+    if copy_dir.as_ref() == Some(&dir) {
+        bail!("backup_copy_dir must differ from backup_dir");
+    }
+    Ok(Some(BackupSettings {
+        dir,
+        copy_dir,
+        interval: std::time::Duration::from_secs(interval),
+        keep_hourly,
+        keep_daily,
+        key_file: args.backup_key_file.clone().or_else(|| file.backup_key_file.clone()),
+        upload_command: args
+            .backup_upload_command
+            .clone()
+            .or_else(|| file.backup_upload_command.clone())
+            .filter(|c| !c.trim().is_empty()),
+    }))
 }
 
 pub fn limit_settings(file: &FileConfig, args: LimitArgs) -> Result<LimitSettings> {
@@ -167,10 +252,12 @@ pub fn settings(
     if check_secs > 7 * 24 * 3600 {
         bail!("check_interval must be 0 (off) or at most 604800 seconds (a week)");
     }
+    let storage = storage(file, data_dir, database_url)?;
     Ok(Settings {
         check_interval: (check_secs > 0).then(|| std::time::Duration::from_secs(check_secs)),
         listen,
-        storage: storage(file, data_dir, database_url)?,
+        backups: backup_settings(file, &limits, &storage)?,
+        storage,
         log_format,
         log_level,
         limits: limit_settings(file, limits)?,
@@ -244,5 +331,43 @@ mod tests {
         assert_eq!(settings(&f, None, None, None, None, None, off).expect("valid").check_interval, None);
         let d = settings(&f, None, None, None, None, None, LimitArgs::default()).expect("valid");
         assert_eq!(d.check_interval, Some(std::time::Duration::from_secs(DEFAULT_CHECK_INTERVAL_SECS)));
+    }
+
+    #[test]
+    fn backup_settings_defaults_and_refusals() {
+        let f = FileConfig::default();
+        assert!(settings(&f, None, None, None, None, None, LimitArgs::default())
+            .expect("valid")
+            .backups
+            .is_none());
+        let on = LimitArgs {
+            backup_dir: Some("/backups".into()),
+            ..LimitArgs::default()
+        };
+        let b = settings(&f, None, None, None, None, None, on.clone())
+            .expect("valid")
+            .backups
+            .expect("on");
+        assert_eq!(
+            (b.interval.as_secs(), b.keep_hourly, b.keep_daily),
+            (DEFAULT_BACKUP_INTERVAL_SECS, 24, 7)
+        );
+        assert!(settings(&f, None, None, Some("postgres://x/y".into()), None, None, on.clone()).is_err());
+        let same = LimitArgs {
+            backup_copy_dir: Some("/backups".into()),
+            ..on.clone()
+        };
+        assert!(settings(&f, None, None, None, None, None, same).is_err());
+        let zero = LimitArgs {
+            backup_interval: Some(0),
+            ..on
+        };
+        assert!(settings(&f, None, None, None, None, None, zero).is_err());
+        let file: FileConfig = toml::from_str("backup_dir = \"/b\"\nbackup_keep_daily = 30").expect("valid");
+        let b = settings(&file, None, None, None, None, None, LimitArgs::default())
+            .expect("valid")
+            .backups
+            .expect("on");
+        assert_eq!(b.keep_daily, 30);
     }
 }

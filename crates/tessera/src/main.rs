@@ -1,5 +1,6 @@
 //! `tessera`: one binary, several roles.
 
+mod backup;
 mod config;
 
 use anyhow::{Context, Result};
@@ -37,6 +38,8 @@ struct StorageArgs {
     database_url: Option<String>,
 }
 
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API.
@@ -71,6 +74,45 @@ enum Command {
         /// off [default: 3600].
         #[arg(long, env = "TESSERA_CHECK_INTERVAL")]
         check_interval: Option<u64>,
+        /// Directory for scheduled backups of the embedded database; unset: no schedule.
+        #[arg(long, env = "TESSERA_BACKUP_DIR")]
+        backup_dir: Option<PathBuf>,
+        /// Second directory that receives a verified copy of every scheduled backup.
+        #[arg(long, env = "TESSERA_BACKUP_COPY_DIR")]
+        backup_copy_dir: Option<PathBuf>,
+        /// Seconds between scheduled backups [default: 3600].
+        #[arg(long, env = "TESSERA_BACKUP_INTERVAL")]
+        backup_interval: Option<u64>,
+        /// Newest backups always kept [default: 24].
+        #[arg(long, env = "TESSERA_BACKUP_KEEP_HOURLY")]
+        backup_keep_hourly: Option<usize>,
+        /// Days for which the newest backup of the day is kept [default: 7].
+        #[arg(long, env = "TESSERA_BACKUP_KEEP_DAILY")]
+        backup_keep_daily: Option<usize>,
+        /// Encrypt backups with AES-256-GCM using this key file (32 bytes, raw or hex).
+        #[arg(long, env = "TESSERA_BACKUP_KEY_FILE")]
+        backup_key_file: Option<PathBuf>,
+        /// Shell command run after each scheduled backup, with TESSERA_BACKUP_PATH set
+        /// (ships it off site, e.g. to S3-compatible storage with rclone or aws-cli).
+        #[arg(long, env = "TESSERA_BACKUP_UPLOAD_COMMAND")]
+        backup_upload_command: Option<String>,
+    },
+    /// Back up the embedded database, or verify a backup by restoring it.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+    /// Replace the embedded database with a verified backup. The server must be stopped;
+    /// the replaced files are kept in the data directory under pre-restore-<time>.
+    Restore {
+        /// The backup directory (tessera-backup-...).
+        backup: PathBuf,
+        /// Data directory to restore into [default: ./tessera-data].
+        #[arg(long, env = "TESSERA_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Key file of an encrypted backup.
+        #[arg(long, env = "TESSERA_BACKUP_KEY_FILE")]
+        backup_key_file: Option<PathBuf>,
     },
     /// Manage projects from the command line.
     Project {
@@ -92,6 +134,36 @@ enum Command {
         /// Output: text (a report) or prometheus (metrics) [default: text].
         #[arg(long, default_value = "text")]
         format: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Take a consistent snapshot while the server keeps running.
+    Create {
+        /// Data directory of the database [default: ./tessera-data].
+        #[arg(long, env = "TESSERA_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Directory that receives the backup (a new tessera-backup-<time> inside it).
+        #[arg(long, env = "TESSERA_BACKUP_DIR")]
+        out: Option<PathBuf>,
+        /// Encrypt with AES-256-GCM using this key file (32 bytes, raw or hex).
+        #[arg(long, env = "TESSERA_BACKUP_KEY_FILE")]
+        backup_key_file: Option<PathBuf>,
+    },
+    /// Restore a backup into a temporary directory and check it: checksums, SQLite
+    /// integrity, schema version and every invariant. Exits 1 if anything is wrong.
+    Verify {
+        /// The backup directory (tessera-backup-...).
+        backup: PathBuf,
+        /// Key file of an encrypted backup.
+        #[arg(long, env = "TESSERA_BACKUP_KEY_FILE")]
+        backup_key_file: Option<PathBuf>,
+    },
+    /// List the complete backups in a directory, newest first.
+    List {
+        #[arg(long, env = "TESSERA_BACKUP_DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -145,6 +217,13 @@ fn run() -> Result<()> {
             max_connections,
             trust_forwarded_for,
             check_interval,
+            backup_dir,
+            backup_copy_dir,
+            backup_interval,
+            backup_keep_hourly,
+            backup_keep_daily,
+            backup_key_file,
+            backup_upload_command,
         } => {
             let limits = config::LimitArgs {
                 redis_url,
@@ -153,6 +232,13 @@ fn run() -> Result<()> {
                 max_connections,
                 trust_forwarded_for,
                 check_interval,
+                backup_dir,
+                backup_copy_dir,
+                backup_interval,
+                backup_keep_hourly,
+                backup_keep_daily,
+                backup_key_file,
+                backup_upload_command,
             };
             let settings = config::settings(&file, listen, storage.data_dir, storage.database_url, log_format, log_level, limits)?;
             init_logs(&settings);
@@ -201,6 +287,173 @@ fn run() -> Result<()> {
         Command::Openapi => {
             println!("{}", openapi::json());
             Ok(())
+        }
+        Command::Backup { command } => backup_command(&file, command),
+        Command::Restore {
+            backup,
+            data_dir,
+            backup_key_file,
+        } => {
+            let Storage::Sqlite(dir) = config::storage(&file, data_dir, None)? else {
+                anyhow::bail!("restore replaces the embedded SQLite database");
+            };
+            let key = key_from(backup_key_file.or_else(|| file.backup_key_file.clone()))?;
+            let started = std::time::Instant::now();
+            let done = backup::restore(&backup, &dir, key.as_ref())?;
+            println!(
+                "restored {} (taken {}, schema version {}) into {} in {:.1} s",
+                backup.display(),
+                done.manifest.created_at,
+                done.manifest.schema_version,
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            if let Some(prev) = done.previous {
+                println!("the replaced files are kept in {}", prev.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn key_from(path: Option<PathBuf>) -> Result<Option<backup::Key>> {
+    path.map(|p| backup::load_key(&p)).transpose()
+}
+
+fn backup_command(file: &FileConfig, command: BackupCommand) -> Result<()> {
+    match command {
+        BackupCommand::Create {
+            data_dir,
+            out,
+            backup_key_file,
+        } => {
+            let Storage::Sqlite(dir) = config::storage(file, data_dir, None)? else {
+                anyhow::bail!("backup create copies the embedded SQLite database");
+            };
+            let out = out
+                .or_else(|| file.backup_dir.clone())
+                .context("say where the backup goes: --out DIR (or TESSERA_BACKUP_DIR / backup_dir)")?;
+            let key = key_from(backup_key_file.or_else(|| file.backup_key_file.clone()))?;
+            let started = std::time::Instant::now();
+            let (path, m) = backup::create(&dir, &out, key.as_ref())?;
+            println!(
+                "backup {} taken in {:.1} s: {} bytes, schema version {}{}",
+                path.display(),
+                started.elapsed().as_secs_f64(),
+                m.database_bytes,
+                m.schema_version,
+                if m.encryption.is_some() { ", encrypted" } else { "" }
+            );
+            Ok(())
+        }
+        BackupCommand::Verify { backup, backup_key_file } => {
+            let key = key_from(backup_key_file.or_else(|| file.backup_key_file.clone()))?;
+            let started = std::time::Instant::now();
+            match backup::verify(&backup, key.as_ref()) {
+                Ok(v) => {
+                    println!(
+                        "backup {} is good: restored and checked in {:.1} s (taken {}, schema version {}, {} bytes, {} invariants hold)",
+                        backup.display(),
+                        started.elapsed().as_secs_f64(),
+                        v.manifest.created_at,
+                        v.manifest.schema_version,
+                        v.manifest.database_bytes,
+                        v.report.checks.len()
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("tessera: backup verification FAILED: {e:#}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        BackupCommand::List { dir } => {
+            let dir = dir
+                .or_else(|| file.backup_dir.clone())
+                .context("say which directory: --dir DIR (or TESSERA_BACKUP_DIR / backup_dir)")?;
+            for (path, m) in backup::list(&dir) {
+                println!(
+                    "{}\t{}\tschema {}\t{} bytes{}",
+                    path.display(),
+                    m.created_at,
+                    m.schema_version,
+                    m.database_bytes,
+                    if m.encryption.is_some() { "\tencrypted" } else { "" }
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Takes a backup every `interval` (the first when the newest existing one is due, so
+/// restarts do not postpone it), copies it to the second directory, applies retention,
+/// and publishes the age of the last good backup.
+async fn run_backups(data_dir: PathBuf, b: config::BackupSettings, key: Option<backup::Key>) {
+    let last_dir = b.dir.clone();
+    let mut last_good = tokio::task::spawn_blocking(move || backup::list(&last_dir).first().map(|(_, m)| m.created_unix))
+        .await
+        .ok()
+        .flatten();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    };
+    loop {
+        if let Some(t) = last_good {
+            metrics::gauge!("tessera_backup_last_success_timestamp_seconds").set(t as f64);
+            metrics::gauge!("tessera_backup_age_seconds").set((now() - t).max(0) as f64);
+        }
+        let due = last_good.map_or(0, |t| t + b.interval.as_secs() as i64);
+        if now() < due {
+            // Wake at least every 15 s so the age gauge stays current.
+            let wait = ((due - now()) as u64).min(15);
+            tokio::time::sleep(Duration::from_secs(wait.max(1))).await;
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let (data, settings) = (data_dir.clone(), b.clone());
+        let outcome = tokio::task::spawn_blocking(move || -> Result<(PathBuf, i64, Vec<PathBuf>)> {
+            let (path, m) = backup::create(&data, &settings.dir, key.as_ref())?;
+            let mut removed = backup::prune(&settings.dir, settings.keep_hourly, settings.keep_daily)?;
+            if let Some(copy) = &settings.copy_dir {
+                backup::copy_to(&path, copy).context("the copy to the second directory failed")?;
+                removed.extend(backup::prune(copy, settings.keep_hourly, settings.keep_daily)?);
+            }
+            // The backup is good locally whatever happens to the upload, which is reported
+            // on its own metric.
+            if let Some(cmd) = &settings.upload_command {
+                match backup::upload(cmd, &path) {
+                    Ok(()) => metrics::gauge!("tessera_backup_last_upload_timestamp_seconds").set(m.created_unix as f64),
+                    Err(e) => {
+                        metrics::counter!("tessera_backup_upload_failures_total").increment(1);
+                        tracing::error!(error = %format!("{e:#}"), "backup upload failed");
+                    }
+                }
+            }
+            Ok((path, m.created_unix, removed))
+        })
+        .await;
+        match outcome {
+            Ok(Ok((path, created, removed))) => {
+                last_good = Some(created);
+                metrics::gauge!("tessera_backup_duration_seconds").set(started.elapsed().as_secs_f64());
+                tracing::info!(path = %path.display(), removed = removed.len(), secs = started.elapsed().as_secs_f64(), "backup taken");
+            }
+            Ok(Err(e)) => {
+                metrics::counter!("tessera_backup_failures_total").increment(1);
+                tracing::error!(error = %format!("{e:#}"), "scheduled backup failed");
+                // Retry sooner than a whole interval, but do not spin.
+                tokio::time::sleep(Duration::from_secs(60).min(b.interval)).await;
+            }
+            Err(e) => {
+                metrics::counter!("tessera_backup_failures_total").increment(1);
+                tracing::error!(error = %e, "scheduled backup task failed");
+                tokio::time::sleep(Duration::from_secs(60).min(b.interval)).await;
+            }
         }
     }
 }
@@ -285,7 +538,18 @@ async fn run_checks(storage: Storage, every: Duration) {
 }
 
 async fn serve(settings: Settings) -> Result<()> {
+    // One server per data directory: two would each believe they own every request's
+    // idempotency record, and restore must know nobody is using the files.
+    let _dir_lock = match &settings.storage {
+        Storage::Sqlite(dir) => Some(backup::lock_data_dir(dir)?),
+        Storage::Postgres(_) => None,
+    };
+    let backup_key = match settings.backups.as_ref().and_then(|b| b.key_file.as_ref()) {
+        Some(path) => Some(backup::load_key(path)?),
+        None => None,
+    };
     let store = open_store(&settings.storage)?;
+    store.declare_sole_server();
     init_org(&store, false).await?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
@@ -356,6 +620,10 @@ async fn serve(settings: Settings) -> Result<()> {
     let checker = settings
         .check_interval
         .map(|every| tokio::spawn(run_checks(settings.storage.clone(), every)));
+    let backups = match (&settings.storage, settings.backups.clone()) {
+        (Storage::Sqlite(dir), Some(b)) => Some(tokio::spawn(run_backups(dir.clone(), b, backup_key))),
+        _ => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -369,6 +637,9 @@ async fn serve(settings: Settings) -> Result<()> {
     limiter_housekeeping.abort();
     if let Some(c) = checker {
         c.abort();
+    }
+    if let Some(b) = backups {
+        b.abort();
     }
     tracing::info!("draining the writer");
     tokio::task::spawn_blocking(move || store.shutdown())

@@ -525,12 +525,6 @@ async fn idempotency_replays_refuses_and_survives_restart() {
     );
     {
         let conn = rusqlite::Connection::open(&db).expect("open db");
-        // A request with this key is in flight on another node (or was, moments ago).
-        conn.execute(
-            "INSERT INTO idempotency (scope, idem_key, request_hash, state, created_at) VALUES (?1, 'busy', 'h', 'in_flight', ?2)",
-            rusqlite::params![p.id, tessera_domain::time::now_string()],
-        )
-        .expect("seed in-flight");
         // One whose effect committed but whose process died before storing the response:
         // it must never run again.
         conn.execute(
@@ -547,6 +541,17 @@ async fn idempotency_replays_refuses_and_survives_restart() {
         .expect("seed stale");
     }
     let server = Server::sqlite(&dir);
+    {
+        // A request with this key is in flight in this server (it began after the start;
+        // records from before the start are known to be abandoned, see the crash test).
+        let conn = rusqlite::Connection::open(&db).expect("open db");
+        conn.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
+        conn.execute(
+            "INSERT INTO idempotency (scope, idem_key, request_hash, state, created_at) VALUES (?1, 'busy', 'h', 'in_flight', ?2)",
+            rusqlite::params![p.id, tessera_domain::time::now_string()],
+        )
+        .expect("seed in-flight");
+    }
     let (s4, r4, b4) = post_idem(&server, &p, "key-1", body.clone()).await;
     assert_eq!((s4, r4.as_deref()), (200, Some("true")));
     assert_eq!(b4, b1);

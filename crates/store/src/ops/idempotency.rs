@@ -118,6 +118,7 @@ impl Store {
     /// `scope` is the project id (or `management` for management calls), so keys never
     /// collide across tenants.
     pub async fn idempotency_begin(&self, scope: String, key: String, request_hash: String) -> Result<IdemBegin> {
+        let started = self.sole_server_since();
         self.write_unmarked(move |c| {
             c.lock_key(&format!("idem:{scope}:{key}"))?;
             let now = time::now_string();
@@ -136,7 +137,11 @@ impl Store {
             let created_at = row.text(4)?;
             let expired = created_at < ago(IDEMPOTENCY_TTL_SECS);
             let state = row.text(1)?;
-            let old = created_at < ago(IDEMPOTENCY_IN_FLIGHT_STALE_SECS);
+            // A record from before this process started has no request working on it when
+            // this process is the only one that can serve the database (SQLite: `serve`
+            // holds the data directory's lock), so a retry after a crash need not wait.
+            let orphaned = started.as_deref().is_some_and(|s| created_at.as_str() < s);
+            let old = orphaned || created_at < ago(IDEMPOTENCY_IN_FLIGHT_STALE_SECS);
             // Only a record whose effect never committed ('in_flight', not 'applied') may be
             // taken over; the new owner token fences off the stalled request's writes.
             let stale = state == "in_flight" && old;
