@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
-use routes::{checkout, coupons, customers, health, imports, management, orders, products, rules};
+use routes::{checkout, coupons, customers, health, imports, management, orders, products, rules, webhooks};
 use tessera_domain::limits::MAX_BODY_BYTES;
 use tessera_store::Store;
 
@@ -31,6 +31,8 @@ pub struct AppState {
     pub limiter: std::sync::Arc<limits::Limiter>,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Accept webhook targets in private, loopback or reserved ranges.
+    pub allow_private_webhook_targets: bool,
 }
 
 impl AppState {
@@ -41,6 +43,7 @@ impl AppState {
             metrics,
             limiter: std::sync::Arc::new(limits::Limiter::new(None, limits::RedisFailure::Open, 4096)),
             trust_forwarded_for: false,
+            allow_private_webhook_targets: false,
         }
     }
 }
@@ -104,6 +107,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/campaigns/{id}/enable", post(coupons::enable_campaign))
         .route("/campaigns/{id}/summary", get(coupons::campaign_summary))
+        .route("/campaigns/{id}/stats", get(webhooks::campaign_stats))
+        .route("/vouchers/{code}/stats", get(webhooks::voucher_stats))
         .route("/campaigns/{id}/disable", post(coupons::disable_campaign))
         .route("/campaigns/{id}/vouchers", post(coupons::add_vouchers))
         .route("/campaigns/{id}/vouchers/{code}", post(coupons::add_voucher_with_code))
@@ -192,6 +197,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/projects/{id}/api-keys", post(management::create_key).get(management::list_keys))
         .route("/projects/{id}/api-keys/{app_id}", axum::routing::delete(management::revoke_key))
+        .route("/projects/{id}/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/projects/{id}/webhooks/{webhook}",
+            get(webhooks::get).put(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/projects/{id}/webhooks/{webhook}/deliveries", get(webhooks::deliveries))
+        .route("/projects/{id}/webhooks/{webhook}/deliveries/{delivery}", get(webhooks::delivery))
+        .route(
+            "/projects/{id}/webhooks/{webhook}/deliveries/{delivery}/replay",
+            post(webhooks::replay),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))

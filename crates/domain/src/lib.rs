@@ -11,6 +11,7 @@ pub mod json;
 pub mod limits;
 pub mod list;
 pub mod money;
+pub mod net;
 pub mod order;
 pub mod product;
 pub mod project;
@@ -20,5 +21,6 @@ pub mod secrets;
 pub mod time;
 pub mod validity;
 pub mod voucher;
+pub mod webhook;
 
 pub use error::InvalidInput;

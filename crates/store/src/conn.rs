@@ -104,6 +104,12 @@ pub trait Conn {
     /// PostgreSQL takes a lock (an advisory transaction lock).
     fn lock_key(&mut self, key: &str) -> Result<(), StoreError>;
 
+    /// For the few statements whose SQL must differ by engine (the outbox relay's order,
+    /// claiming work with `FOR UPDATE SKIP LOCKED`).
+    fn is_postgres(&self) -> bool {
+        false
+    }
+
     /// Sizes the connection's page cache for a bulk job (code generation) or back for
     /// everyday writes. Only SQLite's writer keeps a cache worth sizing.
     fn bulk_cache(&mut self, _bulk: bool) -> Result<(), StoreError> {

@@ -268,6 +268,85 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX async_actions_status ON async_actions (status);
     "#,
+    // 3: event delivery. The relay reads the outbox in commit order: on SQLite the rowid
+    // (one writer, so insertion order is commit order); on PostgreSQL the writing
+    // transaction's id with a sequence, read only below the oldest running transaction
+    // so an event can never appear behind the relay's cursor.
+    r#"
+    @postgres ALTER TABLE outbox ADD COLUMN seq BIGSERIAL;
+    @postgres ALTER TABLE outbox ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id();
+    @postgres CREATE INDEX outbox_relay ON outbox (txid, seq);
+    CREATE TABLE outbox_cursors (
+        consumer TEXT PRIMARY KEY,
+        position TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE webhooks (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        target_url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        active BIGINT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE TABLE webhook_deliveries (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        webhook_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        lease_until TEXT,
+        last_status BIGINT,
+        replay_of TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+    CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (project_id, webhook_id, id);
+    CREATE TABLE webhook_attempts (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        delivery_id TEXT NOT NULL,
+        attempt BIGINT NOT NULL,
+        started_at TEXT NOT NULL,
+        duration_ms BIGINT NOT NULL,
+        status_code BIGINT,
+        error TEXT,
+        response TEXT,
+        PRIMARY KEY (project_id, delivery_id, attempt)
+    );
+    CREATE TABLE stats_daily (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        scope TEXT NOT NULL,
+        scope_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        redemptions BIGINT NOT NULL,
+        failed BIGINT NOT NULL,
+        rolled_back BIGINT NOT NULL,
+        discount_amount BIGINT NOT NULL,
+        gift_amount BIGINT NOT NULL,
+        PRIMARY KEY (project_id, scope, scope_id, day)
+    );
+    CREATE TABLE audit_log (
+        scope TEXT NOT NULL,
+        id TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (scope, id)
+    );
+    CREATE INDEX audit_log_created ON audit_log (scope, created_at)
+    "#,
 ];
 
 pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {
@@ -280,6 +359,13 @@ pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {
                 return Ok(());
             }
             for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                // `@postgres ` / `@sqlite ` mark the few statements only one engine runs.
+                let stmt = match (stmt.strip_prefix("@postgres "), stmt.strip_prefix("@sqlite ")) {
+                    (Some(s), _) if c.is_postgres() => s,
+                    (None, Some(s)) if !c.is_postgres() => s,
+                    (Some(_), _) | (_, Some(_)) => continue,
+                    (None, None) => stmt,
+                };
                 c.execute(stmt, &[])?;
             }
             c.execute(

@@ -116,6 +116,10 @@ impl<C: postgres::GenericClient> Conn for PgConn<'_, C> {
             .map_err(map_err)?;
         Ok(())
     }
+
+    fn is_postgres(&self) -> bool {
+        true
+    }
 }
 
 struct PgMigrator<'a> {

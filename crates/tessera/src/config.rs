@@ -33,6 +33,13 @@ pub struct FileConfig {
     pub backup_keep_daily: Option<usize>,
     pub backup_key_file: Option<PathBuf>,
     pub backup_upload_command: Option<String>,
+    pub webhook_allow_private_targets: Option<bool>,
+    pub webhook_timeout: Option<u64>,
+    pub webhook_max_attempts: Option<u32>,
+    pub webhook_retry_base_ms: Option<u64>,
+    pub nats_url: Option<String>,
+    pub nats_stream: Option<String>,
+    pub nats_subject_prefix: Option<String>,
 }
 
 impl FileConfig {
@@ -68,6 +75,7 @@ pub struct Settings {
     pub check_interval: Option<std::time::Duration>,
     /// Scheduled backups inside `serve`; `None` unless a backup directory is set.
     pub backups: Option<BackupSettings>,
+    pub events: crate::events::EventSettings,
 }
 
 /// Backups `serve` takes on a schedule (SQLite only).
@@ -121,6 +129,68 @@ pub struct LimitArgs {
     pub backup_keep_daily: Option<usize>,
     pub backup_key_file: Option<PathBuf>,
     pub backup_upload_command: Option<String>,
+    pub webhook_allow_private_targets: Option<bool>,
+    pub webhook_timeout: Option<u64>,
+    pub webhook_max_attempts: Option<u32>,
+    pub webhook_retry_base_ms: Option<u64>,
+    pub nats_url: Option<String>,
+    pub nats_stream: Option<String>,
+    pub nats_subject_prefix: Option<String>,
+}
+
+fn event_settings(file: &FileConfig, args: &LimitArgs) -> Result<crate::events::EventSettings> {
+    let timeout = args.webhook_timeout.or(file.webhook_timeout).unwrap_or(10);
+    if !(1..=60).contains(&timeout) {
+        bail!("webhook_timeout must be from 1 to 60 seconds");
+    }
+    let attempts = args.webhook_max_attempts.or(file.webhook_max_attempts).unwrap_or(10);
+    if !(1..=30).contains(&attempts) {
+        bail!("webhook_max_attempts must be from 1 to 30");
+    }
+    let base = args.webhook_retry_base_ms.or(file.webhook_retry_base_ms).unwrap_or(5000);
+    if !(10..=3_600_000).contains(&base) {
+        bail!("webhook_retry_base_ms must be from 10 to 3600000");
+    }
+    let nats = match args.nats_url.clone().or_else(|| file.nats_url.clone()).filter(|u| !u.is_empty()) {
+        None => None,
+        Some(url) => {
+            if !url.starts_with("nats://") {
+                bail!("NATS URL must start with nats://");
+            }
+            let stream = args
+                .nats_stream
+                .clone()
+                .or_else(|| file.nats_stream.clone())
+                .unwrap_or_else(|| "TESSERA_EVENTS".into());
+            if stream.is_empty() || stream.len() > 64 || !stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                bail!("nats_stream must be 1 to 64 letters, digits, '_' or '-'");
+            }
+            let subject_prefix = args
+                .nats_subject_prefix
+                .clone()
+                .or_else(|| file.nats_subject_prefix.clone())
+                .unwrap_or_else(|| "tessera.events".into());
+            let token_ok = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if subject_prefix.len() > 100 || !subject_prefix.split('.').all(token_ok) {
+                bail!("nats_subject_prefix must be dot-separated tokens of letters, digits, '_' or '-'");
+            }
+            Some(crate::events::NatsSettings {
+                url,
+                stream,
+                subject_prefix,
+            })
+        }
+    };
+    Ok(crate::events::EventSettings {
+        webhook_allow_private_targets: args
+            .webhook_allow_private_targets
+            .or(file.webhook_allow_private_targets)
+            .unwrap_or(false),
+        webhook_timeout: std::time::Duration::from_secs(timeout),
+        webhook_max_attempts: attempts,
+        webhook_retry_base: std::time::Duration::from_millis(base),
+        nats,
+    })
 }
 
 fn backup_settings(file: &FileConfig, args: &LimitArgs, storage: &Storage) -> Result<Option<BackupSettings>> {
@@ -257,6 +327,7 @@ pub fn settings(
         check_interval: (check_secs > 0).then(|| std::time::Duration::from_secs(check_secs)),
         listen,
         backups: backup_settings(file, &limits, &storage)?,
+        events: event_settings(file, &limits)?,
         storage,
         log_format,
         log_level,

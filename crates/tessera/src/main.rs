@@ -2,6 +2,7 @@
 
 mod backup;
 mod config;
+mod events;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -96,6 +97,27 @@ enum Command {
         /// (ships it off site, e.g. to S3-compatible storage with rclone or aws-cli).
         #[arg(long, env = "TESSERA_BACKUP_UPLOAD_COMMAND")]
         backup_upload_command: Option<String>,
+        /// Let webhooks target private, loopback and reserved addresses [default: false].
+        #[arg(long, env = "TESSERA_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
+        webhook_allow_private_targets: Option<bool>,
+        /// Seconds a webhook receiver has to answer [default: 10].
+        #[arg(long, env = "TESSERA_WEBHOOK_TIMEOUT")]
+        webhook_timeout: Option<u64>,
+        /// Attempts before a delivery is dead-lettered [default: 10].
+        #[arg(long, env = "TESSERA_WEBHOOK_MAX_ATTEMPTS")]
+        webhook_max_attempts: Option<u32>,
+        /// First retry delay in milliseconds, doubling per attempt [default: 5000].
+        #[arg(long, env = "TESSERA_WEBHOOK_RETRY_BASE_MS")]
+        webhook_retry_base_ms: Option<u64>,
+        /// NATS URL; when set, every event is also published to JetStream.
+        #[arg(long, env = "TESSERA_NATS_URL", hide_env_values = true)]
+        nats_url: Option<String>,
+        /// JetStream stream name [default: TESSERA_EVENTS].
+        #[arg(long, env = "TESSERA_NATS_STREAM")]
+        nats_stream: Option<String>,
+        /// Subject prefix; events go to <prefix>.<project>.<type> [default: tessera.events].
+        #[arg(long, env = "TESSERA_NATS_SUBJECT_PREFIX")]
+        nats_subject_prefix: Option<String>,
     },
     /// Back up the embedded database, or verify a backup by restoring it.
     Backup {
@@ -224,6 +246,13 @@ fn run() -> Result<()> {
             backup_keep_daily,
             backup_key_file,
             backup_upload_command,
+            webhook_allow_private_targets,
+            webhook_timeout,
+            webhook_max_attempts,
+            webhook_retry_base_ms,
+            nats_url,
+            nats_stream,
+            nats_subject_prefix,
         } => {
             let limits = config::LimitArgs {
                 redis_url,
@@ -239,6 +268,13 @@ fn run() -> Result<()> {
                 backup_keep_daily,
                 backup_key_file,
                 backup_upload_command,
+                webhook_allow_private_targets,
+                webhook_timeout,
+                webhook_max_attempts,
+                webhook_retry_base_ms,
+                nats_url,
+                nats_stream,
+                nats_subject_prefix,
             };
             let settings = config::settings(&file, listen, storage.data_dir, storage.database_url, log_format, log_level, limits)?;
             init_logs(&settings);
@@ -582,6 +618,7 @@ async fn serve(settings: Settings) -> Result<()> {
         metrics: Some(metrics),
         limiter: limiter.clone(),
         trust_forwarded_for: settings.limits.trust_forwarded_for,
+        allow_private_webhook_targets: settings.events.webhook_allow_private_targets,
     };
     let housekeeping_limiter = limiter.clone();
     let limiter_housekeeping = tokio::spawn(async move {
@@ -620,6 +657,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let checker = settings
         .check_interval
         .map(|every| tokio::spawn(run_checks(settings.storage.clone(), every)));
+    let event_tasks = events::start(store.clone(), settings.events.clone()).await?;
     let backups = match (&settings.storage, settings.backups.clone()) {
         (Storage::Sqlite(dir), Some(b)) => Some(tokio::spawn(run_backups(dir.clone(), b, backup_key))),
         _ => None,
@@ -640,6 +678,9 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     if let Some(b) = backups {
         b.abort();
+    }
+    for t in event_tasks {
+        t.abort();
     }
     tracing::info!("draining the writer");
     tokio::task::spawn_blocking(move || store.shutdown())

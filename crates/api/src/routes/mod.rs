@@ -7,6 +7,7 @@ pub mod management;
 pub mod orders;
 pub mod products;
 pub mod rules;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use axum::extract::RawQuery;

@@ -3,6 +3,7 @@
 pub mod async_actions;
 pub mod customers;
 pub mod docs;
+pub mod events;
 pub mod idempotency;
 pub mod orders;
 pub mod org;

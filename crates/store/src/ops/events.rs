@@ -1,0 +1,730 @@
+//! Delivery of outbox events: the relay's ordered reads and cursors, webhooks and their
+//! deliveries, and the statistics read model.
+//!
+//! Every consumer keeps a cursor in `outbox_cursors`. It advances with a compare-and-set
+//! in the same transaction as the consumer's own writes (webhook deliveries, statistics),
+//! so each event is applied exactly once by those consumers even when two nodes run the
+//! relay at once; the one that loses the race rolls back and reads again. Consumers that
+//! write elsewhere (NATS) publish first and advance after: at least once, with the event
+//! id for deduplication.
+
+use crate::conn::{Conn, Row, Val};
+use crate::{Result, Store, StoreError};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tessera_domain::ids::new_id;
+use tessera_domain::time::now_string;
+
+/// One event as the relay hands it to consumers.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: String,
+    pub project_id: String,
+    pub event_type: String,
+    pub resource_id: Option<String>,
+    pub payload: String,
+    pub created_at: String,
+    /// The cursor position just after this event.
+    pub position: String,
+}
+
+/// Where a consumer that has never run starts: before the first event.
+pub fn start_position(postgres: bool) -> &'static str {
+    if postgres {
+        "0:0"
+    } else {
+        "0"
+    }
+}
+
+fn row_to_event(r: &Row, postgres: bool) -> Result<Event> {
+    let position = if postgres {
+        format!("{}:{}", r.text(6)?, r.int(7)?)
+    } else {
+        r.int(6)?.to_string()
+    };
+    Ok(Event {
+        id: r.text(0)?,
+        project_id: r.text(1)?,
+        event_type: r.text(2)?,
+        resource_id: r.opt_text(3)?,
+        payload: r.text(4)?,
+        created_at: r.text(5)?,
+        position,
+    })
+}
+
+/// The events after `position`, in commit order.
+pub fn read_after(c: &mut dyn Conn, position: &str, limit: i64) -> Result<Vec<Event>> {
+    let cols = "id, project_id, event_type, resource_id, payload, created_at";
+    if c.is_postgres() {
+        let (txid, seq) = position
+            .split_once(':')
+            .and_then(|(t, s)| Some((t.to_string(), s.parse::<i64>().ok()?)))
+            .ok_or_else(|| StoreError::Internal(format!("bad outbox cursor '{position}'")))?;
+        // Below the oldest running transaction's id every writer has finished, so the
+        // order (txid, seq) of what is visible there never changes again.
+        let rows = c.query(
+            &format!(
+                "SELECT {cols}, txid::text, seq FROM outbox \
+                 WHERE (txid, seq) > (($1::text)::xid8, $2) AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY txid, seq LIMIT $3"
+            ),
+            &[txid.into(), Val::Int(seq), Val::Int(limit)],
+        )?;
+        rows.iter().map(|r| row_to_event(r, true)).collect()
+    } else {
+        let after: i64 = position
+            .parse()
+            .map_err(|_| StoreError::Internal(format!("bad outbox cursor '{position}'")))?;
+        let rows = c.query(
+            &format!("SELECT {cols}, rowid FROM outbox WHERE rowid > $1 ORDER BY rowid LIMIT $2"),
+            &[Val::Int(after), Val::Int(limit)],
+        )?;
+        rows.iter().map(|r| row_to_event(r, false)).collect()
+    }
+}
+
+pub fn cursor(c: &mut dyn Conn, consumer: &str) -> Result<String> {
+    Ok(
+        match c.query_opt("SELECT position FROM outbox_cursors WHERE consumer = $1", &[consumer.into()])? {
+            Some(r) => r.text(0)?,
+            None => start_position(c.is_postgres()).to_string(),
+        },
+    )
+}
+
+/// Moves the cursor from `from` to `to`, or fails with a conflict if another relay moved
+/// it first (the caller's transaction then rolls back with everything it wrote).
+pub fn advance(c: &mut dyn Conn, consumer: &str, from: &str, to: &str) -> Result<()> {
+    let now = now_string();
+    let moved = c.execute(
+        "UPDATE outbox_cursors SET position = $1, updated_at = $2 WHERE consumer = $3 AND position = $4",
+        &[to.into(), now.clone().into(), consumer.into(), from.into()],
+    )?;
+    if moved == 1 {
+        return Ok(());
+    }
+    let exists = c.query_opt("SELECT 1 FROM outbox_cursors WHERE consumer = $1", &[consumer.into()])?;
+    if exists.is_none() && from == start_position(c.is_postgres()) {
+        c.execute(
+            "INSERT INTO outbox_cursors (consumer, position, updated_at) VALUES ($1, $2, $3)",
+            &[consumer.into(), to.into(), now.into()],
+        )?;
+        return Ok(());
+    }
+    Err(StoreError::Conflict {
+        key: "outbox_cursor_moved",
+        message: "Cursor moved".into(),
+        details: format!("another relay advanced '{consumer}' first"),
+    })
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Webhook {
+    pub id: String,
+    pub object: &'static str,
+    pub target_url: String,
+    pub events: Vec<String>,
+    pub active: bool,
+    /// The signing secret (Tessera addition; only management credentials see it).
+    pub secret: String,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+}
+
+fn row_to_webhook(r: &Row) -> Result<Webhook> {
+    Ok(Webhook {
+        id: r.text(0)?,
+        object: "webhook",
+        target_url: r.text(1)?,
+        events: serde_json::from_str(&r.text(2)?).map_err(|e| StoreError::Internal(format!("webhook events: {e}")))?,
+        active: r.int(3)? != 0,
+        secret: r.text(4)?,
+        created_at: r.text(5)?,
+        updated_at: r.opt_text(6)?,
+    })
+}
+
+const WEBHOOK_COLS: &str = "id, target_url, events, active, secret, created_at, updated_at";
+
+fn project_exists(c: &mut dyn Conn, project_id: &str) -> Result<()> {
+    c.query_opt("SELECT 1 FROM projects WHERE id = $1 AND deleted_at IS NULL", &[project_id.into()])?
+        .ok_or_else(|| StoreError::not_found("project", project_id))?;
+    Ok(())
+}
+
+fn load_webhook(c: &mut dyn Conn, project_id: &str, id: &str) -> Result<Webhook> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE project_id = $1 AND id = $2"),
+            &[project_id.into(), id.into()],
+        )?
+        .ok_or_else(|| StoreError::not_found("webhook", id))?;
+    row_to_webhook(&row)
+}
+
+/// At most this many webhooks per project: each event is matched against all of them.
+pub const MAX_WEBHOOKS_PER_PROJECT: i64 = 50;
+
+/// A delivery as the sender needs it.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub project_id: String,
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub body: String,
+    pub attempts: i64,
+    pub target_url: String,
+    pub secret: String,
+}
+
+/// What one attempt found.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// The start of the receiver's answer, for the delivery log.
+    pub response: Option<String>,
+}
+
+impl Store {
+    pub async fn create_webhook(&self, project_id: String, target_url: String, events: Vec<String>, active: bool) -> Result<Webhook> {
+        self.write(move |c| {
+            project_exists(c, &project_id)?;
+            let n = c
+                .query_one("SELECT COUNT(*) FROM webhooks WHERE project_id = $1", &[project_id.clone().into()])?
+                .int(0)?;
+            if n >= MAX_WEBHOOKS_PER_PROJECT {
+                return Err(StoreError::Invalid(tessera_domain::InvalidInput {
+                    key: "limit_exceeded",
+                    message: "Too many webhooks".into(),
+                    details: format!("A project has at most {MAX_WEBHOOKS_PER_PROJECT} webhooks."),
+                }));
+            }
+            let id = new_id("wh");
+            let secret = tessera_domain::webhook::new_secret();
+            let events_json = serde_json::to_string(&events).map_err(|e| StoreError::Internal(e.to_string()))?;
+            c.execute(
+                "INSERT INTO webhooks (project_id, id, target_url, events, active, secret, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    project_id.clone().into(),
+                    id.clone().into(),
+                    target_url.into(),
+                    events_json.into(),
+                    active.into(),
+                    secret.into(),
+                    now_string().into(),
+                ],
+            )?;
+            load_webhook(c, &project_id, &id)
+        })
+        .await
+    }
+
+    pub async fn update_webhook(
+        &self,
+        project_id: String,
+        id: String,
+        target_url: Option<String>,
+        events: Option<Vec<String>>,
+        active: Option<bool>,
+    ) -> Result<Webhook> {
+        self.write(move |c| {
+            project_exists(c, &project_id)?;
+            let mut w = load_webhook(c, &project_id, &id)?;
+            if let Some(u) = target_url {
+                w.target_url = u;
+            }
+            if let Some(e) = events {
+                w.events = e;
+            }
+            if let Some(a) = active {
+                w.active = a;
+            }
+            let events_json = serde_json::to_string(&w.events).map_err(|e| StoreError::Internal(e.to_string()))?;
+            c.execute(
+                "UPDATE webhooks SET target_url = $1, events = $2, active = $3, updated_at = $4 WHERE project_id = $5 AND id = $6",
+                &[
+                    w.target_url.clone().into(),
+                    events_json.into(),
+                    w.active.into(),
+                    now_string().into(),
+                    project_id.clone().into(),
+                    id.clone().into(),
+                ],
+            )?;
+            load_webhook(c, &project_id, &id)
+        })
+        .await
+    }
+
+    pub async fn get_webhook(&self, project_id: String, id: String) -> Result<Webhook> {
+        self.read(move |c| {
+            project_exists(c, &project_id)?;
+            load_webhook(c, &project_id, &id)
+        })
+        .await
+    }
+
+    pub async fn list_webhooks(&self, project_id: String) -> Result<Vec<Webhook>> {
+        self.read(move |c| {
+            project_exists(c, &project_id)?;
+            c.query(
+                &format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE project_id = $1 ORDER BY created_at, id LIMIT 1000"),
+                &[project_id.into()],
+            )?
+            .iter()
+            .map(row_to_webhook)
+            .collect()
+        })
+        .await
+    }
+
+    /// Deletes the webhook; deliveries not yet made are cancelled, the log stays.
+    pub async fn delete_webhook(&self, project_id: String, id: String) -> Result<()> {
+        self.write(move |c| {
+            project_exists(c, &project_id)?;
+            load_webhook(c, &project_id, &id)?;
+            c.execute("DELETE FROM webhooks WHERE project_id = $1 AND id = $2", &[project_id.clone().into(), id.clone().into()])?;
+            c.execute(
+                "UPDATE webhook_deliveries SET status = 'canceled', updated_at = $1 WHERE project_id = $2 AND webhook_id = $3 AND status IN ('pending', 'delivering')",
+                &[now_string().into(), project_id.into(), id.into()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deliveries of a webhook, newest first, optionally of one status.
+    pub async fn list_deliveries(&self, project_id: String, webhook_id: String, status: Option<String>, limit: i64) -> Result<Vec<Value>> {
+        self.read(move |c| {
+            project_exists(c, &project_id)?;
+            load_webhook(c, &project_id, &webhook_id)?;
+            let rows = c.query(
+                "SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status, replay_of, created_at, updated_at \
+                 FROM webhook_deliveries WHERE project_id = $1 AND webhook_id = $2 AND ($3 = '' OR status = $3) ORDER BY id DESC LIMIT $4",
+                &[
+                    project_id.into(),
+                    webhook_id.clone().into(),
+                    status.unwrap_or_default().into(),
+                    Val::Int(limit),
+                ],
+            )?;
+            rows.iter().map(|r| delivery_view(r, &webhook_id)).collect()
+        })
+        .await
+    }
+
+    /// One delivery with its body and every attempt.
+    pub async fn get_delivery(&self, project_id: String, webhook_id: String, id: String) -> Result<Value> {
+        self.read(move |c| {
+            project_exists(c, &project_id)?;
+            let row = c
+                .query_opt(
+                    "SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status, replay_of, created_at, updated_at, body \
+                     FROM webhook_deliveries WHERE project_id = $1 AND webhook_id = $2 AND id = $3",
+                    &[project_id.clone().into(), webhook_id.clone().into(), id.clone().into()],
+                )?
+                .ok_or_else(|| StoreError::not_found("webhook_delivery", &id))?;
+            let mut v = delivery_view(&row, &webhook_id)?;
+            v["body"] = serde_json::from_str(&row.text(10)?).unwrap_or(Value::Null);
+            let attempts = c.query(
+                "SELECT attempt, started_at, duration_ms, status_code, error, response FROM webhook_attempts \
+                 WHERE project_id = $1 AND delivery_id = $2 ORDER BY attempt LIMIT 100",
+                &[project_id.into(), id.into()],
+            )?;
+            v["attempts"] = attempts
+                .iter()
+                .map(|a| {
+                    Ok(json!({
+                        "attempt": a.int(0)?, "started_at": a.text(1)?, "duration_ms": a.int(2)?,
+                        "status_code": a.opt_int(3)?, "error": a.opt_text(4)?, "response": a.opt_text(5)?,
+                    }))
+                })
+                .collect::<Result<Vec<Value>>>()?
+                .into();
+            Ok(v)
+        })
+        .await
+    }
+
+    /// Sends an event again: a new delivery with the same body, due now.
+    pub async fn replay_delivery(&self, project_id: String, webhook_id: String, id: String) -> Result<Value> {
+        self.write(move |c| {
+            project_exists(c, &project_id)?;
+            load_webhook(c, &project_id, &webhook_id)?;
+            let row = c
+                .query_opt(
+                    "SELECT event_id, event_type, body FROM webhook_deliveries WHERE project_id = $1 AND webhook_id = $2 AND id = $3",
+                    &[project_id.clone().into(), webhook_id.clone().into(), id.clone().into()],
+                )?
+                .ok_or_else(|| StoreError::not_found("webhook_delivery", &id))?;
+            let new = new_id("whs");
+            let now = now_string();
+            c.execute(
+                "INSERT INTO webhook_deliveries (project_id, id, webhook_id, event_id, event_type, body, status, attempts, next_attempt_at, replay_of, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $7, $7)",
+                &[
+                    project_id.clone().into(),
+                    new.clone().into(),
+                    webhook_id.clone().into(),
+                    row.text(0)?.into(),
+                    row.text(1)?.into(),
+                    row.text(2)?.into(),
+                    now.into(),
+                    id.into(),
+                ],
+            )?;
+            let row = c.query_one(
+                "SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status, replay_of, created_at, updated_at \
+                 FROM webhook_deliveries WHERE project_id = $1 AND id = $2",
+                &[project_id.into(), new.into()],
+            )?;
+            delivery_view(&row, &webhook_id)
+        })
+        .await
+    }
+
+    /// The relay's read: the events after the consumer's cursor, and that cursor.
+    pub async fn outbox_batch(&self, consumer: &'static str, limit: i64) -> Result<(String, Vec<Event>)> {
+        self.read(move |c| {
+            let from = cursor(c, consumer)?;
+            let events = read_after(c, &from, limit)?;
+            Ok((from, events))
+        })
+        .await
+    }
+
+    /// Advances a consumer whose effects live outside the database (NATS), after they
+    /// were made.
+    pub async fn outbox_advance(&self, consumer: &'static str, from: String, to: String) -> Result<()> {
+        self.write_unmarked(move |c| advance(c, consumer, &from, &to)).await
+    }
+
+    /// The webhook consumer: turns each event into one delivery per active webhook of its
+    /// project subscribed to its type (and created before it), and advances the cursor,
+    /// in one transaction.
+    pub async fn fan_out_webhooks(&self, consumer: &'static str, from: String, events: Vec<Event>) -> Result<usize> {
+        self.write_unmarked(move |c| {
+            let Some(last) = events.last() else { return Ok(0) };
+            let to = last.position.clone();
+            let mut hooks: std::collections::HashMap<String, Vec<Webhook>> = std::collections::HashMap::new();
+            let now = now_string();
+            let mut made = 0;
+            for e in &events {
+                if !hooks.contains_key(&e.project_id) {
+                    let list = c
+                        .query(
+                            &format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE project_id = $1 AND active = 1 LIMIT 1000"),
+                            &[e.project_id.clone().into()],
+                        )?
+                        .iter()
+                        .map(row_to_webhook)
+                        .collect::<Result<Vec<_>>>()?;
+                    hooks.insert(e.project_id.clone(), list);
+                }
+                for w in hooks.get(&e.project_id).into_iter().flatten() {
+                    if w.created_at > e.created_at || !subscribed(&w.events, &e.event_type) {
+                        continue;
+                    }
+                    let id = new_id("whs");
+                    let data: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
+                    // The body is fixed here, once: every retry sends exactly these bytes.
+                    let body = json!({
+                        "id": id, "project_id": e.project_id, "created_at": now, "type": e.event_type,
+                        "data": data,
+                        "source": {"id": w.id, "object": "webhook", "target_url": w.target_url},
+                        "event": {"id": e.id, "type": e.event_type, "created_at": e.created_at, "entity_id": e.resource_id},
+                    })
+                    .to_string();
+                    c.execute(
+                        "INSERT INTO webhook_deliveries (project_id, id, webhook_id, event_id, event_type, body, status, attempts, next_attempt_at, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+                        &[
+                            e.project_id.clone().into(),
+                            id.into(),
+                            w.id.clone().into(),
+                            e.id.clone().into(),
+                            e.event_type.clone().into(),
+                            body.into(),
+                            now.clone().into(),
+                        ],
+                    )?;
+                    made += 1;
+                }
+            }
+            advance(c, consumer, &from, &to)?;
+            Ok(made)
+        })
+        .await
+    }
+
+    /// Claims up to `limit` deliveries that are due (or whose claim by a stopped node ran
+    /// out) for `lease_secs`.
+    pub async fn claim_deliveries(&self, limit: i64, lease_secs: i64) -> Result<Vec<Due>> {
+        self.write_unmarked(move |c| {
+            let now = now_string();
+            let until = tessera_domain::time::format(
+                tessera_domain::time::now()
+                    .checked_add(jiff::SignedDuration::from_secs(lease_secs))
+                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+            );
+            let due = "(status = 'pending' AND next_attempt_at <= $2) OR (status = 'delivering' AND lease_until < $2)";
+            // SKIP LOCKED lets every PostgreSQL node claim a different share at once.
+            let pick = if c.is_postgres() {
+                format!(
+                    "SELECT project_id, id FROM webhook_deliveries WHERE {due} ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED"
+                )
+            } else {
+                format!("SELECT project_id, id FROM webhook_deliveries WHERE {due} ORDER BY next_attempt_at LIMIT $3")
+            };
+            let rows = c.query(
+                &format!(
+                    "UPDATE webhook_deliveries SET status = 'delivering', lease_until = $1 WHERE (project_id, id) IN ({pick}) \
+                     RETURNING project_id, id, webhook_id, event_id, body, attempts"
+                ),
+                &[until.into(), now.clone().into(), Val::Int(limit)],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let (project_id, id, webhook_id) = (r.text(0)?, r.text(1)?, r.text(2)?);
+                let hook = c.query_opt(
+                    "SELECT target_url, secret, active FROM webhooks WHERE project_id = $1 AND id = $2",
+                    &[project_id.clone().into(), webhook_id.clone().into()],
+                )?;
+                match hook {
+                    Some(h) if h.int(2)? != 0 => out.push(Due {
+                        project_id,
+                        id,
+                        webhook_id,
+                        event_id: r.text(3)?,
+                        body: r.text(4)?,
+                        attempts: r.int(5)?,
+                        target_url: h.text(0)?,
+                        secret: h.text(1)?,
+                    }),
+                    // Deactivated or deleted since: nothing to send.
+                    _ => {
+                        c.execute(
+                            "UPDATE webhook_deliveries SET status = 'canceled', updated_at = $1 WHERE project_id = $2 AND id = $3",
+                            &[now.clone().into(), project_id.into(), id.into()],
+                        )?;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Hands a claimed delivery back untouched (this node has no room for it now).
+    pub async fn unclaim_delivery(&self, project_id: String, id: String, retry_at: String) -> Result<()> {
+        self.write_unmarked(move |c| {
+            c.execute(
+                "UPDATE webhook_deliveries SET status = 'pending', lease_until = NULL, next_attempt_at = $1 WHERE project_id = $2 AND id = $3 AND status = 'delivering'",
+                &[retry_at.into(), project_id.into(), id.into()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Logs an attempt and moves the delivery on: `succeeded`, `pending` again at
+    /// `retry_at`, or `dead` when `retry_at` is `None` after a failure.
+    pub async fn record_attempt(&self, d: Due, result: AttemptResult, succeeded: bool, retry_at: Option<String>) -> Result<()> {
+        self.write_unmarked(move |c| {
+            let attempt = d.attempts + 1;
+            c.execute(
+                "INSERT INTO webhook_attempts (project_id, delivery_id, attempt, started_at, duration_ms, status_code, error, response) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    d.project_id.clone().into(),
+                    d.id.clone().into(),
+                    Val::Int(attempt),
+                    result.started_at.into(),
+                    Val::Int(result.duration_ms),
+                    result.status_code.map(i64::from).into(),
+                    result.error.into(),
+                    result.response.into(),
+                ],
+            )?;
+            let (status, next) = match (succeeded, retry_at) {
+                (true, _) => ("succeeded", now_string()),
+                (false, Some(at)) => ("pending", at),
+                (false, None) => ("dead", now_string()),
+            };
+            c.execute(
+                "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, lease_until = NULL, last_status = $4, updated_at = $5 \
+                 WHERE project_id = $6 AND id = $7",
+                &[
+                    status.into(),
+                    Val::Int(attempt),
+                    next.into(),
+                    result.status_code.map(i64::from).into(),
+                    now_string().into(),
+                    d.project_id.into(),
+                    d.id.into(),
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The statistics consumer: per campaign and per voucher and UTC day, redemptions,
+    /// failures, rollbacks, and the discount and gift credits given. Applied with the
+    /// cursor in one transaction, so exactly once.
+    pub async fn apply_stats(&self, consumer: &'static str, from: String, events: Vec<Event>) -> Result<usize> {
+        self.write_unmarked(move |c| {
+            let Some(last) = events.last() else { return Ok(0) };
+            let to = last.position.clone();
+            let mut applied = 0;
+            for e in &events {
+                let (redemptions, failed, rolled_back, sign) = match e.event_type.as_str() {
+                    "redemption.succeeded" => (1, 0, 0, 1),
+                    "redemption.failed" => (0, 1, 0, 0),
+                    "redemption.rollback.succeeded" => (0, 0, 1, -1),
+                    _ => continue,
+                };
+                let p: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
+                let day: String = e.created_at.chars().take(10).collect();
+                let items = stats_items(&p);
+                if items.is_empty() {
+                    continue;
+                }
+                for r in items {
+                    for (scope, id) in [("voucher", r.voucher_id.as_deref()), ("campaign", r.campaign_id.as_deref())] {
+                        let Some(id) = id else { continue };
+                        c.execute(
+                            "INSERT INTO stats_daily (project_id, scope, scope_id, day, redemptions, failed, rolled_back, discount_amount, gift_amount) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                             ON CONFLICT (project_id, scope, scope_id, day) DO UPDATE SET \
+                             redemptions = stats_daily.redemptions + excluded.redemptions, failed = stats_daily.failed + excluded.failed, \
+                             rolled_back = stats_daily.rolled_back + excluded.rolled_back, \
+                             discount_amount = stats_daily.discount_amount + excluded.discount_amount, \
+                             gift_amount = stats_daily.gift_amount + excluded.gift_amount",
+                            &[
+                                e.project_id.clone().into(),
+                                scope.into(),
+                                id.into(),
+                                day.clone().into(),
+                                Val::Int(redemptions),
+                                Val::Int(failed),
+                                Val::Int(rolled_back),
+                                Val::Int(sign * r.discount),
+                                Val::Int(sign * r.gift),
+                            ],
+                        )?;
+                    }
+                }
+                applied += 1;
+            }
+            advance(c, consumer, &from, &to)?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    /// Daily statistics of a campaign or voucher (by id), oldest day first.
+    pub async fn stats(
+        &self,
+        t: &crate::ops::org::Tenant,
+        scope: &'static str,
+        scope_id: String,
+        from: String,
+        to: String,
+    ) -> Result<Vec<Value>> {
+        let project_id = t.project_id().to_string();
+        self.read(move |c| {
+            c.query(
+                "SELECT day, redemptions, failed, rolled_back, discount_amount, gift_amount FROM stats_daily \
+                 WHERE project_id = $1 AND scope = $2 AND scope_id = $3 AND day >= $4 AND day <= $5 ORDER BY day LIMIT 400",
+                &[project_id.into(), scope.into(), scope_id.into(), from.into(), to.into()],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(json!({
+                    "day": r.text(0)?, "redemptions": r.int(1)?, "failed": r.int(2)?, "rolled_back": r.int(3)?,
+                    "discount_amount": r.int(4)?, "gift_amount": r.int(5)?,
+                }))
+            })
+            .collect()
+        })
+        .await
+    }
+}
+
+/// One voucher's part of a redemption event, as the statistics count it.
+struct StatsItem {
+    voucher_id: Option<String>,
+    campaign_id: Option<String>,
+    discount: i64,
+    gift: i64,
+}
+
+/// Redemption and rollback events carry the redemption object. Each voucher's redemption
+/// has its own event; the parent of a stacked redemption (no voucher) has one too and is
+/// not counted again. The discount is what the voucher's own calculated order applied.
+fn stats_items(p: &Value) -> Vec<StatsItem> {
+    let Some(voucher_id) = p["voucher"]["id"].as_str() else {
+        return Vec::new();
+    };
+    vec![StatsItem {
+        voucher_id: Some(voucher_id.to_string()),
+        campaign_id: p["voucher"]["campaign_id"].as_str().map(String::from),
+        discount: p["order"]["total_applied_discount_amount"]
+            .as_i64()
+            .or(p["order"]["total_discount_amount"].as_i64())
+            .unwrap_or(0)
+            .abs(),
+        gift: p["gift"]["amount"].as_i64().unwrap_or(0).abs(),
+    }]
+}
+
+/// Whether a webhook subscribed to `types` receives `event_type`. The spec's enum spells
+/// some types with a typo (`..._aded`); both spellings match.
+pub fn subscribed(types: &[String], event_type: &str) -> bool {
+    types.iter().any(|t| t == event_type || t.replace("_aded", "_added") == event_type)
+}
+
+fn delivery_view(r: &Row, webhook_id: &str) -> Result<Value> {
+    Ok(json!({
+        "id": r.text(0)?, "object": "webhook_delivery", "webhook_id": webhook_id,
+        "event": {"id": r.text(1)?, "type": r.text(2)?},
+        "status": r.text(3)?, "attempts": r.int(4)?, "next_attempt_at": r.text(5)?,
+        "last_status_code": r.opt_int(6)?, "replay_of": r.opt_text(7)?,
+        "created_at": r.text(8)?, "updated_at": r.text(9)?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_match_both_spellings() {
+        let t = vec!["voucher.gift.balance_aded".to_string(), "redemption.succeeded".to_string()];
+        assert!(subscribed(&t, "voucher.gift.balance_added"));
+        assert!(subscribed(&t, "redemption.succeeded"));
+        assert!(!subscribed(&t, "redemption.failed"));
+    }
+
+    #[test]
+    fn stats_items_of_single_and_stacked_redemptions() {
+        let single = json!({"voucher": {"id": "v1", "campaign_id": "c1"}, "order": {"total_applied_discount_amount": 150}});
+        let items = stats_items(&single);
+        assert_eq!(items.len(), 1);
+        assert_eq!(
+            (items[0].voucher_id.as_deref(), items[0].campaign_id.as_deref(), items[0].discount),
+            (Some("v1"), Some("c1"), 150)
+        );
+        let parent = json!({"related_object_type": "redemption", "order": {"total_applied_discount_amount": 150}});
+        assert!(stats_items(&parent).is_empty(), "a stacked parent is counted through its children");
+        let gift = json!({"voucher": {"id": "g"}, "gift": {"amount": 70}});
+        assert_eq!(stats_items(&gift)[0].gift, 70);
+    }
+}

@@ -1,0 +1,384 @@
+//! The event side of `serve`: relays that read the outbox in commit order and hand events
+//! to consumers (webhook fan-out, the statistics read model, NATS JetStream), and the
+//! webhook sender. None of it runs on the request path: a redemption commits its event
+//! row and returns; everything here follows asynchronously.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tessera_store::ops::events::{AttemptResult, Due, Event};
+use tessera_store::Store;
+use tokio::sync::Semaphore;
+
+/// Event settings, from flags, environment and config file.
+#[derive(Debug, Clone)]
+pub struct EventSettings {
+    pub webhook_allow_private_targets: bool,
+    pub webhook_timeout: Duration,
+    pub webhook_max_attempts: u32,
+    pub webhook_retry_base: Duration,
+    pub nats: Option<NatsSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NatsSettings {
+    pub url: String,
+    pub stream: String,
+    pub subject_prefix: String,
+}
+
+/// Events a relay reads per round.
+const BATCH: i64 = 500;
+/// How long a relay sleeps when it found nothing new.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+/// Deliveries in flight on this node, and per webhook: a receiver that never answers can
+/// hold at most `PER_WEBHOOK` of them, never the others' share.
+const IN_FLIGHT: usize = 64;
+const PER_WEBHOOK: usize = 4;
+/// The start of a receiver's answer kept in the delivery log.
+const RESPONSE_KEPT: usize = 1024;
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn age_secs(stored: &str) -> f64 {
+    tessera_domain::time::parse_lenient(stored)
+        .map(|t| (now_secs() - t.as_millisecond() as f64 / 1000.0).max(0.0))
+        .unwrap_or(0.0)
+}
+
+/// Starts every relay and the webhook sender; returns their tasks for shutdown.
+pub async fn start(store: Store, settings: EventSettings) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    let s = store.clone();
+    tasks.push(tokio::spawn(relay(store.clone(), "webhooks", move |from, events| {
+        let s = s.clone();
+        async move { s.fan_out_webhooks("webhooks", from, events).await.map(|_| ()) }
+    })));
+    let s = store.clone();
+    tasks.push(tokio::spawn(relay(store.clone(), "stats", move |from, events| {
+        let s = s.clone();
+        async move { s.apply_stats("stats", from, events).await.map(|_| ()) }
+    })));
+    if let Some(n) = settings.nats.clone() {
+        let js = nats_connect(&n).await?;
+        let s = store.clone();
+        let js = Arc::new(js);
+        tasks.push(tokio::spawn(relay(store.clone(), "nats", move |from, events| {
+            let (s, js, n) = (s.clone(), js.clone(), n.clone());
+            async move { nats_publish(&s, &js, &n, from, events).await }
+        })));
+    }
+    tasks.push(tokio::spawn(send_webhooks(store, settings)));
+    Ok(tasks)
+}
+
+/// Reads the outbox after the consumer's cursor and hands each batch to `apply`, which
+/// must advance the cursor (with a compare-and-set) once the batch is done.
+async fn relay<F, Fut>(store: Store, consumer: &'static str, apply: F)
+where
+    F: Fn(String, Vec<Event>) -> Fut,
+    Fut: std::future::Future<Output = tessera_store::Result<()>>,
+{
+    loop {
+        match store.outbox_batch(consumer, BATCH).await {
+            Ok((from, events)) => {
+                let lag = events.first().map(|e| age_secs(&e.created_at)).unwrap_or(0.0);
+                metrics::gauge!("tessera_outbox_lag_seconds", "consumer" => consumer).set(lag);
+                if events.is_empty() {
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+                let n = events.len();
+                match apply(from, events).await {
+                    Ok(()) => {
+                        metrics::counter!("tessera_outbox_events_total", "consumer" => consumer).increment(n as u64);
+                    }
+                    // Another node's relay moved the cursor first: read again.
+                    Err(tessera_store::StoreError::Conflict { .. }) => {}
+                    Err(e) => {
+                        metrics::counter!("tessera_outbox_errors_total", "consumer" => consumer).increment(1);
+                        tracing::warn!(consumer, error = %e, "event relay failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                if n < BATCH as usize {
+                    tokio::time::sleep(IDLE_POLL).await;
+                }
+            }
+            Err(e) => {
+                metrics::counter!("tessera_outbox_errors_total", "consumer" => consumer).increment(1);
+                tracing::warn!(consumer, error = %e, "event relay cannot read the outbox; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn nats_connect(n: &NatsSettings) -> anyhow::Result<async_nats::jetstream::Context> {
+    use anyhow::Context as _;
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(&n.url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", n.url))?;
+    let js = async_nats::jetstream::new(client);
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: n.stream.clone(),
+        subjects: vec![format!("{}.>", n.subject_prefix)],
+        // Republishing after a crash (the cursor advances after the acks) is dropped by
+        // JetStream if it comes within this window, by `Nats-Msg-Id`.
+        duplicate_window: Duration::from_secs(600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create or open the JetStream stream {}: {e}", n.stream))?;
+    Ok(js)
+}
+
+/// Publishes a batch to JetStream, each message with `Nats-Msg-Id` set to the event id,
+/// waits for every acknowledgement, then advances the cursor.
+async fn nats_publish(
+    store: &Store,
+    js: &async_nats::jetstream::Context,
+    n: &NatsSettings,
+    from: String,
+    events: Vec<Event>,
+) -> tessera_store::Result<()> {
+    let unavailable = |e: String| {
+        metrics::counter!("tessera_nats_publish_errors_total").increment(1);
+        tessera_store::StoreError::Unavailable(format!("NATS: {e}"))
+    };
+    let Some(to) = events.last().map(|e| e.position.clone()) else {
+        return Ok(());
+    };
+    let mut acks = Vec::with_capacity(events.len());
+    for e in &events {
+        let body = serde_json::json!({
+            "id": e.id, "object": "event", "type": e.event_type, "project_id": e.project_id,
+            "created_at": e.created_at, "entity_id": e.resource_id,
+            "data": serde_json::from_str::<serde_json::Value>(&e.payload).unwrap_or(serde_json::Value::Null),
+        });
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", e.id.as_str());
+        let subject = format!("{}.{}.{}", n.subject_prefix, e.project_id, e.event_type);
+        let ack = js
+            .publish_with_headers(subject, headers, body.to_string().into())
+            .await
+            .map_err(|err| unavailable(err.to_string()))?;
+        acks.push(ack);
+    }
+    for ack in acks {
+        ack.await.map_err(|err| unavailable(err.to_string()))?;
+    }
+    store.outbox_advance("nats", from, to).await
+}
+
+/// Resolves webhook hosts and keeps only addresses deliveries may reach, so a name that
+/// is re-pointed at an internal address after the webhook was accepted gets nowhere.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| allow || tessera_domain::net::is_public(a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The delay before attempt `attempt + 1`: exponential from `base`, with jitter of
+/// ±50% so retries of many deliveries spread out, capped at an hour.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(MAX_BACKOFF);
+    let jitter = 0.5 + rand::random::<f64>();
+    exp.mul_f64(jitter).min(MAX_BACKOFF)
+}
+
+fn later(d: Duration) -> String {
+    let ts = tessera_domain::time::now()
+        .checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::from_secs(1)))
+        .unwrap_or_else(|_| tessera_domain::time::now());
+    tessera_domain::time::format(ts)
+}
+
+/// Claims due deliveries and sends each on its own task, within the node's and the
+/// webhook's in-flight caps.
+async fn send_webhooks(store: Store, settings: EventSettings) {
+    let client = match reqwest::Client::builder()
+        .timeout(settings.webhook_timeout)
+        .connect_timeout(settings.webhook_timeout.min(Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Tessera-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private: settings.webhook_allow_private_targets,
+        }))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the webhook HTTP client; webhooks are not delivered");
+            return;
+        }
+    };
+    let global = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut per_hook: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let lease = settings.webhook_timeout.as_secs() as i64 + 30;
+    loop {
+        let free = global.available_permits();
+        if free == 0 {
+            tokio::time::sleep(IDLE_POLL).await;
+            continue;
+        }
+        let due = match store.claim_deliveries(free as i64, lease).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim webhook deliveries; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if due.is_empty() {
+            // Idle: forget the semaphores of webhooks with nothing in flight.
+            per_hook.retain(|_, s| s.available_permits() < PER_WEBHOOK);
+            tokio::time::sleep(IDLE_POLL).await;
+            continue;
+        }
+        for d in due {
+            let hook = per_hook
+                .entry(d.webhook_id.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(PER_WEBHOOK)))
+                .clone();
+            let (Ok(slot), Ok(hook_slot)) = (global.clone().try_acquire_owned(), hook.try_acquire_owned()) else {
+                // This webhook already has its share in flight: hand the delivery back
+                // for a moment instead of letting it wait on a node-wide slot.
+                let s = store.clone();
+                let _ = s.unclaim_delivery(d.project_id, d.id, later(Duration::from_millis(200))).await;
+                continue;
+            };
+            let (client, store, settings) = (client.clone(), store.clone(), settings.clone());
+            tokio::spawn(async move {
+                deliver(&client, &store, &settings, d).await;
+                drop(hook_slot);
+                drop(slot);
+            });
+        }
+    }
+}
+
+async fn deliver(client: &reqwest::Client, store: &Store, settings: &EventSettings, d: Due) {
+    let started_at = tessera_domain::time::now_string();
+    let timestamp = now_secs() as i64;
+    let clock = std::time::Instant::now();
+    let outcome = send(client, settings, &d, timestamp).await;
+    let duration_ms = clock.elapsed().as_millis() as i64;
+    let (ok, result) = match outcome {
+        Ok((status, response)) => (
+            (200..300).contains(&status),
+            AttemptResult {
+                started_at,
+                duration_ms,
+                status_code: Some(status),
+                error: None,
+                response: Some(response),
+            },
+        ),
+        Err(e) => (
+            false,
+            AttemptResult {
+                started_at,
+                duration_ms,
+                status_code: None,
+                error: Some(e),
+                response: None,
+            },
+        ),
+    };
+    let attempt = d.attempts as u32 + 1;
+    let retry_at = (!ok && attempt < settings.webhook_max_attempts).then(|| later(backoff(settings.webhook_retry_base, attempt)));
+    let outcome_label = if ok {
+        "succeeded"
+    } else if retry_at.is_some() {
+        "retry"
+    } else {
+        "dead"
+    };
+    metrics::counter!("tessera_webhook_attempts_total", "outcome" => outcome_label).increment(1);
+    metrics::histogram!("tessera_webhook_attempt_seconds").record(duration_ms as f64 / 1000.0);
+    if !ok && retry_at.is_none() {
+        tracing::warn!(delivery = %d.id, webhook = %d.webhook_id, attempts = attempt, "webhook delivery dead-lettered");
+    }
+    if let Err(e) = store.record_attempt(d, result, ok, retry_at).await {
+        // The lease runs out and another round sends it again: at least once.
+        tracing::warn!(error = %e, "cannot record a webhook attempt");
+    }
+}
+
+/// One POST with the signatures; returns the status and the start of the answer.
+async fn send(client: &reqwest::Client, settings: &EventSettings, d: &Due, timestamp: i64) -> Result<(u16, String), String> {
+    let url = url::Url::parse(&d.target_url).map_err(|e| format!("bad target URL: {e}"))?;
+    // Literal addresses skip the resolver, so they are checked here.
+    if let Some(host) = url.host_str() {
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+            if !settings.webhook_allow_private_targets && !tessera_domain::net::is_public(ip) {
+                return Err(format!("refused: {ip} is not a public address"));
+            }
+        }
+    }
+    let body = d.body.as_bytes();
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &d.id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header(
+            "x-voucherify-signature",
+            tessera_domain::webhook::voucherify_signature(&d.secret, body),
+        );
+    if let Some(sig) = tessera_domain::webhook::standard_signature(&d.secret, &d.id, timestamp, body) {
+        req = req.header("webhook-signature", sig);
+    }
+    let resp = req
+        .body(d.body.clone())
+        .send()
+        .await
+        .map_err(|e| if e.is_timeout() { "timed out".to_string() } else { format!("{e}") })?;
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let kept = &bytes[..bytes.len().min(RESPONSE_KEPT)];
+    Ok((status, String::from_utf8_lossy(kept).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_a_cap() {
+        let base = Duration::from_secs(2);
+        for attempt in 1..30 {
+            let d = backoff(base, attempt);
+            let exp = base.saturating_mul(1u32 << (attempt - 1).min(20)).min(MAX_BACKOFF);
+            assert!(d >= exp.mul_f64(0.5) && d <= MAX_BACKOFF, "attempt {attempt}: {d:?}");
+        }
+        assert!(backoff(base, 1) <= Duration::from_secs(3));
+    }
+}
