@@ -3,6 +3,7 @@
 //! Layers, outermost first: request id -> logs, metrics and time budget -> panic guard ->
 //! (per surface) authentication -> idempotency -> handler.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod idempotency;
@@ -20,7 +21,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
-use routes::{checkout, coupons, customers, health, imports, management, orders, products, rules, webhooks};
+use routes::{audit as audit_routes, checkout, coupons, customers, health, imports, management, orders, products, rules, webhooks};
 use tessera_domain::limits::MAX_BODY_BYTES;
 use tessera_store::Store;
 
@@ -155,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route("/async-actions/{id}", get(checkout::get_async_action))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(audit::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), auth::server_keys));
 
@@ -164,6 +166,7 @@ pub fn router(state: AppState) -> Router {
         .route("/redemptions", post(checkout::client_redeem))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(audit::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), auth::client_keys))
         // Browsers preflight before sending client keys. Any origin may ask; the request
@@ -208,8 +211,11 @@ pub fn router(state: AppState) -> Router {
             "/projects/{id}/webhooks/{webhook}/deliveries/{delivery}/replay",
             post(webhooks::replay),
         )
+        .route("/projects/{id}/audit-log", get(audit_routes::project_log))
+        .route("/audit-log", get(audit_routes::management_log))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(audit::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .layer(middleware::from_fn_with_state(state.clone(), auth::management_keys));
 

@@ -1,6 +1,6 @@
 //! The OpenAPI document of what Tessera serves, generated from the handlers and types.
 
-use crate::routes::{checkout, coupons, customers, health, imports, management, orders, products, rules, webhooks};
+use crate::routes::{audit, checkout, coupons, customers, health, imports, management, orders, products, rules, webhooks};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -30,7 +30,7 @@ impl Modify for Security {
         management::create_project, management::list_projects, management::get_project, management::update_project, management::delete_project,
         management::create_key, management::list_keys, management::revoke_key,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::deliveries, webhooks::delivery, webhooks::replay,
-        webhooks::campaign_stats, webhooks::voucher_stats,
+        webhooks::campaign_stats, webhooks::voucher_stats, audit::project_log, audit::management_log,
         customers::create, customers::list, customers::get, customers::update, customers::delete,
         products::create, products::list, products::get, products::update, products::delete,
         products::create_sku, products::list_skus, products::get_product_sku, products::update_sku, products::delete_sku, products::get_sku,

@@ -152,16 +152,28 @@ impl Store {
     {
         let claim = ops::idempotency::claim_current();
         let mark = claim.as_ref().map(|c| (c.scope.clone(), c.key.clone(), c.owner.clone()));
+        // The request's audit entry rides on its first write, like the idempotency mark.
+        let audit = Arc::new(ops::audit::claim_current());
+        let audit_in = audit.clone();
+        let request_id = ops::idempotency::current_request_id();
         let f = move |c: &mut dyn Conn| -> Result<T> {
             let v = f(c)?;
             if let Some((scope, key, owner)) = mark {
                 ops::idempotency::mark_applied(c, &scope, &key, &owner)?;
             }
+            if let Some(a) = audit_in.as_ref() {
+                ops::audit::record(c, a, &request_id)?;
+            }
             Ok(v)
         };
         let result = self.write_unmarked(f).await;
-        if let (Err(_), Some(claim)) = (&result, &claim) {
-            claim.release();
+        if result.is_err() {
+            if let Some(claim) = &claim {
+                claim.release();
+            }
+            if let Some(a) = audit.as_ref() {
+                a.release();
+            }
         }
         result
     }

@@ -404,6 +404,36 @@ mod tests {
         assert_eq!(d.check_interval, Some(std::time::Duration::from_secs(DEFAULT_CHECK_INTERVAL_SECS)));
     }
 
+    /// Every key the example file documents, commented out or not, is one the parser
+    /// accepts, and the values shown are valid together.
+    #[test]
+    fn the_example_config_file_parses_with_every_key_enabled() {
+        let text = include_str!("../../../tessera.example.toml");
+        let enabled: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file: FileConfig = toml::from_str(&enabled).expect("every documented key parses");
+        assert!(file.backup_dir.is_some() && file.nats_url.is_some() && file.webhook_timeout.is_some());
+        // The example enables PostgreSQL too; backups are SQLite-only, so check them
+        // without it.
+        let sqlite_only = FileConfig {
+            database_url: None,
+            ..file
+        };
+        settings(&sqlite_only, None, None, None, None, None, LimitArgs::default()).expect("the documented values are valid");
+    }
+
     #[test]
     fn backup_settings_defaults_and_refusals() {
         let f = FileConfig::default();

@@ -35,7 +35,11 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 /// Deliveries in flight on this node, and per webhook: a receiver that never answers can
 /// hold at most `PER_WEBHOOK` of them, never the others' share.
 const IN_FLIGHT: usize = 64;
-const PER_WEBHOOK: usize = 4;
+const PER_WEBHOOK: usize = 8;
+/// How long a claimed delivery whose webhook is at its cap waits before it is due again.
+const BUSY_RETRY: Duration = Duration::from_millis(25);
+/// Attempts recorded per transaction, at most.
+const RECORD_BATCH: usize = 500;
 /// The start of a receiver's answer kept in the delivery log.
 const RESPONSE_KEPT: usize = 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -56,10 +60,18 @@ fn age_secs(stored: &str) -> f64 {
 /// Starts every relay and the webhook sender; returns their tasks for shutdown.
 pub async fn start(store: Store, settings: EventSettings) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
-    let s = store.clone();
+    // New deliveries wake this node's sender at once instead of at its next poll.
+    let fanned_out = Arc::new(tokio::sync::Notify::new());
+    let (s, wake) = (store.clone(), fanned_out.clone());
     tasks.push(tokio::spawn(relay(store.clone(), "webhooks", move |from, events| {
-        let s = s.clone();
-        async move { s.fan_out_webhooks("webhooks", from, events).await.map(|_| ()) }
+        let (s, wake) = (s.clone(), wake.clone());
+        async move {
+            let made = s.fan_out_webhooks("webhooks", from, events).await?;
+            if made > 0 {
+                wake.notify_one();
+            }
+            Ok(())
+        }
     })));
     let s = store.clone();
     tasks.push(tokio::spawn(relay(store.clone(), "stats", move |from, events| {
@@ -75,7 +87,7 @@ pub async fn start(store: Store, settings: EventSettings) -> anyhow::Result<Vec<
             async move { nats_publish(&s, &js, &n, from, events).await }
         })));
     }
-    tasks.push(tokio::spawn(send_webhooks(store, settings)));
+    tasks.push(tokio::spawn(send_webhooks(store, settings, fanned_out)));
     Ok(tasks)
 }
 
@@ -222,7 +234,7 @@ fn later(d: Duration) -> String {
 
 /// Claims due deliveries and sends each on its own task, within the node's and the
 /// webhook's in-flight caps.
-async fn send_webhooks(store: Store, settings: EventSettings) {
+async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<tokio::sync::Notify>) {
     let client = match reqwest::Client::builder()
         .timeout(settings.webhook_timeout)
         .connect_timeout(settings.webhook_timeout.min(Duration::from_secs(5)))
@@ -241,6 +253,8 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
     };
     let global = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut per_hook: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Finished>(IN_FLIGHT * 4);
+    tokio::spawn(record_finished(store.clone(), done_rx));
     let lease = settings.webhook_timeout.as_secs() as i64 + 30;
     loop {
         let free = global.available_permits();
@@ -259,9 +273,14 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
         if due.is_empty() {
             // Idle: forget the semaphores of webhooks with nothing in flight.
             per_hook.retain(|_, s| s.available_permits() < PER_WEBHOOK);
-            tokio::time::sleep(IDLE_POLL).await;
+            // Polling still finds retries that came due and other nodes' fan-outs.
+            tokio::select! {
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = fanned_out.notified() => {}
+            }
             continue;
         }
+        let mut busy = Vec::new();
         for d in due {
             let hook = per_hook
                 .entry(d.webhook_id.clone())
@@ -270,21 +289,48 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
             let (Ok(slot), Ok(hook_slot)) = (global.clone().try_acquire_owned(), hook.try_acquire_owned()) else {
                 // This webhook already has its share in flight: hand the delivery back
                 // for a moment instead of letting it wait on a node-wide slot.
-                let s = store.clone();
-                let _ = s.unclaim_delivery(d.project_id, d.id, later(Duration::from_millis(200))).await;
+                busy.push((d.project_id, d.id));
                 continue;
             };
-            let (client, store, settings) = (client.clone(), store.clone(), settings.clone());
+            let (client, settings, done) = (client.clone(), settings.clone(), done_tx.clone());
             tokio::spawn(async move {
-                deliver(&client, &store, &settings, d).await;
+                let finished = deliver(&client, &settings, d).await;
                 drop(hook_slot);
                 drop(slot);
+                let _ = done.send(finished).await;
             });
+        }
+        if !busy.is_empty() {
+            if let Err(e) = store.unclaim_deliveries(busy, later(BUSY_RETRY)).await {
+                tracing::warn!(error = %e, "cannot hand back webhook deliveries; their leases will run out");
+            }
+            // The webhook is saturated: give its deliveries time to finish.
+            tokio::time::sleep(BUSY_RETRY).await;
         }
     }
 }
 
-async fn deliver(client: &reqwest::Client, store: &Store, settings: &EventSettings, d: Due) {
+type Finished = (Due, AttemptResult, bool, Option<String>);
+
+/// Writes finished attempts in batches: whatever has arrived since the last write goes
+/// in one transaction.
+async fn record_finished(store: Store, mut rx: tokio::sync::mpsc::Receiver<Finished>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = store.record_attempts(batch).await {
+            // The leases run out and another round sends them again: at least once.
+            tracing::warn!(error = %e, "cannot record webhook attempts");
+        }
+    }
+}
+
+async fn deliver(client: &reqwest::Client, settings: &EventSettings, d: Due) -> Finished {
     let started_at = tessera_domain::time::now_string();
     let timestamp = now_secs() as i64;
     let clock = std::time::Instant::now();
@@ -326,10 +372,7 @@ async fn deliver(client: &reqwest::Client, store: &Store, settings: &EventSettin
     if !ok && retry_at.is_none() {
         tracing::warn!(delivery = %d.id, webhook = %d.webhook_id, attempts = attempt, "webhook delivery dead-lettered");
     }
-    if let Err(e) = store.record_attempt(d, result, ok, retry_at).await {
-        // The lease runs out and another round sends it again: at least once.
-        tracing::warn!(error = %e, "cannot record a webhook attempt");
-    }
+    (d, result, ok, retry_at)
 }
 
 /// One POST with the signatures; returns the status and the start of the answer.

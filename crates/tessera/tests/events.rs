@@ -627,3 +627,54 @@ async fn nats_stream_gets_every_event_once() {
     server.stop();
     let _ = js.delete_stream(&stream).await;
 }
+
+/// Two nodes on one PostgreSQL database run relays and senders at once: every event is
+/// fanned out once (the cursor's compare-and-set) and every delivery is sent once (claims
+/// with SKIP LOCKED), whichever node took the redemption.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_share_event_work_without_doing_it_twice() {
+    let receiver = Receiver::default();
+    let base = start_receiver(receiver.clone()).await;
+    let backend = Backend::Postgres(pg_fresh_url());
+    let flags = ["--webhook-allow-private-targets", "true"];
+    let a = Server::start_with(serve_cmd(&backend, &flags), backend.clone());
+    let b = Server::start_with(serve_cmd(&backend, &flags), backend.clone());
+    let p = a.create_project("Two nodes").await;
+    create_webhook(&a, &p, format!("{base}/ok"), &["redemption.succeeded"]).await;
+    let (status, v) = a
+        .call(
+            &p,
+            Method::POST,
+            "/v1/vouchers/TWO",
+            Some(json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 10}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let mut ids = HashSet::new();
+    for i in 0..60 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (status, r) = node
+            .call(
+                &p,
+                Method::POST,
+                "/v1/redemptions",
+                Some(json!({"redeemables": [{"object": "voucher", "id": "TWO"}], "order": {"amount": 500}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{r}");
+        ids.insert(r["redemptions"][0]["id"].as_str().expect("id").to_string());
+    }
+    wait_for("60 deliveries", 30, || receiver.on("/ok").len() >= 60).await;
+    // A little longer, for any duplicate to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = receiver.on("/ok");
+    assert_eq!(got.len(), 60, "each event delivered once");
+    let delivered: HashSet<String> = got
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+        .filter_map(|v| v["data"]["id"].as_str().map(String::from))
+        .collect();
+    assert_eq!(delivered, ids);
+    a.stop();
+    b.stop();
+}

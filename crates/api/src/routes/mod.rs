@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod checkout;
 pub mod coupons;
 pub mod customers;

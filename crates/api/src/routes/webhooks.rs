@@ -14,25 +14,6 @@ use tessera_store::ops::events::Webhook;
 use tessera_store::ops::org::{Management, Tenant};
 use utoipa::ToSchema;
 
-/// Event types Tessera emits today. A webhook may subscribe to any type of the spec's
-/// list; these are the ones that will actually arrive.
-pub const EMITTED: &[&str] = &[
-    "campaign.created",
-    "campaign.updated",
-    "campaign.enabled",
-    "campaign.disabled",
-    "campaign.deleted",
-    "voucher.created",
-    "voucher.updated",
-    "voucher.enabled",
-    "voucher.disabled",
-    "voucher.deleted",
-    "voucher.gift.balance_added",
-    "redemption.succeeded",
-    "redemption.failed",
-    "redemption.rollback.succeeded",
-];
-
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {

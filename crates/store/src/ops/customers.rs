@@ -66,12 +66,23 @@ pub fn upsert(c: &mut dyn Conn, project_id: &str, input: CustomerInput) -> Resul
         None => None,
     };
     let now = now_string();
+    let created = existing.is_none();
     let cust = match existing {
         Some(e) => input.update(&e, &now),
         None => input.create(new_id("cust"), &now),
     };
     save(c, project_id, &cust)?;
+    // Updates made on the way (an order naming its customer) are not events: every
+    // redemption would emit one.
+    if created {
+        emit(c, project_id, "customer.created", &cust)?;
+    }
     Ok(cust)
+}
+
+fn emit(c: &mut dyn Conn, project_id: &str, kind: &str, cust: &Customer) -> Result<()> {
+    let payload = serde_json::to_value(cust).map_err(|e| StoreError::Internal(e.to_string()))?;
+    crate::ops::outbox::emit(c, project_id, kind, &cust.id, &payload).map(|_| ())
 }
 
 /// Order statistics per customer, from the orders table (canceled orders excluded).
@@ -110,7 +121,14 @@ impl Store {
     pub async fn upsert_customer(&self, t: &Tenant, input: CustomerInput) -> Result<Customer> {
         input.validate()?;
         let p = t.project_id().to_string();
-        self.write(move |c| upsert(c, &p, input)).await
+        self.write(move |c| {
+            let cust = upsert(c, &p, input)?;
+            if cust.updated_at.is_some() {
+                emit(c, &p, "customer.updated", &cust)?;
+            }
+            Ok(cust)
+        })
+        .await
     }
 
     pub async fn get_customer(&self, t: &Tenant, key: String) -> Result<Customer> {
@@ -128,6 +146,7 @@ impl Store {
             let existing: Customer = docs::get_for_update(c, &TABLE, &p, &key)?;
             let cust = input.update(&existing, &now_string());
             save(c, &p, &cust)?;
+            emit(c, &p, "customer.updated", &cust)?;
             Ok(cust)
         })
         .await
@@ -135,7 +154,12 @@ impl Store {
 
     pub async fn delete_customer(&self, t: &Tenant, key: String) -> Result<()> {
         let p = t.project_id().to_string();
-        self.write(move |c| docs::delete(c, &TABLE, &p, &key).map(|_| ())).await
+        self.write(move |c| {
+            let id = docs::delete(c, &TABLE, &p, &key)?;
+            crate::ops::outbox::emit(c, &p, "customer.deleted", &id, &serde_json::json!({"id": id, "object": "customer"}))?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn list_customers(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<Customer>, i64)> {

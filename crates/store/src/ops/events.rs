@@ -521,43 +521,56 @@ impl Store {
         .await
     }
 
-    /// Hands a claimed delivery back untouched (this node has no room for it now).
-    pub async fn unclaim_delivery(&self, project_id: String, id: String, retry_at: String) -> Result<()> {
+    /// Hands claimed deliveries back untouched (this node has no room for them now).
+    pub async fn unclaim_deliveries(&self, ids: Vec<(String, String)>, retry_at: String) -> Result<()> {
         self.write_unmarked(move |c| {
-            c.execute(
-                "UPDATE webhook_deliveries SET status = 'pending', lease_until = NULL, next_attempt_at = $1 WHERE project_id = $2 AND id = $3 AND status = 'delivering'",
-                &[retry_at.into(), project_id.into(), id.into()],
-            )?;
+            for (project_id, id) in ids {
+                c.execute(
+                    "UPDATE webhook_deliveries SET status = 'pending', lease_until = NULL, next_attempt_at = $1 WHERE project_id = $2 AND id = $3 AND status = 'delivering'",
+                    &[retry_at.clone().into(), project_id.into(), id.into()],
+                )?;
+            }
             Ok(())
         })
         .await
     }
 
-    /// Logs an attempt and moves the delivery on: `succeeded`, `pending` again at
-    /// `retry_at`, or `dead` when `retry_at` is `None` after a failure.
-    pub async fn record_attempt(&self, d: Due, result: AttemptResult, succeeded: bool, retry_at: Option<String>) -> Result<()> {
+    /// Logs attempts and moves each delivery on: `succeeded`, `pending` again at
+    /// `retry_at`, or `dead` when `retry_at` is `None` after a failure. One transaction
+    /// for many attempts keeps delivery from competing with checkout for the writer.
+    pub async fn record_attempts(&self, done: Vec<(Due, AttemptResult, bool, Option<String>)>) -> Result<()> {
         self.write_unmarked(move |c| {
-            let attempt = d.attempts + 1;
-            c.execute(
-                "INSERT INTO webhook_attempts (project_id, delivery_id, attempt, started_at, duration_ms, status_code, error, response) \
+            for (d, result, succeeded, retry_at) in done {
+                record_attempt(c, d, result, succeeded, retry_at)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn record_attempt(c: &mut dyn Conn, d: Due, result: AttemptResult, succeeded: bool, retry_at: Option<String>) -> Result<()> {
+    let attempt = d.attempts + 1;
+    c.execute(
+        "INSERT INTO webhook_attempts (project_id, delivery_id, attempt, started_at, duration_ms, status_code, error, response) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    d.project_id.clone().into(),
-                    d.id.clone().into(),
-                    Val::Int(attempt),
-                    result.started_at.into(),
-                    Val::Int(result.duration_ms),
-                    result.status_code.map(i64::from).into(),
-                    result.error.into(),
-                    result.response.into(),
-                ],
-            )?;
-            let (status, next) = match (succeeded, retry_at) {
-                (true, _) => ("succeeded", now_string()),
-                (false, Some(at)) => ("pending", at),
-                (false, None) => ("dead", now_string()),
-            };
-            c.execute(
+        &[
+            d.project_id.clone().into(),
+            d.id.clone().into(),
+            Val::Int(attempt),
+            result.started_at.into(),
+            Val::Int(result.duration_ms),
+            result.status_code.map(i64::from).into(),
+            result.error.into(),
+            result.response.into(),
+        ],
+    )?;
+    let (status, next) = match (succeeded, retry_at) {
+        (true, _) => ("succeeded", now_string()),
+        (false, Some(at)) => ("pending", at),
+        (false, None) => ("dead", now_string()),
+    };
+    c.execute(
                 "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, lease_until = NULL, last_status = $4, updated_at = $5 \
                  WHERE project_id = $6 AND id = $7",
                 &[
@@ -570,11 +583,10 @@ impl Store {
                     d.id.into(),
                 ],
             )?;
-            Ok(())
-        })
-        .await
-    }
+    Ok(())
+}
 
+impl Store {
     /// The statistics consumer: per campaign and per voucher and UTC day, redemptions,
     /// failures, rollbacks, and the discount and gift credits given. Applied with the
     /// cursor in one transaction, so exactly once.

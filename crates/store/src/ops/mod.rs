@@ -1,6 +1,7 @@
 //! Domain operations, each written once against `Conn`.
 
 pub mod async_actions;
+pub mod audit;
 pub mod customers;
 pub mod docs;
 pub mod events;
