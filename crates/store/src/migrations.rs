@@ -309,7 +309,7 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL,
         PRIMARY KEY (project_id, id)
     );
-    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (project_id, webhook_id, status, next_attempt_at);
     CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (project_id, webhook_id, id);
     CREATE TABLE webhook_attempts (
         project_id TEXT NOT NULL REFERENCES projects (id),

@@ -36,8 +36,6 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 /// hold at most `PER_WEBHOOK` of them, never the others' share.
 const IN_FLIGHT: usize = 64;
 const PER_WEBHOOK: usize = 8;
-/// How long a claimed delivery whose webhook is at its cap waits before it is due again.
-const BUSY_RETRY: Duration = Duration::from_millis(25);
 /// Attempts recorded per transaction, at most.
 const RECORD_BATCH: usize = 500;
 /// The start of a receiver's answer kept in the delivery log.
@@ -233,7 +231,8 @@ fn later(d: Duration) -> String {
 }
 
 /// Claims due deliveries and sends each on its own task, within the node's and the
-/// webhook's in-flight caps.
+/// webhook's in-flight caps: each round asks, per webhook with work, for no more than
+/// that webhook has room for.
 async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<tokio::sync::Notify>) {
     let client = match reqwest::Client::builder()
         .timeout(settings.webhook_timeout)
@@ -255,14 +254,49 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
     let mut per_hook: HashMap<String, Arc<Semaphore>> = HashMap::new();
     let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Finished>(IN_FLIGHT * 4);
     tokio::spawn(record_finished(store.clone(), done_rx));
+    // A finished delivery frees room: look for more work at once.
+    let freed = Arc::new(tokio::sync::Notify::new());
     let lease = settings.webhook_timeout.as_secs() as i64 + 30;
     loop {
         let free = global.available_permits();
-        if free == 0 {
-            tokio::time::sleep(IDLE_POLL).await;
+        let mut quota = Vec::new();
+        if free > 0 {
+            let hooks = match store.due_webhooks().await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look for webhook deliveries; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut left = free;
+            for (project_id, webhook_id) in hooks {
+                let room = per_hook
+                    .entry(webhook_id.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(PER_WEBHOOK)))
+                    .available_permits()
+                    .min(left);
+                if room > 0 {
+                    quota.push((project_id, webhook_id, room as i64));
+                    left -= room;
+                }
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        if quota.is_empty() {
+            // Idle, or every receiver with work has its share in flight. Forget the
+            // semaphores of webhooks with nothing in flight.
+            per_hook.retain(|_, s| s.available_permits() < PER_WEBHOOK);
+            tokio::select! {
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = fanned_out.notified() => {}
+                _ = freed.notified() => {}
+            }
             continue;
         }
-        let due = match store.claim_deliveries(free as i64, lease).await {
+        let due = match store.claim_deliveries(quota, lease).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim webhook deliveries; retrying");
@@ -271,41 +305,29 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
             }
         };
         if due.is_empty() {
-            // Idle: forget the semaphores of webhooks with nothing in flight.
-            per_hook.retain(|_, s| s.available_permits() < PER_WEBHOOK);
-            // Polling still finds retries that came due and other nodes' fan-outs.
-            tokio::select! {
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = fanned_out.notified() => {}
-            }
+            // Another node took them first (PostgreSQL): do not spin on the same answer.
+            tokio::time::sleep(IDLE_POLL).await;
             continue;
         }
-        let mut busy = Vec::new();
         for d in due {
             let hook = per_hook
                 .entry(d.webhook_id.clone())
                 .or_insert_with(|| Arc::new(Semaphore::new(PER_WEBHOOK)))
                 .clone();
+            // Only this loop takes permits, and it asked for no more than were free, so
+            // both are there; the fallback keeps a surprise from losing the delivery.
             let (Ok(slot), Ok(hook_slot)) = (global.clone().try_acquire_owned(), hook.try_acquire_owned()) else {
-                // This webhook already has its share in flight: hand the delivery back
-                // for a moment instead of letting it wait on a node-wide slot.
-                busy.push((d.project_id, d.id));
+                tracing::warn!(delivery = %d.id, "no room for a claimed delivery; its lease will bring it back");
                 continue;
             };
-            let (client, settings, done) = (client.clone(), settings.clone(), done_tx.clone());
+            let (client, settings, done, freed) = (client.clone(), settings.clone(), done_tx.clone(), freed.clone());
             tokio::spawn(async move {
                 let finished = deliver(&client, &settings, d).await;
                 drop(hook_slot);
                 drop(slot);
                 let _ = done.send(finished).await;
+                freed.notify_one();
             });
-        }
-        if !busy.is_empty() {
-            if let Err(e) = store.unclaim_deliveries(busy, later(BUSY_RETRY)).await {
-                tracing::warn!(error = %e, "cannot hand back webhook deliveries; their leases will run out");
-            }
-            // The webhook is saturated: give its deliveries time to finish.
-            tokio::time::sleep(BUSY_RETRY).await;
         }
     }
 }

@@ -463,9 +463,27 @@ impl Store {
         .await
     }
 
-    /// Claims up to `limit` deliveries that are due (or whose claim by a stopped node ran
-    /// out) for `lease_secs`.
-    pub async fn claim_deliveries(&self, limit: i64, lease_secs: i64) -> Result<Vec<Due>> {
+    /// Webhooks with a delivery due now (or whose claim by a stopped node ran out).
+    pub async fn due_webhooks(&self) -> Result<Vec<(String, String)>> {
+        self.read(move |c| {
+            let now = now_string();
+            c.query(
+                "SELECT w.project_id, w.id FROM webhooks w WHERE w.active = 1 AND EXISTS (SELECT 1 FROM webhook_deliveries d \
+                 WHERE d.project_id = w.project_id AND d.webhook_id = w.id AND ((d.status = 'pending' AND d.next_attempt_at <= $1) \
+                 OR (d.status = 'delivering' AND d.lease_until < $1))) LIMIT 10000",
+                &[now.into()],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect()
+        })
+        .await
+    }
+
+    /// Claims, for each (project, webhook, n), up to `n` of its due deliveries for
+    /// `lease_secs`, in one transaction. Asking per webhook lets the sender take only
+    /// what it has room to send for each receiver.
+    pub async fn claim_deliveries(&self, quota: Vec<(String, String, i64)>, lease_secs: i64) -> Result<Vec<Due>> {
         self.write_unmarked(move |c| {
             let now = now_string();
             let until = tessera_domain::time::format(
@@ -473,64 +491,49 @@ impl Store {
                     .checked_add(jiff::SignedDuration::from_secs(lease_secs))
                     .map_err(|e| StoreError::Internal(e.to_string()))?,
             );
-            let due = "(status = 'pending' AND next_attempt_at <= $2) OR (status = 'delivering' AND lease_until < $2)";
             // SKIP LOCKED lets every PostgreSQL node claim a different share at once.
-            let pick = if c.is_postgres() {
-                format!(
-                    "SELECT project_id, id FROM webhook_deliveries WHERE {due} ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED"
-                )
-            } else {
-                format!("SELECT project_id, id FROM webhook_deliveries WHERE {due} ORDER BY next_attempt_at LIMIT $3")
-            };
-            let rows = c.query(
-                &format!(
-                    "UPDATE webhook_deliveries SET status = 'delivering', lease_until = $1 WHERE (project_id, id) IN ({pick}) \
-                     RETURNING project_id, id, webhook_id, event_id, body, attempts"
-                ),
-                &[until.into(), now.clone().into(), Val::Int(limit)],
-            )?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                let (project_id, id, webhook_id) = (r.text(0)?, r.text(1)?, r.text(2)?);
+            let lock = if c.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" };
+            let sql = format!(
+                "UPDATE webhook_deliveries SET status = 'delivering', lease_until = $1 WHERE (project_id, id) IN (\
+                 SELECT project_id, id FROM webhook_deliveries WHERE project_id = $2 AND webhook_id = $3 \
+                 AND ((status = 'pending' AND next_attempt_at <= $4) OR (status = 'delivering' AND lease_until < $4)) \
+                 ORDER BY next_attempt_at LIMIT $5{lock}) \
+                 RETURNING project_id, id, webhook_id, event_id, body, attempts"
+            );
+            let mut out = Vec::new();
+            for (project_id, webhook_id, n) in quota {
                 let hook = c.query_opt(
                     "SELECT target_url, secret, active FROM webhooks WHERE project_id = $1 AND id = $2",
                     &[project_id.clone().into(), webhook_id.clone().into()],
                 )?;
-                match hook {
-                    Some(h) if h.int(2)? != 0 => out.push(Due {
-                        project_id,
-                        id,
-                        webhook_id,
+                let Some(hook) = hook.filter(|h| h.int(2).is_ok_and(|a| a != 0)) else {
+                    continue;
+                };
+                let (target_url, secret) = (hook.text(0)?, hook.text(1)?);
+                let rows = c.query(
+                    &sql,
+                    &[
+                        until.clone().into(),
+                        project_id.into(),
+                        webhook_id.into(),
+                        now.clone().into(),
+                        Val::Int(n),
+                    ],
+                )?;
+                for r in rows {
+                    out.push(Due {
+                        project_id: r.text(0)?,
+                        id: r.text(1)?,
+                        webhook_id: r.text(2)?,
                         event_id: r.text(3)?,
                         body: r.text(4)?,
                         attempts: r.int(5)?,
-                        target_url: h.text(0)?,
-                        secret: h.text(1)?,
-                    }),
-                    // Deactivated or deleted since: nothing to send.
-                    _ => {
-                        c.execute(
-                            "UPDATE webhook_deliveries SET status = 'canceled', updated_at = $1 WHERE project_id = $2 AND id = $3",
-                            &[now.clone().into(), project_id.into(), id.into()],
-                        )?;
-                    }
+                        target_url: target_url.clone(),
+                        secret: secret.clone(),
+                    });
                 }
             }
             Ok(out)
-        })
-        .await
-    }
-
-    /// Hands claimed deliveries back untouched (this node has no room for them now).
-    pub async fn unclaim_deliveries(&self, ids: Vec<(String, String)>, retry_at: String) -> Result<()> {
-        self.write_unmarked(move |c| {
-            for (project_id, id) in ids {
-                c.execute(
-                    "UPDATE webhook_deliveries SET status = 'pending', lease_until = NULL, next_attempt_at = $1 WHERE project_id = $2 AND id = $3 AND status = 'delivering'",
-                    &[retry_at.clone().into(), project_id.into(), id.into()],
-                )?;
-            }
-            Ok(())
         })
         .await
     }
