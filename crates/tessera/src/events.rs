@@ -34,8 +34,11 @@ const BATCH: i64 = 500;
 const IDLE_POLL: Duration = Duration::from_millis(20);
 /// Deliveries in flight on this node, and per webhook: a receiver that never answers can
 /// hold at most `PER_WEBHOOK` of them, never the others' share.
-const IN_FLIGHT: usize = 64;
-const PER_WEBHOOK: usize = 8;
+const IN_FLIGHT: usize = 128;
+const PER_WEBHOOK: usize = 32;
+/// Claim rounds are at least this far apart while deliveries flow, so each claim (a
+/// write) carries a batch instead of one delivery, and checkout keeps the writer.
+const CLAIM_SPACING: Duration = Duration::from_millis(5);
 /// Attempts recorded per transaction, at most.
 const RECORD_BATCH: usize = 500;
 /// The start of a receiver's answer kept in the delivery log.
@@ -257,7 +260,10 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
     // A finished delivery frees room: look for more work at once.
     let freed = Arc::new(tokio::sync::Notify::new());
     let lease = settings.webhook_timeout.as_secs() as i64 + 30;
+    let mut last_round = tokio::time::Instant::now();
     loop {
+        tokio::time::sleep_until(last_round + CLAIM_SPACING).await;
+        last_round = tokio::time::Instant::now();
         let free = global.available_permits();
         let mut quota = Vec::new();
         if free > 0 {
