@@ -311,6 +311,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (project_id, webhook_id, status, next_attempt_at);
     CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (project_id, webhook_id, id);
+    CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (status, updated_at);
     CREATE TABLE webhook_attempts (
         project_id TEXT NOT NULL REFERENCES projects (id),
         delivery_id TEXT NOT NULL,

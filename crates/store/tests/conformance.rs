@@ -156,7 +156,91 @@ conformance!(
     concurrent_writes_are_all_durable,
     failing_write_does_not_spoil_its_group,
     no_plaintext_secrets_at_rest,
+    event_relay_and_webhook_delivery_lifecycle,
 );
+
+/// The relay's cursor is a compare-and-set (a second fan-out of the same batch is
+/// refused and writes nothing), a claimed delivery is not claimed again while leased, an
+/// attempt settles it, and the housekeeping purge forgets finished deliveries.
+async fn event_relay_and_webhook_delivery_lifecycle(ctx: Ctx) {
+    use tessera_store::ops::events::AttemptResult;
+    let s = &ctx.store;
+    let (t, created) = ctx.tenant().await;
+    let p = created.project.id.clone();
+    let hook = s
+        .create_webhook(
+            p.clone(),
+            "https://example.com/hook".into(),
+            vec!["redemption.succeeded".into()],
+            true,
+        )
+        .await
+        .expect("webhook");
+    let (before, events) = s.outbox_batch("webhooks", 100).await.expect("batch");
+    let pp = p.clone();
+    s.write_unmarked(move |c| {
+        tessera_store::ops::outbox::emit(c, &pp, "redemption.succeeded", "r_1", &serde_json::json!({"id": "r_1"}))?;
+        tessera_store::ops::outbox::emit(c, &pp, "voucher.created", "v_1", &serde_json::json!({"id": "v_1"}))
+    })
+    .await
+    .expect("emit");
+    // On PostgreSQL the relay sees an event once every older transaction in the cluster
+    // has ended; other tests run transactions meanwhile, so give it a moment.
+    let mut seen = (String::new(), Vec::new());
+    for _ in 0..100 {
+        seen = s.outbox_batch("webhooks", 100).await.expect("batch");
+        if seen.1.len() == events.len() + 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (from, events_after) = seen;
+    assert_eq!(from, before, "nothing consumed yet");
+    assert_eq!(events_after.len(), events.len() + 2);
+    let made = s
+        .fan_out_webhooks("webhooks", from.clone(), events_after.clone())
+        .await
+        .expect("fan out");
+    assert_eq!(made, 1, "one subscribed event, one webhook");
+    let again = s.fan_out_webhooks("webhooks", from.clone(), events_after).await;
+    assert!(
+        matches!(again, Err(tessera_store::StoreError::Conflict { .. })),
+        "a second relay with the same batch loses: {again:?}"
+    );
+    let (moved, rest) = s.outbox_batch("webhooks", 100).await.expect("batch");
+    assert_ne!(moved, from);
+    assert!(rest.is_empty(), "the cursor is past both events");
+
+    let due = s.due_webhooks().await.expect("due");
+    assert_eq!(due, vec![(p.clone(), hook.id.clone())]);
+    let claimed = s.claim_deliveries(vec![(p.clone(), hook.id.clone(), 10)], 60).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].target_url, "https://example.com/hook");
+    let twice = s.claim_deliveries(vec![(p.clone(), hook.id.clone(), 10)], 60).await.expect("claim");
+    assert!(twice.is_empty(), "a leased delivery is not claimed again");
+    let result = AttemptResult {
+        started_at: tessera_domain::time::now_string(),
+        duration_ms: 3,
+        status_code: Some(204),
+        error: None,
+        response: Some(String::new()),
+    };
+    s.record_attempts(vec![(claimed[0].clone(), result, true, None)])
+        .await
+        .expect("record");
+    let listed = s
+        .list_deliveries(p.clone(), hook.id.clone(), Some("succeeded".into()), 10)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["attempts"], 1);
+    let purged = s.purge_webhook_log("2000-01-01T00:00:00.000Z".into(), 100).await.expect("purge");
+    assert_eq!(purged, 0, "recent deliveries stay");
+    let purged = s.purge_webhook_log("9999-01-01T00:00:00.000Z".into(), 100).await.expect("purge");
+    assert_eq!(purged, 1);
+    assert!(s.list_deliveries(p, hook.id, None, 10).await.expect("list").is_empty());
+    drop(t);
+}
 
 async fn organization_credentials(ctx: Ctx) {
     let s = &ctx.store;

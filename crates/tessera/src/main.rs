@@ -651,6 +651,14 @@ async fn serve(settings: Settings) -> Result<()> {
             if let Err(e) = house_store.purge_expired_sessions().await {
                 tracing::warn!(error = %e, "session purge failed");
             }
+            let cutoff = tessera_domain::time::format(
+                tessera_domain::time::now()
+                    .checked_sub(jiff::SignedDuration::from_hours(24 * WEBHOOK_LOG_DAYS))
+                    .unwrap_or_else(|_| tessera_domain::time::now()),
+            );
+            if let Err(e) = house_store.purge_webhook_log(cutoff, 1000).await {
+                tracing::warn!(error = %e, "webhook log purge failed");
+            }
         }
     });
 
@@ -689,6 +697,9 @@ async fn serve(settings: Settings) -> Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Days a finished webhook delivery and its attempts stay listed.
+const WEBHOOK_LOG_DAYS: i64 = 30;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

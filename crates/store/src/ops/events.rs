@@ -538,6 +538,27 @@ impl Store {
         .await
     }
 
+    /// Forgets finished deliveries (succeeded, dead, canceled) last changed before
+    /// `cutoff`, with their attempts, at most `limit` per call so each call is short.
+    pub async fn purge_webhook_log(&self, cutoff: String, limit: i64) -> Result<u64> {
+        self.write_unmarked(move |c| {
+            let old = c.query(
+                "SELECT project_id, id FROM webhook_deliveries WHERE status IN ('succeeded', 'dead', 'canceled') AND updated_at < $1 LIMIT $2",
+                &[cutoff.into(), Val::Int(limit)],
+            )?;
+            for r in &old {
+                let (p, id) = (r.text(0)?, r.text(1)?);
+                c.execute(
+                    "DELETE FROM webhook_attempts WHERE project_id = $1 AND delivery_id = $2",
+                    &[p.clone().into(), id.clone().into()],
+                )?;
+                c.execute("DELETE FROM webhook_deliveries WHERE project_id = $1 AND id = $2", &[p.into(), id.into()])?;
+            }
+            Ok(old.len() as u64)
+        })
+        .await
+    }
+
     /// Logs attempts and moves each delivery on: `succeeded`, `pending` again at
     /// `retry_at`, or `dead` when `retry_at` is `None` after a failure. One transaction
     /// for many attempts keeps delivery from competing with checkout for the writer.
