@@ -39,6 +39,20 @@ started=$(date +%s%3N)
 pg_restore --no-owner --no-privileges --exit-on-error --single-transaction --dbname "$url" "$dir/tessera.pgdump"
 ms=$(($(date +%s%3N) - started))
 restored="$((ms / 1000)).$(printf %03d $((ms % 1000)))"
+# Event positions are transaction ids of the cluster that wrote them. In another cluster
+# they could lie ahead of its own ids and stall the event relays until it caught up, so
+# they are re-based: every restored event on transaction id 1 in its old order, each
+# consumer's cursor on the same event as before.
+psql "$url" -X -q -v ON_ERROR_STOP=1 <<'SQL'
+BEGIN;
+CREATE TEMP TABLE outbox_rank ON COMMIT DROP AS
+  SELECT id, txid, seq, row_number() OVER (ORDER BY txid, seq) AS r FROM outbox;
+UPDATE outbox_cursors c SET position = '1:' || COALESCE((SELECT max(k.r) FROM outbox_rank k
+  WHERE (k.txid, k.seq) <= (split_part(c.position, ':', 1)::xid8, split_part(c.position, ':', 2)::bigint)), 0);
+UPDATE outbox o SET txid = '1'::xid8, seq = k.r FROM outbox_rank k WHERE k.id = o.id;
+SELECT setval(pg_get_serial_sequence('outbox', 'seq'), GREATEST((SELECT COALESCE(max(seq), 0) FROM outbox), 1));
+COMMIT;
+SQL
 if ! "$bin" check --database-url "$url"; then
   echo "pg-restore: the restored database violates invariants (report above)" >&2
   exit 1

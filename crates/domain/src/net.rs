@@ -22,8 +22,12 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (s[0] & 0xffc0) == 0xfe80
                 // documentation 2001:db8::/32
                 || (s[0] == 0x2001 && s[1] == 0x0db8)
-                // NAT64 64:ff9b::/96 can reach private IPv4 space
+                // NAT64 64:ff9b::/96 and local-use 64:ff9b:1::/48 can reach private IPv4
                 || (s[0] == 0x0064 && s[1] == 0xff9b)
+                // IPv4-translated ::ffff:0:a.b.c.d
+                || (s[0..4].iter().all(|x| *x == 0) && s[4] == 0xffff && s[5] == 0)
+                // site-local fec0::/10 (deprecated, still routed inside some networks)
+                || (s[0] & 0xffc0) == 0xfec0
                 // IPv4-compatible ::a.b.c.d (deprecated)
                 || (s[0..6].iter().all(|x| *x == 0) && v6 != Ipv6Addr::UNSPECIFIED))
         }
@@ -74,6 +78,9 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
+            "::ffff:0:a00:1",
+            "fec0::1",
             "198.18.0.1",
             "240.0.0.1",
         ] {

@@ -274,8 +274,14 @@ pub fn create(data_dir: &Path, root: &Path, key: Option<&Key>) -> Result<(PathBu
     let partial = root.join(format!(".{name}.partial"));
     let _ = fs::remove_dir_all(&partial);
     fs::create_dir_all(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    sweep_stale(root, data_dir);
+    // The clear snapshot of an encrypted backup is taken beside the database it copies
+    // (the same trust), so no clear copy ever lands where backups are kept or shipped.
+    let plain = match key {
+        Some(_) => data_dir.join(format!(".{name}.snapshot")),
+        None => partial.join(DB_FILE),
+    };
     let result = (|| {
-        let plain = partial.join(DB_FILE);
         let schema_version = snapshot(&data_dir.join(DB_FILE), &plain)?;
         let (files, database_bytes, database_sha256) = match key {
             Some(key) => {
@@ -316,8 +322,31 @@ pub fn create(data_dir: &Path, root: &Path, key: Option<&Key>) -> Result<(PathBu
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(&partial);
+        let _ = fs::remove_file(&plain);
     }
     result
+}
+
+/// Leftovers of backups that a crash interrupted (a `.partial` directory, a clear
+/// snapshot) older than a day: nothing writes them any more.
+fn sweep_stale(root: &Path, data_dir: &Path) {
+    let day = Duration::from_secs(86_400);
+    for (dir, suffix) in [(root, ".partial"), (data_dir, ".snapshot")] {
+        let Ok(entries) = fs::read_dir(dir) else { continue };
+        for e in entries.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().to_string();
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > day);
+            if name.starts_with(&format!(".{NAME_PREFIX}")) && name.ends_with(suffix) && old {
+                let _ = fs::remove_dir_all(e.path());
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
@@ -520,8 +549,6 @@ pub struct Restored {
     pub previous: Option<PathBuf>,
 }
 
-const DB_FILES: [&str; 3] = ["tessera.db", "tessera.db-wal", "tessera.db-shm"];
-
 /// `tessera restore`: replaces the database in `data_dir` with a verified copy of the
 /// backup. Refuses while a server holds the directory; the files it replaces are moved to
 /// `pre-restore-<time>` inside the data directory, never deleted.
@@ -536,29 +563,39 @@ pub fn restore(dir: &Path, data_dir: &Path, key: Option<&Key>) -> Result<Restore
             return Err(e);
         }
     };
-    let existing: Vec<&str> = DB_FILES.into_iter().filter(|f| data_dir.join(f).exists()).collect();
-    let previous = (!existing.is_empty()).then(|| data_dir.join(format!("pre-restore-{stamp}")));
+    let db = data_dir.join(DB_FILE);
+    let previous = db.exists().then(|| data_dir.join(format!("pre-restore-{stamp}")));
+    // Every step leaves a whole database at `tessera.db`, so a crash anywhere in here
+    // leaves either the old one or the new one, never none and never a mix: the old
+    // database is first made self-contained (its WAL folded in), then kept by a hard
+    // link, and the restored file replaces it with one atomic rename.
     let swap = (|| -> Result<()> {
         if let Some(prev) = &previous {
+            let c = rusqlite::Connection::open(&db).context("cannot open the current database")?;
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .context("cannot fold the current database's WAL into it")?;
+            c.pragma_update(None, "journal_mode", "DELETE")
+                .context("cannot take the current database out of WAL mode")?;
+            c.close().map_err(|(_, e)| e).context("cannot close the current database")?;
             fs::create_dir_all(prev)?;
-            for f in &existing {
-                fs::rename(data_dir.join(f), prev.join(f)).with_context(|| format!("cannot move {f} aside"))?;
+            fs::hard_link(&db, prev.join(DB_FILE))
+                .or_else(|_| fs::copy(&db, prev.join(DB_FILE)).map(|_| ()))
+                .context("cannot keep the current database aside")?;
+            sync_dir(prev)?;
+        }
+        // Nothing of the old WAL may sit beside the new file.
+        for f in ["tessera.db-wal", "tessera.db-shm"] {
+            let p = data_dir.join(f);
+            if p.exists() {
+                fs::remove_file(&p).with_context(|| format!("cannot remove {f}"))?;
             }
         }
-        fs::rename(scratch.join(DB_FILE), data_dir.join(DB_FILE)).context("cannot move the restored database into place")?;
+        fs::rename(scratch.join(DB_FILE), &db).context("cannot move the restored database into place")?;
         sync_dir(data_dir)
     })();
     if let Err(e) = swap {
-        // Put back whatever was moved, so a failed restore leaves the old state.
-        if let Some(prev) = &previous {
-            for f in &existing {
-                if prev.join(f).exists() {
-                    let _ = fs::rename(prev.join(f), data_dir.join(f));
-                }
-            }
-        }
         let _ = fs::remove_dir_all(&scratch);
-        return Err(e.context("restore failed; the previous data is back in place"));
+        return Err(e.context("restore failed; the current database is unchanged"));
     }
     let _ = fs::remove_dir_all(&scratch);
     Ok(Restored {
@@ -672,6 +709,24 @@ pub fn upload(command: &str, backup: &Path) -> Result<()> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("cannot start the backup upload command")?;
+    // Drained as it comes, keeping the end: a chatty tool must not block on a full pipe.
+    let stderr = child.stderr.take();
+    let tail = std::thread::spawn(move || {
+        let mut kept: Vec<u8> = Vec::new();
+        if let Some(mut e) = stderr {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = e.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 4096 {
+                    kept.drain(..kept.len() - 4096);
+                }
+            }
+        }
+        kept
+    });
     let deadline = std::time::Instant::now() + UPLOAD_TIMEOUT;
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -684,13 +739,11 @@ pub fn upload(command: &str, backup: &Path) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    let err = tail.join().unwrap_or_default();
     if !status.success() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        let tail: String = err.chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("the backup upload command failed ({status}): {}", tail.trim());
+        let err = String::from_utf8_lossy(&err);
+        let last: String = err.chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!("the backup upload command failed ({status}): {}", last.trim());
     }
     Ok(())
 }

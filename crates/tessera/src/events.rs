@@ -241,6 +241,8 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
         .timeout(settings.webhook_timeout)
         .connect_timeout(settings.webhook_timeout.min(Duration::from_secs(5)))
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve targets itself, past the guarded resolver.
+        .no_proxy()
         .user_agent(concat!("Tessera-Webhooks/", env!("CARGO_PKG_VERSION")))
         .dns_resolver(Arc::new(GuardedResolver {
             allow_private: settings.webhook_allow_private_targets,
@@ -275,6 +277,13 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
                     continue;
                 }
             };
+            // A different order each round: the first webhooks listed must not take the
+            // free room every time while others wait.
+            let mut hooks = hooks;
+            {
+                use rand::seq::SliceRandom;
+                hooks.shuffle(&mut rand::rng());
+            }
             let mut left = free;
             for (project_id, webhook_id) in hooks {
                 let room = per_hook
@@ -433,9 +442,17 @@ async fn send(client: &reqwest::Client, settings: &EventSettings, d: &Due, times
         .await
         .map_err(|e| if e.is_timeout() { "timed out".to_string() } else { format!("{e}") })?;
     let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap_or_default();
-    let kept = &bytes[..bytes.len().min(RESPONSE_KEPT)];
-    Ok((status, String::from_utf8_lossy(kept).into_owned()))
+    // Only the start of the answer is kept, and only that much is read: a receiver that
+    // streams without end costs a delivery slot until the timeout, not memory.
+    let mut resp = resp;
+    let mut kept = Vec::new();
+    while kept.len() < RESPONSE_KEPT {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => kept.extend_from_slice(&chunk[..chunk.len().min(RESPONSE_KEPT - kept.len())]),
+            _ => break,
+        }
+    }
+    Ok((status, String::from_utf8_lossy(&kept).into_owned()))
 }
 
 #[cfg(test)]

@@ -227,7 +227,15 @@ fn run() -> Result<()> {
         .max_blocking_threads(64)
         .build()
         .context("cannot start the async runtime")?;
-    match cli.command {
+    let outcome = run_command(&runtime, file, cli.command);
+    // A backup or upload still running on a blocking thread must not hold the exit (a
+    // runtime's drop would wait for it): what it was writing is under a temporary name.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    outcome
+}
+
+fn run_command(runtime: &tokio::runtime::Runtime, file: FileConfig, command: Command) -> Result<()> {
+    match command {
         Command::Serve {
             storage,
             listen,
@@ -454,20 +462,33 @@ async fn run_backups(data_dir: PathBuf, b: config::BackupSettings, key: Option<b
         let (data, settings) = (data_dir.clone(), b.clone());
         let outcome = tokio::task::spawn_blocking(move || -> Result<(PathBuf, i64, Vec<PathBuf>)> {
             let (path, m) = backup::create(&data, &settings.dir, key.as_ref())?;
-            let mut removed = backup::prune(&settings.dir, settings.keep_hourly, settings.keep_daily)?;
-            if let Some(copy) = &settings.copy_dir {
-                backup::copy_to(&path, copy).context("the copy to the second directory failed")?;
-                removed.extend(backup::prune(copy, settings.keep_hourly, settings.keep_daily)?);
+            // A backup counts, and lets older ones go, only once it has been restored and
+            // checked: a damaged one must never push good ones out of retention.
+            if let Err(e) = backup::verify(&path, key.as_ref()) {
+                let _ = std::fs::remove_dir_all(&path);
+                return Err(e.context("the new backup failed verification and was deleted"));
             }
-            // The backup is good locally whatever happens to the upload, which is reported
-            // on its own metric.
+            // From here the backup is good; a failing step after it is reported on its
+            // own and does not make the schedule take another backup.
+            let step_failed = |what: &str, e: anyhow::Error| {
+                metrics::counter!("tessera_backup_step_failures_total", "step" => what.to_string()).increment(1);
+                tracing::error!(error = %format!("{e:#}"), step = what, "backup step failed");
+            };
+            let mut removed = Vec::new();
+            match backup::prune(&settings.dir, settings.keep_hourly, settings.keep_daily) {
+                Ok(r) => removed.extend(r),
+                Err(e) => step_failed("prune", e),
+            }
+            if let Some(copy) = &settings.copy_dir {
+                match backup::copy_to(&path, copy).and_then(|_| backup::prune(copy, settings.keep_hourly, settings.keep_daily)) {
+                    Ok(r) => removed.extend(r),
+                    Err(e) => step_failed("copy", e),
+                }
+            }
             if let Some(cmd) = &settings.upload_command {
                 match backup::upload(cmd, &path) {
                     Ok(()) => metrics::gauge!("tessera_backup_last_upload_timestamp_seconds").set(m.created_unix as f64),
-                    Err(e) => {
-                        metrics::counter!("tessera_backup_upload_failures_total").increment(1);
-                        tracing::error!(error = %format!("{e:#}"), "backup upload failed");
-                    }
+                    Err(e) => step_failed("upload", e),
                 }
             }
             Ok((path, m.created_unix, removed))
@@ -656,8 +677,17 @@ async fn serve(settings: Settings) -> Result<()> {
                     .checked_sub(jiff::SignedDuration::from_hours(24 * WEBHOOK_LOG_DAYS))
                     .unwrap_or_else(|_| tessera_domain::time::now()),
             );
-            if let Err(e) = house_store.purge_webhook_log(cutoff, 1000).await {
-                tracing::warn!(error = %e, "webhook log purge failed");
+            // Up to 20,000 per round (in short transactions), well above any sustained
+            // delivery rate, so the log cannot outgrow its retention.
+            for _ in 0..20 {
+                match house_store.purge_webhook_log(cutoff.clone(), 1000).await {
+                    Ok(1000) => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook log purge failed");
+                        break;
+                    }
+                }
             }
         }
     });

@@ -500,6 +500,30 @@ async fn postgres_backup_script_under_load_restores_to_the_same_answers() {
     let n = card["redemption"]["redeemed_quantity"].as_i64().expect("count");
     assert!(n > 0, "the copy holds the load's redemptions up to the snapshot: {card}");
     assert_eq!(card["gift"]["balance"].as_i64(), Some(100_000_000 - 10 * n), "{card}");
+    // The event relays run on the copy (their positions were re-based): the statistics
+    // come to count every redemption, the restored ones and a new one.
+    let (status, r) = restored
+        .call(
+            &p,
+            Method::POST,
+            "/v1/redemptions",
+            Some(json!({"redeemables": [{"object": "voucher", "id": "CARD", "gift": {"credits": 10}}], "order": {"amount": 10}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let mut counted = 0;
+    for _ in 0..200 {
+        let (_, stats) = restored.call(&p, Method::GET, "/v1/vouchers/CARD/stats", None).await;
+        counted = stats["data"]
+            .as_array()
+            .map(|days| days.iter().filter_map(|d| d["redemptions"].as_i64()).sum())
+            .unwrap_or(0);
+        if counted == n + 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counted, n + 1, "statistics on the restored database catch up");
     restored.stop();
     server.stop();
 

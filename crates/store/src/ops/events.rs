@@ -178,6 +178,8 @@ pub struct Due {
     pub attempts: i64,
     pub target_url: String,
     pub secret: String,
+    /// The lease it was claimed with: recording the attempt requires it still holds.
+    pub lease_until: String,
 }
 
 /// What one attempt found.
@@ -530,6 +532,7 @@ impl Store {
                         attempts: r.int(5)?,
                         target_url: target_url.clone(),
                         secret: secret.clone(),
+                        lease_until: until.clone(),
                     });
                 }
             }
@@ -573,40 +576,52 @@ impl Store {
     }
 }
 
+/// PostgreSQL refuses NUL in text; a receiver's answer may hold any bytes.
+fn clean(s: Option<String>) -> Option<String> {
+    s.map(|s| if s.contains('\0') { s.replace('\0', "\u{fffd}") } else { s })
+}
+
+/// Records one attempt if this sender still holds the delivery's claim (the lease it was
+/// claimed with, status `delivering`); a claim that ran out and was taken by another
+/// round, or a delivery cancelled meanwhile, is left as it is.
 fn record_attempt(c: &mut dyn Conn, d: Due, result: AttemptResult, succeeded: bool, retry_at: Option<String>) -> Result<()> {
     let attempt = d.attempts + 1;
-    c.execute(
-        "INSERT INTO webhook_attempts (project_id, delivery_id, attempt, started_at, duration_ms, status_code, error, response) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            d.project_id.clone().into(),
-            d.id.clone().into(),
-            Val::Int(attempt),
-            result.started_at.into(),
-            Val::Int(result.duration_ms),
-            result.status_code.map(i64::from).into(),
-            result.error.into(),
-            result.response.into(),
-        ],
-    )?;
     let (status, next) = match (succeeded, retry_at) {
         (true, _) => ("succeeded", now_string()),
         (false, Some(at)) => ("pending", at),
         (false, None) => ("dead", now_string()),
     };
+    let moved = c.execute(
+        "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, lease_until = NULL, last_status = $4, updated_at = $5 \
+         WHERE project_id = $6 AND id = $7 AND status = 'delivering' AND lease_until = $8",
+        &[
+            status.into(),
+            Val::Int(attempt),
+            next.into(),
+            result.status_code.map(i64::from).into(),
+            now_string().into(),
+            d.project_id.clone().into(),
+            d.id.clone().into(),
+            d.lease_until.clone().into(),
+        ],
+    )?;
+    if moved == 0 {
+        return Ok(());
+    }
     c.execute(
-                "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, lease_until = NULL, last_status = $4, updated_at = $5 \
-                 WHERE project_id = $6 AND id = $7",
-                &[
-                    status.into(),
-                    Val::Int(attempt),
-                    next.into(),
-                    result.status_code.map(i64::from).into(),
-                    now_string().into(),
-                    d.project_id.into(),
-                    d.id.into(),
-                ],
-            )?;
+        "INSERT INTO webhook_attempts (project_id, delivery_id, attempt, started_at, duration_ms, status_code, error, response) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        &[
+            d.project_id.into(),
+            d.id.into(),
+            Val::Int(attempt),
+            result.started_at.into(),
+            Val::Int(result.duration_ms),
+            result.status_code.map(i64::from).into(),
+            clean(result.error).into(),
+            clean(result.response).into(),
+        ],
+    )?;
     Ok(())
 }
 
