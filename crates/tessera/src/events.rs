@@ -80,13 +80,31 @@ pub async fn start(store: Store, settings: EventSettings) -> anyhow::Result<Vec<
         async move { s.apply_stats("stats", from, events).await.map(|_| ()) }
     })));
     if let Some(n) = settings.nats.clone() {
-        let js = nats_connect(&n).await?;
-        let s = store.clone();
-        let js = Arc::new(js);
-        tasks.push(tokio::spawn(relay(store.clone(), "nats", move |from, events| {
-            let (s, js, n) = (s.clone(), js.clone(), n.clone());
-            async move { nats_publish(&s, &js, &n, from, events).await }
-        })));
+        // Checkout never depends on NATS: the server starts and serves while NATS is
+        // unreachable, and this task keeps trying; events wait in the outbox meanwhile.
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut wait = Duration::from_secs(1);
+            let js = loop {
+                match nats_connect(&n).await {
+                    Ok(js) => break js,
+                    Err(e) => {
+                        metrics::gauge!("tessera_nats_connected").set(0.0);
+                        tracing::error!(error = %format!("{e:#}"), retry_in_secs = wait.as_secs(), "NATS unavailable; events will be published once it is back");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(30));
+                    }
+                }
+            };
+            metrics::gauge!("tessera_nats_connected").set(1.0);
+            let js = Arc::new(js);
+            let s = store.clone();
+            relay(store, "nats", move |from, events| {
+                let (s, js, n) = (s.clone(), js.clone(), n.clone());
+                async move { nats_publish(&s, &js, &n, from, events).await }
+            })
+            .await
+        }));
     }
     tasks.push(tokio::spawn(send_webhooks(store, settings, fanned_out)));
     Ok(tasks)

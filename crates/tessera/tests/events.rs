@@ -678,3 +678,47 @@ async fn postgres_nodes_share_event_work_without_doing_it_twice() {
     a.stop();
     b.stop();
 }
+
+/// Checkout does not depend on NATS: with NATS unreachable the server starts, redeems,
+/// and reports the missing connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_while_nats_is_unreachable() {
+    let dir = TempDir::new();
+    let backend = Backend::Sqlite(dir.0.clone());
+    let server = Server::start_with(serve_cmd(&backend, &["--nats-url", "nats://127.0.0.1:1"]), backend);
+    let p = server.create_project("No NATS").await;
+    let (status, v) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/vouchers/OFFLINE",
+            Some(json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 10}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, r) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/redemptions",
+            Some(json!({"redeemables": [{"object": "voucher", "id": "OFFLINE"}], "order": {"amount": 100}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let mut connected = None;
+    for _ in 0..100 {
+        connected = server
+            .metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with("tessera_nats_connected "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        if connected.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(connected, Some(0.0));
+    server.stop();
+}
