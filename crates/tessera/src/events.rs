@@ -199,11 +199,16 @@ async fn nats_publish(
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", e.id.as_str());
         let subject = format!("{}.{}.{}", n.subject_prefix, e.project_id, e.event_type);
-        let ack = js
-            .publish_with_headers(subject, headers, body.to_string().into())
-            .await
-            .map_err(|err| unavailable(err.to_string()))?;
-        acks.push(ack);
+        match js.publish_with_headers(subject, headers, body.to_string().into()).await {
+            Ok(ack) => acks.push(ack),
+            // An event larger than the server accepts would block the stream's consumer
+            // for good; it is skipped, loudly, and stays in the outbox and webhooks.
+            Err(err) if err.kind() == async_nats::jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+                metrics::counter!("tessera_nats_skipped_total").increment(1);
+                tracing::error!(event = %e.id, event_type = %e.event_type, "event larger than the NATS server's max_payload; not published");
+            }
+            Err(err) => return Err(unavailable(err.to_string())),
+        }
     }
     for ack in acks {
         ack.await.map_err(|err| unavailable(err.to_string()))?;
