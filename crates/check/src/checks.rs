@@ -265,6 +265,30 @@ const ROWS_HAVE_PROJECT: &str = concat!(
     "WHERE t.scope <> 'management' AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.id = t.scope)"
 );
 
+// A delivery carries the event it was made from: that event exists in its project with
+// its type; its status is one the engine writes; and its attempt counter equals its
+// logged attempts (the counter and the log row are written in one transaction).
+const WEBHOOK_DELIVERY_CONSISTENCY: &str = concat!(
+    "SELECT d.project_id, d.id, 'event missing or of another type' AS problem FROM webhook_deliveries d ",
+    "LEFT JOIN outbox o ON o.id = d.event_id AND o.project_id = d.project_id AND o.event_type = d.event_type ",
+    "WHERE o.id IS NULL ",
+    "UNION ALL SELECT project_id, id, 'unknown status' FROM webhook_deliveries ",
+    "WHERE status NOT IN ('pending', 'delivering', 'succeeded', 'dead', 'canceled') ",
+    "UNION ALL SELECT d.project_id, d.id, 'attempts counter differs from the attempt log' FROM webhook_deliveries d ",
+    "WHERE d.attempts <> (SELECT COUNT(*) FROM webhook_attempts a WHERE a.project_id = d.project_id AND a.delivery_id = d.id)"
+);
+
+/// Webhook deliveries exist from schema version 3; older databases (and backups of them)
+/// have nothing to check.
+fn webhook_delivery_consistency(db: &mut dyn Db) -> Result<Found, String> {
+    let rows = db.query("SELECT COALESCE(MAX(version), 0) AS v FROM tessera_migrations", &[])?;
+    let version = rows.rows.first().and_then(|r| r.first()).and_then(Val::int).unwrap_or(0);
+    if version < 3 {
+        return Ok(Found::default());
+    }
+    violations(db, WEBHOOK_DELIVERY_CONSISTENCY, &[])
+}
+
 const CAMPAIGN_VOUCHER_COUNT: &str = concat!(
     "SELECT c.project_id, c.id AS campaign_id, 'vouchers_count ' || CAST(c.vouchers_count AS TEXT) || ' but ' || ",
     "CAST(COALESCE(v.n, 0) AS TEXT) || ' vouchers' AS problem FROM campaigns c ",
@@ -401,5 +425,11 @@ pub const CHECKS: &[Check] = &[
         name: "campaign_voucher_count",
         description: "each campaign's vouchers_count equals its number of vouchers, and no voucher names a missing campaign",
         run: Run::Sql(CAMPAIGN_VOUCHER_COUNT),
+    },
+    Check {
+        name: "webhook_delivery_consistency",
+        description: "each webhook delivery names an outbox event of its project and type, has a known status, and counts \
+                      exactly the attempts it has logged",
+        run: Run::Custom(webhook_delivery_consistency),
     },
 ];

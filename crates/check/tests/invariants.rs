@@ -196,6 +196,16 @@ fn redemption_without_its_event() {
 }
 
 #[test]
+fn webhook_delivery_off_its_event_or_its_attempts() {
+    let r = corrupt("UPDATE webhook_deliveries SET event_type = 'voucher.created' WHERE id = (SELECT MIN(id) FROM webhook_deliveries)");
+    assert_fails(&r, &["webhook_delivery_consistency"]);
+    let r = corrupt("UPDATE webhook_deliveries SET attempts = attempts + 1 WHERE id = (SELECT MIN(id) FROM webhook_deliveries)");
+    assert_fails(&r, &["webhook_delivery_consistency"]);
+    let r = corrupt("UPDATE webhook_deliveries SET status = 'lost' WHERE id = (SELECT MIN(id) FROM webhook_deliveries)");
+    assert_fails(&r, &["webhook_delivery_consistency"]);
+}
+
+#[test]
 fn rolled_back_redemption_without_its_rollback() {
     let r = corrupt(&format!(
         "DELETE FROM redemptions WHERE object = 'redemption_rollback' AND voucher_id = {GIFT}"

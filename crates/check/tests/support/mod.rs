@@ -87,6 +87,7 @@ pub struct Server {
 
 #[derive(Clone, Debug)]
 pub struct Project {
+    pub id: String,
     pub app_id: String,
     pub app_token: String,
 }
@@ -155,6 +156,7 @@ impl Server {
         assert_eq!(resp.status().as_u16(), 200);
         let body: Value = resp.json().await.expect("project json");
         Project {
+            id: body["id"].as_str().expect("project id").into(),
             app_id: body["server_side_key"]["app_id"].as_str().expect("app_id").into(),
             app_token: body["server_side_key"]["app_token"].as_str().expect("app_token").into(),
         }
@@ -215,6 +217,21 @@ async fn expect(server: &Server, p: &Project, method: &str, path: &str, body: Va
 /// project.
 pub async fn populate(server: &Server) -> Project {
     let p = server.create_project("Checked shop").await;
+    // A webhook, so the database holds deliveries. The target is a public address that
+    // nothing here reaches: deliveries stay pending or fail, which is what the checker
+    // sees in real life too.
+    let resp = server
+        .http
+        .post(format!("{}/management/v1/projects/{}/webhooks", server.base, p.id))
+        .header("X-Management-Id", MGMT_ID)
+        .header("X-Management-Token", MGMT_TOKEN)
+        .json(&json!({"target_url": "http://93.184.215.14/hook", "events": ["redemption.succeeded"]}))
+        .send()
+        .await
+        .expect("create webhook");
+    assert_eq!(resp.status().as_u16(), 200);
+    let hook: Value = resp.json().await.expect("webhook json");
+    let hook_id = hook["id"].as_str().expect("webhook id").to_string();
     let other = server.create_project("Neighbour").await;
     expect(server, &other, "POST", "/v1/customers", json!({"source_id": "n1"}), 200).await;
     let discount = |quantity: Option<i64>| {
@@ -366,6 +383,30 @@ pub async fn populate(server: &Server) -> Project {
     .await;
     for want in [200, 200, 400] {
         expect(server, &p, "POST", "/v1/redemptions", redeem("SOLO", None, Some("eve"), 5000), want).await;
+    }
+    // The relay fans events out within milliseconds; wait for it before the caller stops
+    // the server.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list: Value = server
+            .http
+            .get(format!(
+                "{}/management/v1/projects/{}/webhooks/{hook_id}/deliveries",
+                server.base, p.id
+            ))
+            .header("X-Management-Id", MGMT_ID)
+            .header("X-Management-Token", MGMT_TOKEN)
+            .send()
+            .await
+            .expect("list deliveries")
+            .json()
+            .await
+            .expect("deliveries json");
+        if list["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no webhook delivery was made: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     p
 }
