@@ -32,10 +32,13 @@ pub struct NatsSettings {
 const BATCH: i64 = 500;
 /// How long a relay sleeps when it found nothing new.
 const IDLE_POLL: Duration = Duration::from_millis(20);
-/// Deliveries in flight on this node, and per webhook: a receiver that never answers can
-/// hold at most `PER_WEBHOOK` of them, never the others' share.
-const IN_FLIGHT: usize = 128;
-const PER_WEBHOOK: usize = 32;
+/// Deliveries in flight on this node, per project and per webhook. A receiver that never
+/// answers holds at most `PER_WEBHOOK` slots until its timeouts, and one tenant's
+/// receivers together at most `PER_PROJECT`, so it takes eight tenants with dead
+/// receivers to fill a node, never one.
+const IN_FLIGHT: usize = 256;
+const PER_PROJECT: usize = 32;
+const PER_WEBHOOK: usize = 16;
 /// Claim rounds are at least this far apart while deliveries flow, so each claim (a
 /// write) carries a batch instead of one delivery, and checkout keeps the writer.
 const CLAIM_SPACING: Duration = Duration::from_millis(5);
@@ -280,6 +283,7 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
     };
     let global = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut per_hook: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let mut per_project: HashMap<String, Arc<Semaphore>> = HashMap::new();
     let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Finished>(IN_FLIGHT * 4);
     tokio::spawn(record_finished(store.clone(), done_rx));
     // A finished delivery frees room: look for more work at once.
@@ -308,13 +312,22 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
                 hooks.shuffle(&mut rand::rng());
             }
             let mut left = free;
+            let mut project_left: HashMap<String, usize> = HashMap::new();
             for (project_id, webhook_id) in hooks {
+                let project_room = project_left.entry(project_id.clone()).or_insert_with(|| {
+                    per_project
+                        .entry(project_id.clone())
+                        .or_insert_with(|| Arc::new(Semaphore::new(PER_PROJECT)))
+                        .available_permits()
+                });
                 let room = per_hook
                     .entry(webhook_id.clone())
                     .or_insert_with(|| Arc::new(Semaphore::new(PER_WEBHOOK)))
                     .available_permits()
-                    .min(left);
+                    .min(left)
+                    .min(*project_room);
                 if room > 0 {
+                    *project_room -= room;
                     quota.push((project_id, webhook_id, room as i64));
                     left -= room;
                 }
@@ -327,6 +340,7 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
             // Idle, or every receiver with work has its share in flight. Forget the
             // semaphores of webhooks with nothing in flight.
             per_hook.retain(|_, s| s.available_permits() < PER_WEBHOOK);
+            per_project.retain(|_, s| s.available_permits() < PER_PROJECT);
             tokio::select! {
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = fanned_out.notified() => {}
@@ -352,9 +366,17 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
                 .entry(d.webhook_id.clone())
                 .or_insert_with(|| Arc::new(Semaphore::new(PER_WEBHOOK)))
                 .clone();
+            let project = per_project
+                .entry(d.project_id.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(PER_PROJECT)))
+                .clone();
             // Only this loop takes permits, and it asked for no more than were free, so
-            // both are there; the fallback keeps a surprise from losing the delivery.
-            let (Ok(slot), Ok(hook_slot)) = (global.clone().try_acquire_owned(), hook.try_acquire_owned()) else {
+            // all three are there; the fallback keeps a surprise from losing the delivery.
+            let (Ok(slot), Ok(project_slot), Ok(hook_slot)) = (
+                global.clone().try_acquire_owned(),
+                project.try_acquire_owned(),
+                hook.try_acquire_owned(),
+            ) else {
                 tracing::warn!(delivery = %d.id, "no room for a claimed delivery; its lease will bring it back");
                 continue;
             };
@@ -362,6 +384,7 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
             tokio::spawn(async move {
                 let finished = deliver(&client, &settings, d).await;
                 drop(hook_slot);
+                drop(project_slot);
                 drop(slot);
                 let _ = done.send(finished).await;
                 freed.notify_one();
