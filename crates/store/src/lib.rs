@@ -155,7 +155,11 @@ impl Store {
         // The request's audit entry rides on its first write, like the idempotency mark.
         let audit = Arc::new(ops::audit::claim_current());
         let audit_in = audit.clone();
-        let request_id = ops::idempotency::current_request_id();
+        let request_id = if audit.is_some() {
+            ops::idempotency::current_request_id()
+        } else {
+            String::new()
+        };
         let f = move |c: &mut dyn Conn| -> Result<T> {
             let v = f(c)?;
             if let Some((scope, key, owner)) = mark {

@@ -111,30 +111,72 @@ pub struct LimitSettings {
     pub trust_forwarded_for: bool,
 }
 
-/// Flags and environment values for the traffic settings (each may be absent).
-#[derive(Debug, Default, Clone)]
+/// Flags and environment values of `serve` beyond storage, listening and logs: traffic,
+/// the checker, backups and events (each may be absent; the config file and defaults
+/// fill in).
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct LimitArgs {
+    /// Redis URL; when set, rate limits are shared by every node using it.
+    #[arg(long, env = "TESSERA_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// While Redis is unreachable: 'open' (local limits) or 'closed' (503) [default: open].
+    #[arg(long, env = "TESSERA_RATE_LIMIT_REDIS_FAILURE")]
     pub rate_limit_redis_failure: Option<String>,
+    /// Requests in progress on this node before it sheds load [default: 2048].
+    #[arg(long, env = "TESSERA_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
+    /// Open connections this node accepts [default: 10000].
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Take client IPs from X-Forwarded-For (only behind a proxy you trust).
+    #[arg(long, env = "TESSERA_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: Option<bool>,
-    /// Seconds between invariant checks inside `serve` (not a traffic setting, but read
-    /// from the same flags and file).
+    /// Seconds between runs of the invariant checker, results on /metrics; 0 turns it
+    /// off [default: 3600].
+    #[arg(long, env = "TESSERA_CHECK_INTERVAL")]
     pub check_interval: Option<u64>,
+    /// Directory for scheduled backups of the embedded database; unset: no schedule.
+    #[arg(long, env = "TESSERA_BACKUP_DIR")]
     pub backup_dir: Option<PathBuf>,
+    /// Second directory that receives a verified copy of every scheduled backup.
+    #[arg(long, env = "TESSERA_BACKUP_COPY_DIR")]
     pub backup_copy_dir: Option<PathBuf>,
+    /// Seconds between scheduled backups [default: 3600].
+    #[arg(long, env = "TESSERA_BACKUP_INTERVAL")]
     pub backup_interval: Option<u64>,
+    /// Newest backups always kept [default: 24].
+    #[arg(long, env = "TESSERA_BACKUP_KEEP_HOURLY")]
     pub backup_keep_hourly: Option<usize>,
+    /// Days for which the newest backup of the day is kept [default: 7].
+    #[arg(long, env = "TESSERA_BACKUP_KEEP_DAILY")]
     pub backup_keep_daily: Option<usize>,
+    /// Encrypt backups with AES-256-GCM using this key file (32 bytes, raw or hex).
+    #[arg(long, env = "TESSERA_BACKUP_KEY_FILE")]
     pub backup_key_file: Option<PathBuf>,
+    /// Shell command run after each scheduled backup, with TESSERA_BACKUP_PATH set
+    /// (ships it off site, e.g. to S3-compatible storage with rclone or aws-cli).
+    #[arg(long, env = "TESSERA_BACKUP_UPLOAD_COMMAND")]
     pub backup_upload_command: Option<String>,
+    /// Let webhooks target private, loopback and reserved addresses [default: false].
+    #[arg(long, env = "TESSERA_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
     pub webhook_allow_private_targets: Option<bool>,
+    /// Seconds a webhook receiver has to answer [default: 10].
+    #[arg(long, env = "TESSERA_WEBHOOK_TIMEOUT")]
     pub webhook_timeout: Option<u64>,
+    /// Attempts before a delivery is dead-lettered [default: 10].
+    #[arg(long, env = "TESSERA_WEBHOOK_MAX_ATTEMPTS")]
     pub webhook_max_attempts: Option<u32>,
+    /// First retry delay in milliseconds, doubling per attempt [default: 5000].
+    #[arg(long, env = "TESSERA_WEBHOOK_RETRY_BASE_MS")]
     pub webhook_retry_base_ms: Option<u64>,
+    /// NATS URL; when set, every event is also published to JetStream.
+    #[arg(long, env = "TESSERA_NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
+    /// JetStream stream name [default: TESSERA_EVENTS].
+    #[arg(long, env = "TESSERA_NATS_STREAM")]
     pub nats_stream: Option<String>,
+    /// Subject prefix; events go to <prefix>.<project>.<type> [default: tessera.events].
+    #[arg(long, env = "TESSERA_NATS_SUBJECT_PREFIX")]
     pub nats_subject_prefix: Option<String>,
 }
 

@@ -155,13 +155,25 @@ where
     }
 }
 
+/// A URL fit for a log line: user and password removed.
+fn without_credentials(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".to_string(),
+    }
+}
+
 async fn nats_connect(n: &NatsSettings) -> anyhow::Result<async_nats::jetstream::Context> {
     use anyhow::Context as _;
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
         .connect(&n.url)
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", n.url))?;
+        .with_context(|| format!("cannot connect to NATS at {}", without_credentials(&n.url)))?;
     let js = async_nats::jetstream::new(client);
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
         name: n.stream.clone(),
@@ -504,6 +516,15 @@ async fn send(client: &reqwest::Client, settings: &EventSettings, d: &Due, times
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_in_logs_carry_no_credentials() {
+        assert_eq!(
+            without_credentials("nats://user:secret@nats.internal:4222"),
+            "nats://nats.internal:4222"
+        );
+        assert!(!without_credentials("nats://tok@host:4222").contains("tok"));
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_a_cap() {

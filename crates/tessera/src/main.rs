@@ -56,68 +56,8 @@ enum Command {
         /// Log level filter [default: info].
         #[arg(long, env = "TESSERA_LOG_LEVEL")]
         log_level: Option<String>,
-        /// Redis URL; when set, rate limits are shared by every node using it.
-        #[arg(long, env = "TESSERA_REDIS_URL", hide_env_values = true)]
-        redis_url: Option<String>,
-        /// While Redis is unreachable: 'open' (local limits) or 'closed' (503) [default: open].
-        #[arg(long, env = "TESSERA_RATE_LIMIT_REDIS_FAILURE")]
-        rate_limit_redis_failure: Option<String>,
-        /// Requests in progress on this node before it sheds load [default: 2048].
-        #[arg(long, env = "TESSERA_MAX_IN_FLIGHT")]
-        max_in_flight: Option<usize>,
-        /// Open connections this node accepts [default: 10000].
-        #[arg(long, env = "TESSERA_MAX_CONNECTIONS")]
-        max_connections: Option<usize>,
-        /// Take client IPs from X-Forwarded-For (only behind a proxy you trust).
-        #[arg(long, env = "TESSERA_TRUST_FORWARDED_FOR")]
-        trust_forwarded_for: Option<bool>,
-        /// Seconds between runs of the invariant checker, results on /metrics; 0 turns it
-        /// off [default: 3600].
-        #[arg(long, env = "TESSERA_CHECK_INTERVAL")]
-        check_interval: Option<u64>,
-        /// Directory for scheduled backups of the embedded database; unset: no schedule.
-        #[arg(long, env = "TESSERA_BACKUP_DIR")]
-        backup_dir: Option<PathBuf>,
-        /// Second directory that receives a verified copy of every scheduled backup.
-        #[arg(long, env = "TESSERA_BACKUP_COPY_DIR")]
-        backup_copy_dir: Option<PathBuf>,
-        /// Seconds between scheduled backups [default: 3600].
-        #[arg(long, env = "TESSERA_BACKUP_INTERVAL")]
-        backup_interval: Option<u64>,
-        /// Newest backups always kept [default: 24].
-        #[arg(long, env = "TESSERA_BACKUP_KEEP_HOURLY")]
-        backup_keep_hourly: Option<usize>,
-        /// Days for which the newest backup of the day is kept [default: 7].
-        #[arg(long, env = "TESSERA_BACKUP_KEEP_DAILY")]
-        backup_keep_daily: Option<usize>,
-        /// Encrypt backups with AES-256-GCM using this key file (32 bytes, raw or hex).
-        #[arg(long, env = "TESSERA_BACKUP_KEY_FILE")]
-        backup_key_file: Option<PathBuf>,
-        /// Shell command run after each scheduled backup, with TESSERA_BACKUP_PATH set
-        /// (ships it off site, e.g. to S3-compatible storage with rclone or aws-cli).
-        #[arg(long, env = "TESSERA_BACKUP_UPLOAD_COMMAND")]
-        backup_upload_command: Option<String>,
-        /// Let webhooks target private, loopback and reserved addresses [default: false].
-        #[arg(long, env = "TESSERA_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
-        webhook_allow_private_targets: Option<bool>,
-        /// Seconds a webhook receiver has to answer [default: 10].
-        #[arg(long, env = "TESSERA_WEBHOOK_TIMEOUT")]
-        webhook_timeout: Option<u64>,
-        /// Attempts before a delivery is dead-lettered [default: 10].
-        #[arg(long, env = "TESSERA_WEBHOOK_MAX_ATTEMPTS")]
-        webhook_max_attempts: Option<u32>,
-        /// First retry delay in milliseconds, doubling per attempt [default: 5000].
-        #[arg(long, env = "TESSERA_WEBHOOK_RETRY_BASE_MS")]
-        webhook_retry_base_ms: Option<u64>,
-        /// NATS URL; when set, every event is also published to JetStream.
-        #[arg(long, env = "TESSERA_NATS_URL", hide_env_values = true)]
-        nats_url: Option<String>,
-        /// JetStream stream name [default: TESSERA_EVENTS].
-        #[arg(long, env = "TESSERA_NATS_STREAM")]
-        nats_stream: Option<String>,
-        /// Subject prefix; events go to <prefix>.<project>.<type> [default: tessera.events].
-        #[arg(long, env = "TESSERA_NATS_SUBJECT_PREFIX")]
-        nats_subject_prefix: Option<String>,
+        #[command(flatten)]
+        extra: config::LimitArgs,
     },
     /// Back up the embedded database, or verify a backup by restoring it.
     Backup {
@@ -241,50 +181,9 @@ fn run_command(runtime: &tokio::runtime::Runtime, file: FileConfig, command: Com
             listen,
             log_format,
             log_level,
-            redis_url,
-            rate_limit_redis_failure,
-            max_in_flight,
-            max_connections,
-            trust_forwarded_for,
-            check_interval,
-            backup_dir,
-            backup_copy_dir,
-            backup_interval,
-            backup_keep_hourly,
-            backup_keep_daily,
-            backup_key_file,
-            backup_upload_command,
-            webhook_allow_private_targets,
-            webhook_timeout,
-            webhook_max_attempts,
-            webhook_retry_base_ms,
-            nats_url,
-            nats_stream,
-            nats_subject_prefix,
+            extra,
         } => {
-            let limits = config::LimitArgs {
-                redis_url,
-                rate_limit_redis_failure,
-                max_in_flight,
-                max_connections,
-                trust_forwarded_for,
-                check_interval,
-                backup_dir,
-                backup_copy_dir,
-                backup_interval,
-                backup_keep_hourly,
-                backup_keep_daily,
-                backup_key_file,
-                backup_upload_command,
-                webhook_allow_private_targets,
-                webhook_timeout,
-                webhook_max_attempts,
-                webhook_retry_base_ms,
-                nats_url,
-                nats_stream,
-                nats_subject_prefix,
-            };
-            let settings = config::settings(&file, listen, storage.data_dir, storage.database_url, log_format, log_level, limits)?;
+            let settings = config::settings(&file, listen, storage.data_dir, storage.database_url, log_format, log_level, extra)?;
             init_logs(&settings);
             runtime.block_on(serve(settings))
         }

@@ -25,17 +25,18 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-fn backups_in(root: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(root)
+/// The entries of `dir` whose names start with `prefix`, sorted.
+fn entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
-    found.retain(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("tessera-backup-"))
-    });
+    found.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix)));
     found.sort();
     found
+}
+
+fn backups_in(root: &Path) -> Vec<PathBuf> {
+    entries(root, "tessera-backup-")
 }
 
 fn create_backup(data: &Path, out: &Path, key: Option<&Path>) -> PathBuf {
@@ -272,16 +273,7 @@ async fn restore_refuses_a_running_server_and_keeps_the_replaced_files() {
 
     let res = tessera(&args);
     assert!(res.status.success(), "restore: {}", text(&res));
-    let previous: Vec<_> = std::fs::read_dir(&data.0)
-        .expect("dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("pre-restore-"))
-        })
-        .collect();
+    let previous = entries(&data.0, "pre-restore-");
     assert_eq!(previous.len(), 1, "the replaced database is kept");
     assert!(previous[0].join("tessera.db").is_file());
     let server = Server::sqlite(&data);
@@ -385,12 +377,7 @@ async fn scheduled_backups_are_copied_pruned_and_reported() {
     let res = tessera(&["backup", "verify", &newest.display().to_string()]);
     assert!(res.status.success(), "{}", text(&res));
     let metrics = server.metrics().await;
-    let age = metrics
-        .lines()
-        .find(|l| l.starts_with("tessera_backup_age_seconds "))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .expect("age metric");
+    let age = metric_value(&metrics, "tessera_backup_age_seconds").expect("age metric");
     assert!(age < 10.0, "{metrics}");
     assert!(metrics.contains("tessera_backup_last_success_timestamp_seconds"));
     // The project created before the last backups is in them.
@@ -463,16 +450,7 @@ async fn postgres_backup_script_under_load_restores_to_the_same_answers() {
     for w in workers {
         w.await.expect("load worker");
     }
-    let dirs: Vec<PathBuf> = std::fs::read_dir(&backups.0)
-        .expect("dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("tessera-pg-backup-"))
-        })
-        .collect();
+    let dirs = entries(&backups.0, "tessera-pg-backup-");
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     let restore = |target: &str| {
         std::process::Command::new(script("pg-restore.sh"))

@@ -188,12 +188,7 @@ async fn checker_in_serve_reports_violations(backend: Backend, corrupt: impl FnO
         )
         .await;
     assert_eq!(status, 200, "{v}");
-    let metric = |text: &str| {
-        text.lines()
-            .find(|l| l.starts_with("tessera_invariant_violations{check=\"voucher_redeemed_quantity\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
+    let metric = |text: &str| metric_value(text, "tessera_invariant_violations{check=\"voucher_redeemed_quantity\"}");
     let wait_for = |want: fn(f64) -> bool| {
         let server = &server;
         async move {

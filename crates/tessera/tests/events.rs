@@ -221,15 +221,13 @@ async fn webhooks_are_signed_retried_dead_lettered_and_replayable() {
         .await;
     assert_eq!((status, list["total"].as_u64()), (200, Some(4)), "{list}");
 
-    let (status, v) = server
-        .call(
+    server
+        .create_voucher(
             &p,
-            Method::POST,
-            "/v1/vouchers/HOOK",
-            Some(json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "PERCENT", "percent_off": 10}})),
+            "HOOK",
+            json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "PERCENT", "percent_off": 10}}),
         )
         .await;
-    assert_eq!(status, 200, "{v}");
     // Redemptions while the dead receiver holds its deliveries open: none waits for it
     // (a redemption that waited would take at least the 2 s webhook timeout).
     let mut slowest = Duration::ZERO;
@@ -397,15 +395,13 @@ async fn events_survive_sigkill(backend: Backend) {
     let server = Server::start_with(serve_cmd(&backend, &flags), backend.clone());
     let p = server.create_project("Crash events").await;
     create_webhook(&server, &p, format!("{base}/ok"), &["redemption.succeeded"]).await;
-    let (status, v) = server
-        .call(
+    server
+        .create_voucher(
             &p,
-            Method::POST,
-            "/v1/vouchers/EV",
-            Some(json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 10}})),
+            "EV",
+            json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 10}}),
         )
         .await;
-    assert_eq!(status, 200, "{v}");
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let workers: Vec<_> = (0..8)
@@ -609,13 +605,7 @@ async fn nats_stream_gets_every_event_once() {
     let server = Server::start_with(serve_cmd(&backend, &flags), backend.clone());
     let mut republished = 0.0;
     for _ in 0..100 {
-        let text = server.metrics().await;
-        republished = text
-            .lines()
-            .find(|l| l.starts_with("tessera_outbox_events_total{consumer=\"nats\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        republished = metric_value(&server.metrics().await, "tessera_outbox_events_total{consumer=\"nats\"}").unwrap_or(0.0);
         if republished >= 10.0 {
             break;
         }
@@ -641,15 +631,12 @@ async fn postgres_nodes_share_event_work_without_doing_it_twice() {
     let b = Server::start_with(serve_cmd(&backend, &flags), backend.clone());
     let p = a.create_project("Two nodes").await;
     create_webhook(&a, &p, format!("{base}/ok"), &["redemption.succeeded"]).await;
-    let (status, v) = a
-        .call(
-            &p,
-            Method::POST,
-            "/v1/vouchers/TWO",
-            Some(json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 10}})),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
+    a.create_voucher(
+        &p,
+        "TWO",
+        json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 10}}),
+    )
+    .await;
     let mut ids = HashSet::new();
     for i in 0..60 {
         let node = if i % 2 == 0 { &a } else { &b };
@@ -687,15 +674,13 @@ async fn serve_runs_while_nats_is_unreachable() {
     let backend = Backend::Sqlite(dir.0.clone());
     let server = Server::start_with(serve_cmd(&backend, &["--nats-url", "nats://127.0.0.1:1"]), backend);
     let p = server.create_project("No NATS").await;
-    let (status, v) = server
-        .call(
+    server
+        .create_voucher(
             &p,
-            Method::POST,
-            "/v1/vouchers/OFFLINE",
-            Some(json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 10}})),
+            "OFFLINE",
+            json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 10}}),
         )
         .await;
-    assert_eq!(status, 200, "{v}");
     let (status, r) = server
         .call(
             &p,
@@ -707,13 +692,7 @@ async fn serve_runs_while_nats_is_unreachable() {
     assert_eq!(status, 200, "{r}");
     let mut connected = None;
     for _ in 0..100 {
-        connected = server
-            .metrics()
-            .await
-            .lines()
-            .find(|l| l.starts_with("tessera_nats_connected "))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok());
+        connected = metric_value(&server.metrics().await, "tessera_nats_connected");
         if connected.is_some() {
             break;
         }

@@ -143,6 +143,15 @@ impl Server {
             .expect("metrics text")
     }
 
+    /// Creates a voucher under `code` and returns it; anything but 200 fails the test.
+    pub async fn create_voucher(&self, p: &Project, code: &str, body: Value) -> Value {
+        let (status, v) = self
+            .call(p, reqwest::Method::POST, &format!("/v1/vouchers/{code}"), Some(body))
+            .await;
+        assert_eq!(status, 200, "create voucher {code}: {v}");
+        v
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -236,6 +245,14 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::pr
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// The value of one series in Prometheus text, named with its labels exactly as printed,
+/// e.g. `tessera_outbox_events_total{consumer="nats"}`.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Asserts Voucherify's error envelope and returns it.
