@@ -18,6 +18,7 @@ pub mod project;
 pub mod redemption;
 pub mod rules;
 pub mod secrets;
+pub mod stacking;
 pub mod time;
 pub mod validity;
 pub mod voucher;

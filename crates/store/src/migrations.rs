@@ -348,6 +348,62 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_log_created ON audit_log (scope, created_at)
     "#,
+    // 4: promotions. Tiers and stacks are documents with the columns lookups need; a
+    // tier's redemptions are counted from the redemption log, so a tier has no counter
+    // to race on. `cache_versions` is bumped in the transaction of every change a cached
+    // promotion set depends on, so every node notices on its next read.
+    r#"
+    CREATE TABLE categories (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        hierarchy BIGINT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE UNIQUE INDEX categories_name ON categories (project_id, name);
+    CREATE TABLE promotion_tiers (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        campaign_id TEXT NOT NULL,
+        hierarchy BIGINT NOT NULL,
+        active BIGINT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE INDEX promotion_tiers_campaign ON promotion_tiers (project_id, campaign_id, hierarchy);
+    CREATE INDEX promotion_tiers_created ON promotion_tiers (project_id, created_at);
+    CREATE TABLE promotion_stacks (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        campaign_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE INDEX promotion_stacks_campaign ON promotion_stacks (project_id, campaign_id, created_at);
+    CREATE TABLE stacking_rules (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project_id)
+    );
+    CREATE TABLE cache_versions (
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        PRIMARY KEY (project_id, name)
+    );
+    ALTER TABLE redemptions ADD COLUMN promotion_tier_id TEXT;
+    CREATE INDEX redemptions_tier ON redemptions (project_id, promotion_tier_id, created_at)
+    "#,
 ];
 
 pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ pub mod orders;
 pub mod org;
 pub mod outbox;
 pub mod products;
+pub mod promotions;
 pub mod redemptions;
 pub mod rules;
 pub mod views;
