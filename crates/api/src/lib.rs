@@ -21,7 +21,9 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
-use routes::{audit as audit_routes, checkout, coupons, customers, health, imports, management, orders, products, rules, webhooks};
+use routes::{
+    audit as audit_routes, checkout, coupons, customers, health, imports, management, orders, products, promotions, rules, webhooks,
+};
 use tessera_domain::limits::MAX_BODY_BYTES;
 use tessera_store::Store;
 
@@ -141,6 +143,20 @@ pub fn router(state: AppState) -> Router {
         .route("/vouchers/{code}/validate", post(checkout::legacy_validate))
         .route("/vouchers/{code}/redemption", post(checkout::legacy_redeem))
         .route("/validations", post(checkout::validate))
+        .route("/qualifications", post(promotions::qualify))
+        .route("/promotions/tiers", get(promotions::list_all_tiers))
+        .route(
+            "/promotions/tiers/{id}",
+            get(promotions::get_tier)
+                .put(promotions::update_tier)
+                .delete(promotions::delete_tier),
+        )
+        .route("/promotions/tiers/{id}/enable", post(promotions::enable_tier))
+        .route("/promotions/tiers/{id}/disable", post(promotions::disable_tier))
+        .route(
+            "/promotions/{campaign}/tiers",
+            post(promotions::create_tier).get(promotions::list_campaign_tiers),
+        )
         .route("/redemptions", post(checkout::redeem).get(checkout::list_redemptions))
         .route("/redemptions/{id}", get(checkout::get_redemption))
         .route("/redemptions/{id}/rollback", post(checkout::rollback))
@@ -163,6 +179,7 @@ pub fn router(state: AppState) -> Router {
     // Client-side endpoints: what a browser may do with a client key.
     let client_v1 = Router::new()
         .route("/validations", post(checkout::client_validate))
+        .route("/qualifications", post(promotions::client_qualify))
         .route("/redemptions", post(checkout::client_redeem))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,6 +1,6 @@
 //! The OpenAPI document of what Tessera serves, generated from the handlers and types.
 
-use crate::routes::{audit, checkout, coupons, customers, health, imports, management, orders, products, rules, webhooks};
+use crate::routes::{audit, checkout, coupons, customers, health, imports, management, orders, products, promotions, rules, webhooks};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -43,6 +43,8 @@ impl Modify for Security {
         checkout::legacy_validate, checkout::legacy_redeem, checkout::get_async_action, checkout::list_async_actions,
         imports::campaign_import, imports::campaign_import_csv, imports::vouchers_import, imports::vouchers_import_csv,
         rules::create, rules::list, rules::get, rules::update, rules::delete, rules::assign, rules::assignments, rules::unassign,
+        promotions::list_all_tiers, promotions::list_campaign_tiers, promotions::create_tier, promotions::get_tier, promotions::update_tier,
+        promotions::delete_tier, promotions::enable_tier, promotions::disable_tier, promotions::qualify, promotions::client_qualify,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&Security)

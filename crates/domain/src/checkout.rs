@@ -260,10 +260,23 @@ impl Applied {
     }
 }
 
+/// How one redeemable's discount is computed (from the stacking rules).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PreviewMode {
+    /// Compute on the lines' initial amounts (capped at what is left) instead of on what
+    /// earlier redeemables left.
+    pub initial_amount: bool,
+    /// Products application mode ONCE: lines an earlier item-level discount touched are
+    /// out of reach of later item-level discounts.
+    pub once: bool,
+}
+
 /// The state of a cart while redeemables apply to it one by one.
 pub struct Calculator<'a> {
     pub lines: Vec<CartLine>,
     remaining: Vec<i64>,
+    /// Lines an item-level discount has touched (for products application mode ONCE).
+    touched: Vec<bool>,
     order_discount: i64,
     item_discounts: Vec<i64>,
     catalog_price: &'a dyn Fn(&str) -> Option<i64>,
@@ -274,6 +287,7 @@ impl<'a> Calculator<'a> {
         let remaining = lines.iter().map(|l| l.amount.max(0)).collect();
         let n = lines.len();
         Calculator {
+            touched: vec![false; n],
             lines,
             remaining,
             order_discount: 0,
@@ -288,6 +302,11 @@ impl<'a> Calculator<'a> {
 
     /// Computes what `b` would do to the current cart, without applying it.
     pub fn preview(&self, b: &Benefit) -> Applied {
+        self.preview_with(b, PreviewMode::default())
+    }
+
+    /// `preview` under a stacking mode.
+    pub fn preview_with(&self, b: &Benefit, mode: PreviewMode) -> Applied {
         let keys: Vec<String> = self.lines.iter().map(CartLine::key).collect();
         let engine_lines: Vec<Line> = self
             .lines
@@ -298,21 +317,45 @@ impl<'a> Calculator<'a> {
                 refs: l.refs(),
                 price: l.price,
                 quantity: l.quantity,
-                remaining: *r,
+                remaining: if mode.initial_amount { l.amount.max(0) } else { *r },
                 key: k.clone(),
             })
             .collect();
         match b {
             Benefit::Discount { rule, targets } => {
-                let units = eligible_units(&self.lines, targets);
+                let mut units = eligible_units(&self.lines, targets);
+                if mode.once && !targets.is_empty() {
+                    for (u, t) in units.iter_mut().zip(&self.touched) {
+                        if *t {
+                            *u = 0;
+                        }
+                    }
+                }
                 let o = discount::apply(rule, &engine_lines, &units, self.catalog_price);
-                Applied {
+                let mut a = Applied {
                     order_discount: o.order_discount,
                     item_discounts: o.item_discounts,
                     allocation: o.allocation,
                     gift_credits: 0,
                     added: o.added,
+                };
+                if mode.initial_amount {
+                    // Computed on initial amounts, a discount may exceed what is left of a
+                    // line: it takes only what is left.
+                    for (i, r) in self.remaining.iter().enumerate() {
+                        let Some(share) = a.allocation.get_mut(i) else { break };
+                        let over = *share - r;
+                        if over > 0 {
+                            *share -= over;
+                            let from_item = a.item_discounts.get(i).copied().unwrap_or(0).min(over);
+                            if let Some(d) = a.item_discounts.get_mut(i) {
+                                *d -= from_item;
+                            }
+                            a.order_discount -= over - from_item;
+                        }
+                    }
                 }
+                a
             }
             Benefit::Gift { requested, balance } => {
                 let left = self.remaining_total();
@@ -369,6 +412,7 @@ impl<'a> Calculator<'a> {
             });
             self.remaining.push(amount);
             self.item_discounts.push(0);
+            self.touched.push(true);
         }
         for (i, share) in a.allocation.iter().enumerate() {
             if let Some(r) = self.remaining.get_mut(i) {
@@ -379,6 +423,11 @@ impl<'a> Calculator<'a> {
         for (i, d) in a.item_discounts.iter().enumerate() {
             if let Some(x) = self.item_discounts.get_mut(i) {
                 *x += d;
+            }
+            if *d > 0 {
+                if let Some(t) = self.touched.get_mut(i) {
+                    *t = true;
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ pub mod net;
 pub mod order;
 pub mod product;
 pub mod project;
+pub mod promotion;
 pub mod redemption;
 pub mod rules;
 pub mod secrets;

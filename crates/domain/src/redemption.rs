@@ -184,3 +184,118 @@ mod tests {
         assert!(s.ttl_secs().is_err());
     }
 }
+
+/// `POST /v1/qualifications`: which redeemables a customer and cart qualify for.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct QualificationRequest {
+    #[serde(default)]
+    pub customer: Option<CustomerInput>,
+    #[serde(default)]
+    pub order: Option<OrderInput>,
+    #[serde(default)]
+    pub tracking_id: Option<String>,
+    #[serde(default)]
+    pub scenario: Option<String>,
+    #[serde(default)]
+    pub options: Option<QualificationOptions>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub session: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QualificationOptions {
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub starting_after: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filters: Option<Value>,
+    #[serde(default)]
+    pub expand: Option<Vec<String>>,
+    #[serde(default)]
+    pub sorting_rule: Option<String>,
+}
+
+pub const QUALIFICATION_SCENARIOS: &[&str] = &["ALL", "CUSTOMER_WALLET", "AUDIENCE_ONLY", "PROMOTION_STACKS"];
+pub const MAX_QUALIFICATION_LIMIT: u32 = 50;
+
+impl QualificationRequest {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if let Some(s) = &self.scenario {
+            if !QUALIFICATION_SCENARIOS.contains(&s.as_str()) {
+                let known = [
+                    "PRODUCTS",
+                    "PRODUCTS_DISCOUNT",
+                    "PRODUCTS_BY_CUSTOMER",
+                    "PRODUCTS_DISCOUNT_BY_CUSTOMER",
+                ];
+                return Err(InvalidInput::payload(if known.contains(&s.as_str()) {
+                    format!(
+                        "scenario {s} is not supported yet; use one of {}",
+                        QUALIFICATION_SCENARIOS.join(", ")
+                    )
+                } else {
+                    format!("'scenario' must be one of {}", QUALIFICATION_SCENARIOS.join(", "))
+                }));
+            }
+        }
+        if let Some(o) = &self.options {
+            if let Some(l) = o.limit {
+                if !(1..=MAX_QUALIFICATION_LIMIT).contains(&l) {
+                    return Err(InvalidInput::payload(format!(
+                        "'options.limit' must be from 1 to {MAX_QUALIFICATION_LIMIT}"
+                    )));
+                }
+            }
+            if let Some(s) = &o.sorting_rule {
+                if !matches!(s.as_str(), "BEST_DEAL" | "LEAST_DEAL" | "DEFAULT") {
+                    return Err(InvalidInput::payload(
+                        "'options.sorting_rule' must be BEST_DEAL, LEAST_DEAL or DEFAULT",
+                    ));
+                }
+            }
+            if let Some(s) = &o.starting_after {
+                if crate::time::parse_lenient(s).is_none() {
+                    return Err(InvalidInput::payload("'options.starting_after' must be a date-time"));
+                }
+            }
+            if let Some(f) = &o.filters {
+                if !f.is_object() {
+                    return Err(InvalidInput::payload("'options.filters' must be an object"));
+                }
+            }
+        }
+        if let Some(o) = &self.order {
+            o.validate()?;
+        }
+        if let Some(c) = &self.customer {
+            c.validate()?;
+        }
+        if let Some(t) = &self.tracking_id {
+            check_identifier("tracking_id", t)?;
+        }
+        if let Some(m) = &self.metadata {
+            check_metadata("metadata", m)?;
+        }
+        Ok(())
+    }
+
+    /// The same cart and customer as a checkout request naming `redeemables`.
+    pub fn as_checkout(&self, redeemables: Vec<RedeemableRef>, explain: bool) -> CheckoutRequest {
+        CheckoutRequest {
+            redeemables,
+            order: self.order.clone(),
+            customer: self.customer.clone(),
+            session: None,
+            tracking_id: self.tracking_id.clone(),
+            metadata: self.metadata.clone(),
+            options: explain.then(|| serde_json::json!({"expand": ["explain"]})),
+        }
+    }
+}

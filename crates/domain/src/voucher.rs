@@ -38,6 +38,8 @@ impl VoucherType {
 pub enum CampaignType {
     DiscountCoupons,
     GiftVouchers,
+    /// Auto-applied promotions: no codes, tiers instead.
+    Promotion,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -278,6 +280,9 @@ pub struct CampaignInput {
     /// On update: the new gift definition of a GIFT_VOUCHERS campaign.
     #[serde(default)]
     pub gift: Option<GiftDef>,
+    /// On create: a PROMOTION campaign's tiers.
+    #[serde(default)]
+    pub promotion: Option<crate::promotion::PromotionInput>,
 }
 
 impl CampaignInput {
@@ -331,15 +336,25 @@ impl CampaignInput {
         let v = self.voucher.clone().unwrap_or_default();
         let campaign_type = self.campaign_type.unwrap_or(match v.kind {
             Some(VoucherType::GiftVoucher) => CampaignType::GiftVouchers,
+            _ if self.promotion.is_some() => CampaignType::Promotion,
             _ => CampaignType::DiscountCoupons,
         });
+        if campaign_type == CampaignType::Promotion {
+            if self.vouchers_count.unwrap_or(0) > 0 || self.voucher.is_some() {
+                return Err(InvalidInput::payload(
+                    "a PROMOTION campaign has tiers, not vouchers: drop 'voucher' and 'vouchers_count'",
+                ));
+            }
+        } else if self.promotion.is_some() {
+            return Err(InvalidInput::payload("'promotion' belongs to a PROMOTION campaign"));
+        }
         let kind = v.kind.unwrap_or(match campaign_type {
             CampaignType::GiftVouchers => VoucherType::GiftVoucher,
-            CampaignType::DiscountCoupons => VoucherType::DiscountVoucher,
+            CampaignType::DiscountCoupons | CampaignType::Promotion => VoucherType::DiscountVoucher,
         });
         let expected = match campaign_type {
             CampaignType::GiftVouchers => VoucherType::GiftVoucher,
-            CampaignType::DiscountCoupons => VoucherType::DiscountVoucher,
+            CampaignType::DiscountCoupons | CampaignType::Promotion => VoucherType::DiscountVoucher,
         };
         if kind != expected {
             return Err(InvalidInput::payload(format!(
@@ -347,7 +362,9 @@ impl CampaignInput {
                 expected.as_str()
             )));
         }
-        check_benefit(kind, &v.discount, &v.gift)?;
+        if campaign_type != CampaignType::Promotion {
+            check_benefit(kind, &v.discount, &v.gift)?;
+        }
         let quantity = v.redemption.clone().unwrap_or_default();
         check_quantity(quantity.quantity)?;
         let code_config = v.code_config.clone().unwrap_or_default();
@@ -435,7 +452,13 @@ impl CampaignInput {
             check_quantity(r.quantity)?;
             c.voucher.redemption = r;
         }
-        check_benefit(c.voucher.kind, &c.voucher.discount, &c.voucher.gift)?;
+        if c.campaign_type != CampaignType::Promotion {
+            check_benefit(c.voucher.kind, &c.voucher.discount, &c.voucher.gift)?;
+        } else if c.voucher.discount.is_some() || c.voucher.gift.is_some() {
+            return Err(InvalidInput::payload(
+                "a PROMOTION campaign's discounts belong to its tiers (/v1/promotions/tiers)",
+            ));
+        }
         c.updated_at = Some(now.to_string());
         Ok(c)
     }

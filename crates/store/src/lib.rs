@@ -68,6 +68,7 @@ pub struct Store {
     /// When this process became the only server of the database, if it is (see
     /// `declare_sole_server`), as a stored timestamp string.
     sole_since: Arc<std::sync::OnceLock<String>>,
+    pub(crate) promos: Arc<ops::promotions::Cache>,
 }
 
 impl Store {
@@ -77,6 +78,7 @@ impl Store {
             // This process makes every change to keys, so its cache can be trusted.
             auth: Arc::new(authcache::AuthCache::new(true)),
             sole_since: Arc::default(),
+            promos: Arc::default(),
         })
     }
 
@@ -91,6 +93,7 @@ impl Store {
             engine: Arc::new(Engine::Postgres(backend)),
             auth: Arc::new(authcache::AuthCache::new(false)),
             sole_since: Arc::default(),
+            promos: Arc::default(),
         })
     }
 

@@ -439,6 +439,68 @@ fn steps() -> Vec<Step> {
             "POST /client/v1/validations",
             call(M::POST, "/client/v1/validations", Client, j(cart.clone())),
         ),
+        // Promotions and qualifications.
+        Step::Setup(capturing(
+            call(
+                M::POST,
+                "/v1/campaigns",
+                Server,
+                j(
+                    json!({"name": "Spring promo", "campaign_type": "PROMOTION", "promotion": {"tiers": [
+                        {"name": "5 off", "action": {"discount": {"type": "AMOUNT", "amount_off": 500}}}
+                    ]}}),
+                ),
+            ),
+            &[("promo", "/id"), ("tier", "/promotion/tiers/0/id")],
+        )),
+        op(
+            "/v1/promotions/{campaignId}/tiers",
+            "POST /v1/promotions/{campaign}/tiers",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/promotions/{promo}/tiers",
+                    Server,
+                    j(json!({"name": "10%", "action": {"discount": {"type": "PERCENT", "percent_off": 10}}})),
+                ),
+                &[("tier2", "/id")],
+            ),
+        ),
+        op(
+            "/v1/promotions/tiers/{promotionTierId}",
+            "PUT /v1/promotions/tiers/{id}",
+            call(
+                M::PUT,
+                "/v1/promotions/tiers/{tier2}",
+                Server,
+                j(json!({"banner": "Ten percent off"})),
+            ),
+        ),
+        op(
+            "/v1/promotions/tiers/{promotionTierId}/disable",
+            "POST /v1/promotions/tiers/{id}/disable",
+            call(M::POST, "/v1/promotions/tiers/{tier2}/disable", Server, Body::None),
+        ),
+        op(
+            "/v1/promotions/tiers/{promotionTierId}/enable",
+            "POST /v1/promotions/tiers/{id}/enable",
+            call(M::POST, "/v1/promotions/tiers/{tier2}/enable", Server, Body::None),
+        ),
+        op(
+            "/v1/promotions/tiers/{promotionTierId}",
+            "DELETE /v1/promotions/tiers/{id}",
+            call(M::DELETE, "/v1/promotions/tiers/{tier2}", Server, Body::None),
+        ),
+        read_only(
+            "/v1/qualifications",
+            "POST /v1/qualifications",
+            call(M::POST, "/v1/qualifications", Server, j(json!({"order": {"amount": 1000}}))),
+        ),
+        read_only(
+            "/client/v1/qualifications",
+            "POST /client/v1/qualifications",
+            call(M::POST, "/client/v1/qualifications", Client, j(json!({"order": {"amount": 1000}}))),
+        ),
         Step::Setup(call(
             M::POST,
             "/v1/validations",

@@ -7,6 +7,7 @@ pub mod imports;
 pub mod management;
 pub mod orders;
 pub mod products;
+pub mod promotions;
 pub mod rules;
 pub mod webhooks;
 

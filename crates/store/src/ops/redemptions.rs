@@ -10,6 +10,7 @@ use crate::ops::customers;
 use crate::ops::docs::{self, to_json};
 use crate::ops::org::Tenant;
 use crate::ops::outbox;
+use crate::ops::promotions::{tier_json, PromoSet, TierEntry};
 use crate::ops::rules::{rules_for, CompiledRule};
 use crate::ops::views;
 use crate::ops::vouchers::{find_voucher, get_campaign_rec, ledger_entry, VoucherRecord};
@@ -17,15 +18,18 @@ use crate::{Result, Store, StoreError};
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use tessera_domain::checkout::{cart, Applied, Benefit, Calculator, Targets};
+use std::sync::Arc;
+use tessera_domain::checkout::{cart, Applied, Benefit, Calculator, PreviewMode, Targets};
 use tessera_domain::customer::Customer;
 use tessera_domain::ids::new_id;
 use tessera_domain::list::{ListQuery, ListSpec, SortField};
 use tessera_domain::order::{Order, OrderStatus};
-use tessera_domain::redemption::CheckoutRequest;
+use tessera_domain::redemption::{CheckoutRequest, QualificationRequest, RedeemableRef};
 use tessera_domain::rules::{Facts, ItemFacts, Verdict};
+use tessera_domain::stacking::{application_order, ApplicationMode, Candidate, Gate, ProductsMode, Skip, StackingRules};
 use tessera_domain::time::{format, now_string};
 use tessera_domain::validity::NotValid;
+use tessera_domain::voucher::Campaign;
 use tessera_domain::voucher::VoucherType;
 use tessera_domain::InvalidInput;
 
@@ -35,26 +39,10 @@ pub const LIST_SPEC: ListSpec = ListSpec {
     default_limit: 10,
 };
 
-/// Voucherify's default stacking rules (the promotions issue makes them configurable).
-pub fn stacking_rules() -> Value {
-    json!({
-        "redeemables_limit": 30,
-        "applicable_redeemables_limit": 5,
-        "applicable_redeemables_per_category_limit": 1,
-        "applicable_exclusive_redeemables_limit": 1,
-        "applicable_exclusive_redeemables_per_category_limit": 1,
-        "exclusive_categories": [],
-        "joint_categories": [],
-        "redeemables_application_mode": "ALL",
-        "redeemables_sorting_rule": "REQUESTED_ORDER",
-        "redeemables_products_application_mode": "STACK",
-        "redeemables_no_effect_rule": "REDEEM_ANYWAY",
-        "no_effect_skip_categories": [],
-        "no_effect_redeem_anyway_categories": [],
-        "redeemables_rollback_order_mode": "WITH_ORDER",
-    })
+/// The stacking rules as responses show them.
+pub fn stacking_rules_json(r: &StackingRules) -> Value {
+    serde_json::to_value(r).unwrap_or_else(|_| json!({}))
 }
-const APPLICABLE_LIMIT: usize = 5;
 
 #[derive(Debug, Clone)]
 pub enum Status {
@@ -72,25 +60,70 @@ pub enum Status {
     },
 }
 
+#[derive(Clone)]
 pub struct Outcome {
+    /// Position in the request.
     pub index: usize,
     pub object: String,
     pub id: String,
     pub status: Status,
     pub voucher: Option<VoucherRecord>,
+    /// The voucher's campaign (a tier's is in `tier`).
+    pub campaign: Option<Campaign>,
+    pub tier: Option<Arc<TierEntry>>,
+    /// The promotion stack a tier was requested through.
+    pub stack_id: Option<String>,
     pub applied: Option<Applied>,
     pub benefit: Option<Benefit>,
     pub targets: Targets,
     pub order_after: Option<Value>,
+    pub cand: Candidate,
+    /// Why, when the request asks for `explain`.
+    pub explain: Option<Value>,
+}
+
+impl Outcome {
+    fn new(index: usize, object: &str, id: &str) -> Self {
+        Outcome {
+            index,
+            object: object.to_string(),
+            id: id.to_string(),
+            status: Status::Applicable,
+            voucher: None,
+            campaign: None,
+            tier: None,
+            stack_id: None,
+            applied: None,
+            benefit: None,
+            targets: Targets::default(),
+            order_after: None,
+            cand: Candidate::default(),
+            explain: None,
+        }
+    }
+
+    /// The campaign (or standalone voucher) redemption counts are scoped to.
+    fn scope(&self) -> Option<(&'static str, String)> {
+        if let Some(t) = &self.tier {
+            return Some(("campaign_id", t.tier.campaign_id.clone()));
+        }
+        let v = self.voucher.as_ref()?;
+        Some(match &v.voucher.campaign_id {
+            Some(cid) => ("campaign_id", cid.clone()),
+            None => ("voucher_id", v.voucher.id.clone()),
+        })
+    }
 }
 
 pub struct Evaluation {
     pub request_id: String,
     pub valid: bool,
+    /// In application order.
     pub outcomes: Vec<Outcome>,
     pub calc_order: Value,
     pub order: Order,
     pub customer: Option<Customer>,
+    pub promos: Arc<PromoSet>,
 }
 
 fn inapplicable(code: u16, key: &str, message: &str, details: &str) -> Status {
@@ -105,18 +138,21 @@ fn inapplicable(code: u16, key: &str, message: &str, details: &str) -> Status {
 
 struct RuleFacts<'a> {
     order: &'a Order,
+    /// `order.amount` as the redeemable's calculation mode sees it: the initial amount,
+    /// or what the redeemables applied before it left.
+    amount: i64,
     customer: Option<&'a Customer>,
-    customer_metadata: Map<String, Value>,
-    redemption_metadata: Map<String, Value>,
+    customer_metadata: &'a Map<String, Value>,
+    redemption_metadata: &'a Map<String, Value>,
     counts: BTreeMap<&'static str, i64>,
     holder_ok: bool,
-    items: Vec<ItemFacts>,
+    items: &'a [ItemFacts],
 }
 
 impl Facts for RuleFacts<'_> {
     fn fact(&self, name: &str, property: Option<&str>) -> Option<Value> {
         match name {
-            "order.amount" => Some(self.order.amount.into()),
+            "order.amount" => Some(self.amount.into()),
             "order.initial_amount" => Some(self.order.initial_amount.unwrap_or(self.order.amount).into()),
             "order.items.count" => Some((self.items.len() as i64).into()),
             "order.items.quantity" => Some(self.items.iter().map(|i| i.quantity).sum::<i64>().into()),
@@ -132,7 +168,7 @@ impl Facts for RuleFacts<'_> {
     }
 
     fn items(&self) -> &[ItemFacts] {
-        &self.items
+        self.items
     }
 }
 
@@ -146,13 +182,16 @@ fn start_of(now: Timestamp, tz: &jiff::tz::TimeZone, month: bool) -> String {
 
 /// Counts a rule may ask for, fetched only when one of the rules names them.
 /// `(already, identified)`: redemptions this request makes before this one in the same
-/// campaign, and whether the request names its customer.
+/// campaign, and whether the request names its customer. `(col, scope_id)`: the campaign,
+/// or the voucher when it stands alone.
+#[allow(clippy::too_many_arguments)]
 fn fetch_counts(
     (already, identified): (i64, bool),
     c: &mut dyn Conn,
     t: &Tenant,
     rules: &[CompiledRule],
-    v: &VoucherRecord,
+    (col, scope_id): (&'static str, String),
+    voucher_redeemed: i64,
     customer: Option<&Customer>,
     now: Timestamp,
 ) -> Result<BTreeMap<&'static str, i64>> {
@@ -160,12 +199,6 @@ fn fetch_counts(
     let names: std::collections::BTreeSet<String> = rules.iter().flat_map(|r| r.set.names()).collect();
     let p = t.project_id();
     let tz = t.timezone();
-    // Per-customer limits count the voucher's campaign (or the voucher itself when it
-    // stands alone), keyed on the customer's stable id.
-    let (col, scope_id) = match &v.voucher.campaign_id {
-        Some(cid) => ("campaign_id", cid.clone()),
-        None => ("voucher_id", v.voucher.id.clone()),
-    };
     let per_customer = [
         ("redemption.count.per_customer", None),
         ("redemption.count.per_customer.daily", Some(false)),
@@ -202,7 +235,7 @@ fn fetch_counts(
         out.insert("campaign.redemptions.count", n + already);
     }
     if names.contains("voucher.redemptions.count") {
-        out.insert("voucher.redemptions.count", v.counters.redeemed_quantity);
+        out.insert("voucher.redemptions.count", voucher_redeemed);
     }
     Ok(out)
 }
@@ -252,29 +285,33 @@ fn resolve_order(c: &mut dyn Conn, p: &str, req: &CheckoutRequest) -> Result<(Or
     Ok((order, existing))
 }
 
-pub fn evaluate(
-    c: &mut dyn Conn,
-    t: &Tenant,
-    req: &CheckoutRequest,
+fn no_catalog(_: &str) -> Option<i64> {
+    None
+}
+
+/// What every redeemable of one request is checked against.
+struct Context<'a> {
+    t: &'a Tenant,
+    req: &'a CheckoutRequest,
     now: Timestamp,
-    session_key: Option<&str>,
-    request_id: &str,
-) -> Result<Evaluation> {
-    let p = t.project_id();
-    let now_s = format(now);
-    let customer = resolve_customer(c, p, req)?;
-    let (order, _) = resolve_order(c, p, req)?;
-    let lines = cart(&order.items, Some(order.amount));
-    let catalog = |_: &str| None;
-    let mut calc = Calculator::new(lines, &catalog);
-    let tz = t.timezone();
-    let customer_metadata = customer
-        .as_ref()
-        .map(|c| c.metadata.clone())
-        .or_else(|| req.customer.as_ref().and_then(|i| i.metadata.clone().flatten()))
-        .unwrap_or_default();
-    let items: Vec<ItemFacts> = calc
-        .lines
+    promos: &'a PromoSet,
+    order: &'a Order,
+    lines: &'a [tessera_domain::checkout::CartLine],
+    customer: Option<&'a Customer>,
+    customer_metadata: Map<String, Value>,
+    redemption_metadata: Map<String, Value>,
+    items: Vec<ItemFacts>,
+    explain: bool,
+    /// Qualification scenario AUDIENCE_ONLY: only rules about the customer count.
+    audience_only: bool,
+}
+
+fn customer_rule(r: &CompiledRule) -> bool {
+    r.set.names().iter().all(|n| n.starts_with("customer."))
+}
+
+fn item_facts(lines: &[tessera_domain::checkout::CartLine]) -> Vec<ItemFacts> {
+    lines
         .iter()
         .filter(|l| l.itemized)
         .map(|l| ItemFacts {
@@ -295,198 +332,484 @@ pub fn evaluate(
                 .cloned()
                 .unwrap_or_default(),
         })
-        .collect();
-    let mut outcomes = Vec::with_capacity(req.redeemables.len());
-    let mut applicable = 0usize;
-    // One evaluation budget for every rule of every redeemable in the request.
-    let mut budget = tessera_domain::rules::EVALUATION_BUDGET;
+        .collect()
+}
+
+fn customer_metadata(customer: Option<&Customer>, req: &CheckoutRequest) -> Map<String, Value> {
+    customer
+        .map(|c| c.metadata.clone())
+        .or_else(|| req.customer.as_ref().and_then(|i| i.metadata.clone().flatten()))
+        .unwrap_or_default()
+}
+
+/// Phase one, in request order: find each redeemable and run the checks that do not
+/// depend on the others (existence, active, schedule, quantity, balance).
+fn resolve(c: &mut dyn Conn, cx: &Context<'_>, session_key: Option<&str>) -> Result<Vec<Outcome>> {
+    let p = cx.t.project_id();
+    let tz = cx.t.timezone();
+    let now_s = format(cx.now);
+    let mut out = Vec::with_capacity(cx.req.redeemables.len());
     let mut seen_vouchers = std::collections::BTreeSet::new();
-    // Applicable redeemables so far per campaign (or standalone voucher): limits that count
-    // redemptions must see the ones this request is about to make.
-    let mut in_request: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    for (index, r) in req.redeemables.iter().enumerate() {
-        let mut out = Outcome {
-            index,
-            object: r.object.clone(),
-            id: r.id.clone(),
-            status: Status::Applicable,
-            voucher: None,
-            applied: None,
-            benefit: None,
-            targets: Targets::default(),
-            order_after: None,
-        };
-        if r.object != "voucher" {
-            out.status = inapplicable(
+    let mut seen_tiers = std::collections::BTreeSet::new();
+    let schedule_status = |validity: &tessera_domain::validity::Validity, what: &str, id: &str| -> Option<Status> {
+        match validity.check(cx.now, &tz) {
+            Ok(()) => None,
+            Err(NotValid::NotActiveYet) => Some(inapplicable(400, &format!("{what}_not_active"), &format!("{what} not active"), id)),
+            Err(NotValid::Expired) => Some(inapplicable(400, &format!("{what}_expired"), &format!("{what} expired"), id)),
+            Err(NotValid::OutsideTimeframe) => Some(inapplicable(
                 400,
-                "invalid_redeemables",
-                "Invalid redeemables",
-                &format!("{} redeemables are not supported yet", r.object),
-            );
-            outcomes.push(out);
-            continue;
+                &format!("{what}_not_active_now"),
+                &format!("{what} not active now"),
+                id,
+            )),
         }
-        let Some(v) = find_voucher(c, t, &r.id)? else {
-            out.status = inapplicable(
+    };
+    let mut push_tier = |out: &mut Vec<Outcome>, index: usize, id: &str, stack: Option<(&str, Option<String>)>| -> Result<()> {
+        let mut o = Outcome::new(index, "promotion_tier", id);
+        o.stack_id = stack.as_ref().map(|(s, _)| s.to_string());
+        let Some(entry) = cx.promos.tier(id) else {
+            o.status = inapplicable(
                 404,
                 "not_found",
                 "Resource not found",
-                &format!("Cannot find voucher with id {}", r.id),
+                &format!("Cannot find promotion_tier with id {id}"),
             );
-            outcomes.push(out);
-            continue;
+            out.push(o);
+            return Ok(());
         };
-        if !seen_vouchers.insert(v.voucher.id.clone()) {
-            // The same voucher named twice (by code and by id).
+        if !seen_tiers.insert(id.to_string()) {
             return Err(StoreError::Invalid(InvalidInput {
                 key: "duplicated_redeemables",
                 message: "Duplicated redeemables detected".into(),
-                details: format!("voucher {} is listed twice", v.voucher.code),
+                details: format!("promotion tier {id} is listed twice"),
             }));
         }
-        let campaign = match &v.voucher.campaign_id {
-            Some(cid) => Some(get_campaign_rec(c, p, cid)?.campaign),
-            None => None,
+        let extra = stack.and_then(|(_, cat)| cat);
+        let (cats, h) = cx.promos.categorize(entry.categories.iter().cloned().chain(extra));
+        o.cand = Candidate {
+            categories: cats,
+            category_hierarchy: h,
+            tier_hierarchy: Some(entry.tier.hierarchy),
         };
-        let code = v.voucher.code.clone();
-        let status = 'check: {
-            if !v.voucher.active || campaign.as_ref().is_some_and(|c| !c.active) {
-                break 'check inapplicable(400, "voucher_disabled", "voucher is disabled", &code);
-            }
-            match v.voucher.schedule.validity().map_err(StoreError::Invalid)?.check(now, &tz) {
-                Ok(()) => {}
-                Err(NotValid::NotActiveYet) => break 'check inapplicable(400, "voucher_not_active", "voucher not active", &code),
-                Err(NotValid::Expired) => break 'check inapplicable(400, "voucher_expired", "voucher expired", &code),
-                Err(NotValid::OutsideTimeframe) => {
-                    break 'check inapplicable(400, "voucher_not_active_now", "voucher not active now", &code)
-                }
-            }
-            let (held_uses, held_credits) = held_by_others(c, p, &v.voucher.id, session_key, &now_s)?;
-            if let Some(q) = v.voucher.redemption_quantity {
-                if v.counters.redeemed_quantity + held_uses >= q {
-                    break 'check inapplicable(400, "quantity_exceeded", "quantity exceeded", &code);
-                }
-            }
-            let rules = rules_for(c, p, &v.voucher.validation_rules, &[&v.voucher.id])?;
-            let mut rules = rules;
-            if let Some(camp) = &campaign {
-                rules.extend(rules_for(c, p, &camp.validation_rules, &[&camp.id])?);
-            }
-            if !rules.is_empty() {
-                let already = in_request
-                    .get(&v.voucher.campaign_id.clone().unwrap_or_else(|| v.voucher.id.clone()))
-                    .copied()
-                    .unwrap_or(0);
-                // A customer named in the request counts even before they exist.
-                let identified = customer.is_some() || req.customer.as_ref().is_some_and(|c| c.id.is_some() || c.source_id.is_some());
-                let counts = fetch_counts((already, identified), c, t, &rules, &v, customer.as_ref(), now)?;
-                let facts = RuleFacts {
-                    order: &order,
-                    customer: customer.as_ref(),
-                    customer_metadata: customer_metadata.clone(),
-                    redemption_metadata: req.metadata.clone().unwrap_or_default(),
-                    counts,
-                    holder_ok: v.voucher.holder_id.is_some() && v.voucher.holder_id.as_deref() == customer.as_ref().map(|c| c.id.as_str()),
-                    items: items.clone(),
-                };
-                for rule in &rules {
-                    match rule.set.evaluate_within(&facts, &mut budget) {
-                        Ok(Verdict::Pass) => {}
-                        Ok(Verdict::Fail(msg)) => {
-                            let message = msg.or_else(|| {
-                                rule.rule
-                                    .error
-                                    .as_ref()
-                                    .and_then(|e| e.get("message"))
-                                    .and_then(Value::as_str)
-                                    .map(str::to_string)
-                            });
-                            let key = rule_key(std::slice::from_ref(rule));
-                            break 'check Status::Inapplicable {
-                                code: 400,
-                                key: key.into(),
-                                message: if key == "customer_rules_violated" {
-                                    "customer does not match validation rules".into()
-                                } else {
-                                    "order does not match validation rules".into()
-                                },
-                                details: format!("{code} cannot be redeemed because of violated validation rules: {}", rule.rule.id),
-                                rule_message: message,
-                            };
-                        }
-                        Err(_) => {
-                            break 'check inapplicable(
-                                400,
-                                "rule_evaluation_budget_exceeded",
-                                "Validation rule too expensive",
-                                &format!("rule {} exceeded its evaluation budget", rule.rule.id),
-                            )
-                        }
-                    }
-                    if let Some(a) = &rule.rule.applicable_to {
-                        out.targets.included.extend(a.included.iter().cloned());
-                        out.targets.excluded.extend(a.excluded.iter().cloned());
-                        out.targets.included_all |= a.included_all;
-                    }
-                }
-            }
-            let benefit = match v.voucher.kind {
-                VoucherType::DiscountVoucher => match &v.voucher.discount {
-                    Some(d) => Benefit::Discount {
-                        rule: d.rule().map_err(StoreError::Invalid)?,
-                        targets: out.targets.clone(),
-                    },
-                    None => Benefit::Nothing,
-                },
-                VoucherType::GiftVoucher => {
-                    let available = (v.counters.gift_balance.unwrap_or(0) - held_credits).max(0);
-                    let requested = r.gift.as_ref().and_then(|g| g.credits);
-                    if requested.is_some_and(|q| q > available) || available == 0 {
-                        break 'check inapplicable(400, "gift_amount_exceeded", "gift amount exceeded", &code);
-                    }
-                    Benefit::Gift {
-                        requested,
-                        balance: available,
-                    }
-                }
-            };
-            if applicable >= APPLICABLE_LIMIT {
-                break 'check Status::Skipped {
-                    key: "applicable_redeemables_limit_exceeded".into(),
-                    message: "Applicable redeemables limit exceeded".into(),
-                };
-            }
-            let applied = calc.preview(&benefit);
-            calc.commit(&applied);
-            applicable += 1;
-            *in_request
-                .entry(v.voucher.campaign_id.clone().unwrap_or_else(|| v.voucher.id.clone()))
-                .or_default() += 1;
-            out.applied = Some(applied);
-            out.benefit = Some(benefit);
+        o.status = if !entry.tier.active || !entry.campaign.active {
+            inapplicable(400, "promotion_tier_disabled", "promotion tier is disabled", id)
+        } else if let Some(s) = schedule_status(&entry.campaign_validity, "campaign", id) {
+            s
+        } else if let Some(s) = schedule_status(&entry.validity, "promotion_tier", id) {
+            s
+        } else {
             Status::Applicable
         };
-        out.status = status;
-        out.voucher = Some(v);
-        if matches!(out.status, Status::Applicable) {
-            out.order_after = Some(order_json(&calc, &order, customer.as_ref()));
+        o.tier = Some(entry.clone());
+        out.push(o);
+        Ok(())
+    };
+    for (index, r) in cx.req.redeemables.iter().enumerate() {
+        match r.object.as_str() {
+            "promotion_tier" => push_tier(&mut out, index, &r.id, None)?,
+            "promotion_stack" => {
+                let row = c.query_opt(
+                    "SELECT data FROM promotion_stacks WHERE project_id = $1 AND id = $2",
+                    &[p.into(), r.id.clone().into()],
+                )?;
+                let Some(row) = row else {
+                    let mut o = Outcome::new(index, "promotion_stack", &r.id);
+                    o.status = inapplicable(
+                        404,
+                        "not_found",
+                        "Resource not found",
+                        &format!("Cannot find promotion_stack with id {}", r.id),
+                    );
+                    out.push(o);
+                    continue;
+                };
+                let stack: Value = row.json(0)?;
+                let category = stack["category_id"].as_str().map(str::to_string);
+                let ids: Vec<String> = stack["tiers"]["ids"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                for id in ids {
+                    push_tier(&mut out, index, &id, Some((&r.id, category.clone())))?;
+                }
+            }
+            "voucher" => {
+                let mut o = Outcome::new(index, "voucher", &r.id);
+                let Some(v) = find_voucher(c, cx.t, &r.id)? else {
+                    o.status = inapplicable(
+                        404,
+                        "not_found",
+                        "Resource not found",
+                        &format!("Cannot find voucher with id {}", r.id),
+                    );
+                    out.push(o);
+                    continue;
+                };
+                if !seen_vouchers.insert(v.voucher.id.clone()) {
+                    // The same voucher named twice (by code and by id).
+                    return Err(StoreError::Invalid(InvalidInput {
+                        key: "duplicated_redeemables",
+                        message: "Duplicated redeemables detected".into(),
+                        details: format!("voucher {} is listed twice", v.voucher.code),
+                    }));
+                }
+                let campaign = match &v.voucher.campaign_id {
+                    Some(cid) => Some(get_campaign_rec(c, p, cid)?.campaign),
+                    None => None,
+                };
+                let (cats, h) = cx.promos.categorize(
+                    campaign
+                        .as_ref()
+                        .and_then(|c| c.category_id.clone())
+                        .or(v.voucher.category_id.clone()),
+                );
+                o.cand = Candidate {
+                    categories: cats,
+                    category_hierarchy: h,
+                    tier_hierarchy: None,
+                };
+                let code = v.voucher.code.clone();
+                o.status = 'check: {
+                    if !v.voucher.active || campaign.as_ref().is_some_and(|c| !c.active) {
+                        break 'check inapplicable(400, "voucher_disabled", "voucher is disabled", &code);
+                    }
+                    let validity = v.voucher.schedule.validity().map_err(StoreError::Invalid)?;
+                    if let Some(s) = schedule_status(&validity, "voucher", &code) {
+                        break 'check s;
+                    }
+                    let (held_uses, held_credits) = held_by_others(c, p, &v.voucher.id, session_key, &now_s)?;
+                    if let Some(q) = v.voucher.redemption_quantity {
+                        if v.counters.redeemed_quantity + held_uses >= q {
+                            break 'check inapplicable(400, "quantity_exceeded", "quantity exceeded", &code);
+                        }
+                    }
+                    match v.voucher.kind {
+                        VoucherType::DiscountVoucher => {
+                            o.benefit = Some(match &v.voucher.discount {
+                                Some(d) => Benefit::Discount {
+                                    rule: d.rule().map_err(StoreError::Invalid)?,
+                                    targets: Targets::default(),
+                                },
+                                None => Benefit::Nothing,
+                            })
+                        }
+                        VoucherType::GiftVoucher => {
+                            let available = (v.counters.gift_balance.unwrap_or(0) - held_credits).max(0);
+                            let requested = r.gift.as_ref().and_then(|g| g.credits);
+                            if requested.is_some_and(|q| q > available) || available == 0 {
+                                break 'check inapplicable(400, "gift_amount_exceeded", "gift amount exceeded", &code);
+                            }
+                            o.benefit = Some(Benefit::Gift {
+                                requested,
+                                balance: available,
+                            });
+                        }
+                    }
+                    Status::Applicable
+                };
+                o.voucher = Some(v);
+                o.campaign = campaign;
+                out.push(o);
+            }
+            other => {
+                let mut o = Outcome::new(index, other, &r.id);
+                o.status = inapplicable(
+                    400,
+                    "invalid_redeemables",
+                    "Invalid redeemables",
+                    &format!("{other} redeemables are not supported"),
+                );
+                out.push(o);
+            }
         }
-        outcomes.push(out);
     }
-    // ALL application mode: one inapplicable redeemable makes the request invalid and the
-    // others are skipped.
-    let valid = !outcomes.iter().any(|o| matches!(o.status, Status::Inapplicable { .. })) && applicable > 0;
+    Ok(out)
+}
+
+fn rules_failure(rule: &CompiledRule, msg: Option<String>, subject: &str) -> Status {
+    let message = msg.or_else(|| {
+        rule.rule
+            .error
+            .as_ref()
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let key = rule_key(std::slice::from_ref(rule));
+    Status::Inapplicable {
+        code: 400,
+        key: key.into(),
+        message: if key == "customer_rules_violated" {
+            "customer does not match validation rules".into()
+        } else {
+            "order does not match validation rules".into()
+        },
+        details: format!(
+            "{subject} cannot be redeemed because of violated validation rules: {}",
+            rule.rule.id
+        ),
+        rule_message: message,
+    }
+}
+
+/// Phase two, in application order: validation rules (on the order as the calculation
+/// mode sees it), stacking limits, the discount, the no-effect rule.
+/// `exclusive_by`: the exclusive redeemable that, when valid, shuts out the others.
+fn apply_in_order<'c>(
+    c: &mut dyn Conn,
+    cx: &Context<'_>,
+    mut outcomes: Vec<Outcome>,
+    exclusive_by: Option<String>,
+) -> Result<(Vec<Outcome>, Calculator<'c>, bool)> {
+    let rules_cfg = &cx.promos.rules;
+    let p = cx.t.project_id();
+    let mut calc = Calculator::new(cx.lines.to_vec(), &no_catalog);
+    let mut gate = Gate::new(rules_cfg, exclusive_by);
+    let mut budget = tessera_domain::rules::EVALUATION_BUDGET;
+    // Applicable redeemables so far per campaign (or standalone voucher): limits that count
+    // redemptions must see the ones this request is about to make.
+    let mut in_request: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut exclusive_applied = false;
+    let identified = cx.customer.is_some() || cx.req.customer.as_ref().is_some_and(|c| c.id.is_some() || c.source_id.is_some());
+    for (seq, o) in outcomes.iter_mut().enumerate() {
+        if !matches!(o.status, Status::Applicable) {
+            continue;
+        }
+        let initial = rules_cfg.initial_amount_for(&o.cand.categories);
+        let amount = if initial {
+            calc.lines.iter().map(|l| l.amount).sum()
+        } else {
+            calc.remaining_total()
+        };
+        let subject = o.voucher.as_ref().map(|v| v.voucher.code.clone()).unwrap_or_else(|| o.id.clone());
+        // Rules: a tier's are compiled in the cached set; a voucher's are read now.
+        let owned;
+        let rules: &[CompiledRule] = match (&o.tier, &o.voucher) {
+            (Some(t), _) => &t.rules,
+            (None, Some(v)) => {
+                let mut r = rules_for(c, p, &v.voucher.validation_rules, &[&v.voucher.id])?;
+                if let Some(camp) = &o.campaign {
+                    r.extend(rules_for(c, p, &camp.validation_rules, &[&camp.id])?);
+                }
+                owned = r;
+                &owned
+            }
+            (None, None) => &[],
+        };
+        let mut targets = Targets::default();
+        let mut passed = Vec::new();
+        if !rules.is_empty() {
+            let scope = o.scope().unwrap_or(("campaign_id", String::new()));
+            let already = in_request.get(&scope.1).copied().unwrap_or(0);
+            let redeemed = o.voucher.as_ref().map(|v| v.counters.redeemed_quantity).unwrap_or(0);
+            let counts = fetch_counts((already, identified), c, cx.t, rules, scope, redeemed, cx.customer, cx.now)?;
+            let facts = RuleFacts {
+                order: cx.order,
+                amount,
+                customer: cx.customer,
+                customer_metadata: &cx.customer_metadata,
+                redemption_metadata: &cx.redemption_metadata,
+                counts,
+                holder_ok: o
+                    .voucher
+                    .as_ref()
+                    .is_some_and(|v| v.voucher.holder_id.is_some() && v.voucher.holder_id.as_deref() == cx.customer.map(|c| c.id.as_str())),
+                items: &cx.items,
+            };
+            let mut failed = None;
+            for rule in rules.iter().filter(|r| !cx.audience_only || customer_rule(r)) {
+                match rule.set.evaluate_within(&facts, &mut budget) {
+                    Ok(Verdict::Pass) => passed.push(rule.rule.id.clone()),
+                    Ok(Verdict::Fail(msg)) => {
+                        failed = Some(rules_failure(rule, msg, &subject));
+                        break;
+                    }
+                    Err(_) => {
+                        failed = Some(inapplicable(
+                            400,
+                            "rule_evaluation_budget_exceeded",
+                            "Validation rule too expensive",
+                            &format!("rule {} exceeded its evaluation budget", rule.rule.id),
+                        ));
+                        break;
+                    }
+                }
+                if let Some(a) = &rule.rule.applicable_to {
+                    targets.included.extend(a.included.iter().cloned());
+                    targets.excluded.extend(a.excluded.iter().cloned());
+                    targets.included_all |= a.included_all;
+                }
+            }
+            if let Some(f) = failed {
+                o.status = f;
+                if cx.explain {
+                    o.explain = Some(json!({"sequence": seq, "order_amount_seen": amount, "rules_passed": passed}));
+                }
+                continue;
+            }
+        }
+        if let Err(skip) = gate.check(&o.cand) {
+            if cx.explain {
+                o.explain = Some(json!({"sequence": seq, "stacking_rule": skip.explain(rules_cfg), "rules_passed": passed}));
+            }
+            o.status = Status::Skipped {
+                key: skip.key().into(),
+                message: skip.message().into(),
+            };
+            continue;
+        }
+        let benefit = match (&o.tier, o.benefit.take()) {
+            (Some(t), _) => Benefit::Discount {
+                rule: t.tier.action.discount.rule().map_err(StoreError::Invalid)?,
+                targets: targets.clone(),
+            },
+            (None, Some(Benefit::Discount { rule, .. })) => Benefit::Discount {
+                rule,
+                targets: targets.clone(),
+            },
+            (None, Some(b)) => b,
+            (None, None) => Benefit::Nothing,
+        };
+        let mode = PreviewMode {
+            initial_amount: initial,
+            once: rules_cfg.redeemables_products_application_mode == ProductsMode::Once,
+        };
+        let applied = calc.preview_with(&benefit, mode);
+        let no_effect = applied.total() == 0 && applied.gift_credits == 0 && applied.added.is_empty();
+        if no_effect && rules_cfg.skip_no_effect(&o.cand.categories) {
+            let skip = Skip::NoEffect;
+            if cx.explain {
+                o.explain = Some(json!({"sequence": seq, "stacking_rule": skip.explain(rules_cfg), "rules_passed": passed}));
+            }
+            o.status = Status::Skipped {
+                key: skip.key().into(),
+                message: skip.message().into(),
+            };
+            o.benefit = Some(benefit);
+            continue;
+        }
+        calc.commit(&applied);
+        gate.record(&o.cand);
+        exclusive_applied |= gate.is_exclusive(&o.cand);
+        if let Some(scope) = o.scope() {
+            *in_request.entry(scope.1).or_default() += 1;
+        }
+        if cx.explain {
+            let lines: Vec<Value> = calc
+                .lines
+                .iter()
+                .zip(applied.allocation.iter())
+                .filter(|(_, share)| **share > 0)
+                .map(|(l, share)| {
+                    json!({"product_id": l.product_id, "sku_id": l.sku_id, "source_id": l.item.source_id, "itemized": l.itemized, "discount": share})
+                })
+                .collect();
+            o.explain = Some(json!({
+                "sequence": seq,
+                "rules_passed": passed,
+                "calculation": if initial { "INITIAL_AMOUNT" } else { "DISCOUNTED_AMOUNT" },
+                "order_amount_seen": amount,
+                "discount": applied.total(),
+                "gift_credits": applied.gift_credits,
+                "lines": lines,
+                "categories": o.cand.categories,
+            }));
+        }
+        o.targets = targets;
+        o.applied = Some(applied);
+        o.benefit = Some(benefit);
+        o.order_after = Some(order_json(&calc, cx.order, cx.customer));
+    }
+    Ok((outcomes, calc, exclusive_applied))
+}
+
+pub fn evaluate(
+    c: &mut dyn Conn,
+    t: &Tenant,
+    promos: Arc<PromoSet>,
+    req: &CheckoutRequest,
+    now: Timestamp,
+    session_key: Option<&str>,
+    request_id: &str,
+) -> Result<Evaluation> {
+    let p = t.project_id();
+    let rules_cfg = promos.rules.clone();
+    if req.redeemables.len() > rules_cfg.redeemables_limit as usize {
+        return Err(StoreError::Invalid(InvalidInput {
+            key: "invalid_redeemables",
+            message: "Invalid redeemables".into(),
+            details: format!(
+                "the project's stacking rules allow at most {} redeemables per request",
+                rules_cfg.redeemables_limit
+            ),
+        }));
+    }
+    let customer = resolve_customer(c, p, req)?;
+    let (order, _) = resolve_order(c, p, req)?;
+    let lines = cart(&order.items, Some(order.amount));
+    let cx = Context {
+        t,
+        req,
+        now,
+        promos: &promos,
+        order: &order,
+        lines: &lines,
+        customer: customer.as_ref(),
+        customer_metadata: customer_metadata(customer.as_ref(), req),
+        redemption_metadata: req.metadata.clone().unwrap_or_default(),
+        items: item_facts(&lines),
+        explain: req.expands("explain"),
+        audience_only: false,
+    };
+    let resolved = resolve(c, &cx, session_key)?;
+    let cands: Vec<Candidate> = resolved.iter().map(|o| o.cand.clone()).collect();
+    let order_idx = application_order(&rules_cfg, &cands);
+    let mut ordered: Vec<Outcome> = Vec::with_capacity(resolved.len());
+    let mut slots: Vec<Option<Outcome>> = resolved.into_iter().map(Some).collect();
+    for i in order_idx {
+        if let Some(o) = slots[i].take() {
+            ordered.push(o);
+        }
+    }
+    // An exclusive redeemable that passes its own checks shuts out the others; if none of
+    // them survives its rules, the request is decided again without exclusivity.
+    let gate = Gate::new(&rules_cfg, None);
+    let exclusive_by = ordered
+        .iter()
+        .find(|o| matches!(o.status, Status::Applicable) && gate.is_exclusive(&o.cand))
+        .map(|o| o.id.clone());
+    let (mut outcomes, calc, exclusive_applied) = apply_in_order(c, &cx, ordered.clone(), exclusive_by.clone())?;
+    let (mut outcomes, calc) = if exclusive_by.is_some() && !exclusive_applied {
+        let (o, calc, _) = apply_in_order(c, &cx, ordered, None)?;
+        (o, calc)
+    } else {
+        outcomes.shrink_to_fit();
+        (outcomes, calc)
+    };
+    let applicable = outcomes.iter().filter(|o| matches!(o.status, Status::Applicable)).count();
+    let any_inapplicable = outcomes.iter().any(|o| matches!(o.status, Status::Inapplicable { .. }));
+    let valid = applicable > 0 && (rules_cfg.redeemables_application_mode == ApplicationMode::Partial || !any_inapplicable);
     if !valid {
         for o in &mut outcomes {
             if matches!(o.status, Status::Applicable) {
+                let skip = Skip::PrecedingValidationFailed;
                 o.status = Status::Skipped {
-                    key: "preceding_validation_failed".into(),
-                    message: "Redeemable cannot be applied due to preceding validation failure".into(),
+                    key: skip.key().into(),
+                    message: skip.message().into(),
                 };
+                if cx.explain {
+                    o.explain = Some(json!({"stacking_rule": skip.explain(&rules_cfg)}));
+                }
             }
         }
     }
-    let calc_order = order_json(&calc, &order, customer.as_ref());
+    let calc_order = if valid {
+        order_json(&calc, &order, customer.as_ref())
+    } else {
+        // Nothing applies: the order as it came in.
+        order_json(&Calculator::new(lines.clone(), &no_catalog), &order, customer.as_ref())
+    };
+    drop(cx);
     Ok(Evaluation {
         request_id: request_id.to_string(),
         valid,
@@ -494,6 +817,7 @@ pub fn evaluate(
         calc_order,
         order,
         customer,
+        promos,
     })
 }
 
@@ -543,13 +867,13 @@ fn error_json(
     message: &str,
     details: &str,
     rule_message: &Option<String>,
-    resource_id: &str,
+    (resource_id, resource_type): (&str, &str),
     request_id: &str,
 ) -> Value {
     let mut e = json!({"code": code, "key": key, "message": message, "details": details, "request_id": request_id});
     if key == "not_found" {
         e["resource_id"] = json!(resource_id);
-        e["resource_type"] = json!("voucher");
+        e["resource_type"] = json!(resource_type);
     }
     if let Some(m) = rule_message {
         e["error"] = json!({"message": m});
@@ -557,8 +881,14 @@ fn error_json(
     e
 }
 
-fn redeemable_json(o: &Outcome, request_id: &str) -> Value {
+fn redeemable_json(o: &Outcome, request_id: &str, promos: &PromoSet) -> Value {
     let mut v = json!({"id": o.id, "object": o.object});
+    if let Some(s) = &o.stack_id {
+        v["promotion_stack_id"] = json!(s);
+    }
+    if let Some(e) = &o.explain {
+        v["explain"] = e.clone();
+    }
     match &o.status {
         Status::Applicable => {
             v["status"] = json!("APPLICABLE");
@@ -568,7 +898,10 @@ fn redeemable_json(o: &Outcome, request_id: &str) -> Value {
                     "balance": rec.counters.gift_balance.unwrap_or(0),
                 }}),
                 (_, Some(rec)) => json!({"discount": rec.voucher.discount}),
-                _ => json!({}),
+                _ => match &o.tier {
+                    Some(t) => json!({"discount": t.tier.action.discount}),
+                    None => json!({}),
+                },
             };
             v["result"] = result;
             if let Some(order) = &o.order_after {
@@ -581,8 +914,15 @@ fn redeemable_json(o: &Outcome, request_id: &str) -> Value {
                 v["metadata"] = json!(rec.voucher.metadata);
                 v["campaign_id"] = json!(rec.voucher.campaign_id);
                 v["campaign_name"] = json!(rec.voucher.campaign);
-                v["categories"] = json!([]);
             }
+            if let Some(t) = &o.tier {
+                v["metadata"] = json!(t.tier.metadata);
+                v["campaign_id"] = json!(t.tier.campaign_id);
+                v["campaign_name"] = json!(t.campaign.name);
+                v["name"] = json!(t.tier.name);
+                v["banner"] = json!(t.tier.banner);
+            }
+            v["categories"] = json!(promos.category_views(&o.cand.categories));
         }
         Status::Inapplicable {
             code,
@@ -592,7 +932,7 @@ fn redeemable_json(o: &Outcome, request_id: &str) -> Value {
             rule_message,
         } => {
             v["status"] = json!("INAPPLICABLE");
-            v["result"] = json!({"error": error_json(*code, key, message, details, rule_message, &o.id, request_id)});
+            v["result"] = json!({"error": error_json(*code, key, message, details, rule_message, (&o.id, &o.object), request_id)});
         }
         Status::Skipped { key, message } => {
             v["status"] = json!("SKIPPED");
@@ -604,7 +944,7 @@ fn redeemable_json(o: &Outcome, request_id: &str) -> Value {
 
 /// The validation response.
 pub fn validation_json(e: &Evaluation, tracking_id: &str, session: Option<Value>) -> Value {
-    let redeemables: Vec<Value> = e.outcomes.iter().map(|o| redeemable_json(o, &e.request_id)).collect();
+    let redeemables: Vec<Value> = e.outcomes.iter().map(|o| redeemable_json(o, &e.request_id, &e.promos)).collect();
     let mut v = json!({
         "id": new_id("valid"),
         "valid": e.valid,
@@ -612,7 +952,7 @@ pub fn validation_json(e: &Evaluation, tracking_id: &str, session: Option<Value>
         "skipped_redeemables": redeemables.iter().filter(|r| r["status"] == "SKIPPED").cloned().collect::<Vec<_>>(),
         "inapplicable_redeemables": redeemables.iter().filter(|r| r["status"] == "INAPPLICABLE").cloned().collect::<Vec<_>>(),
         "tracking_id": tracking_id,
-        "stacking_rules": stacking_rules(),
+        "stacking_rules": stacking_rules_json(&e.promos.rules),
     });
     if !e.valid {
         // Voucherify lists every redeemable under `redeemables` when the request fails.
@@ -655,7 +995,7 @@ pub enum RedeemResult {
 /// known customer each (campaign, customer) pair, so per-customer limits hold across the
 /// codes of one campaign. Keys are taken in sorted order so two requests never wait on
 /// each other in a cycle. (SQLite's single writer makes these no-ops.)
-fn lock_vouchers(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest) -> Result<()> {
+fn lock_vouchers(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest, promos: &PromoSet) -> Result<()> {
     let p = t.project_id();
     let customer_key = req.customer.as_ref().and_then(|c| c.id.clone().or_else(|| c.source_id.clone()));
     let customer = match &customer_key {
@@ -672,6 +1012,30 @@ fn lock_vouchers(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest) -> Result<
                 if let (Some(cid), Some(cust)) = (&v.voucher.campaign_id, &customer) {
                     keys.push(format!("campaign-customer:{p}:{cid}:{cust}"));
                 }
+            }
+        }
+        // Tiers have no counter; only per-customer limits need serializing.
+        let Some(cust) = &customer else { continue };
+        let tiers: Vec<String> = match r.object.as_str() {
+            "promotion_tier" => vec![r.id.clone()],
+            "promotion_stack" => match c.query_opt(
+                "SELECT data FROM promotion_stacks WHERE project_id = $1 AND id = $2",
+                &[p.into(), r.id.clone().into()],
+            )? {
+                Some(row) => {
+                    let stack: Value = row.json(0)?;
+                    stack["tiers"]["ids"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default()
+                }
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        for id in tiers {
+            if let Some(entry) = promos.tier(&id) {
+                keys.push(format!("campaign-customer:{p}:{}:{cust}", entry.tier.campaign_id));
             }
         }
     }
@@ -705,13 +1069,20 @@ fn apply_session(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest, e: &Evalua
     ))
 }
 
-fn redeem_in_tx(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest, request_id: &str) -> Result<RedeemResult> {
+fn redeem_in_tx(
+    c: &mut dyn Conn,
+    t: &Tenant,
+    req: &CheckoutRequest,
+    request_id: &str,
+    cache: &crate::ops::promotions::Cache,
+) -> Result<RedeemResult> {
     let p = t.project_id();
     let now = tessera_domain::time::now();
     let now_s = format(now);
-    lock_vouchers(c, t, req)?;
+    let promos = cache.get(c, p)?;
+    lock_vouchers(c, t, req, &promos)?;
     let session_key = req.session.as_ref().and_then(|s| s.key.clone());
-    let e = evaluate(c, t, req, now, session_key.as_deref(), request_id)?;
+    let e = evaluate(c, t, promos, req, now, session_key.as_deref(), request_id)?;
     // The customer named in the request is created or updated with the redemption.
     let customer = match &req.customer {
         Some(input) if input.id.is_some() || input.source_id.is_some() => Some(customers::upsert(c, p, input.clone())?),
@@ -754,19 +1125,25 @@ fn redeem_in_tx(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest, request_id:
                 "order": null, "channel": channel, "customer": customer.as_ref().map(simple_customer),
                 "related_object_type": o.object, "related_object_id": o.voucher.as_ref().map(|v| v.voucher.id.clone()).unwrap_or_else(|| o.id.clone()),
                 "voucher": o.voucher.as_ref().map(views::voucher),
+                "promotion_tier": o.tier.as_ref().map(|t| tier_json(&t.tier, &t.campaign, &e.promos.categories, &e.promos.rules)),
             });
             c.execute(
-                "INSERT INTO redemptions (project_id, id, object, voucher_id, campaign_id, customer_id, tracking_id, result, status, created_at, data) \
-                 VALUES ($1, $2, 'redemption', $3, $4, $5, $6, 'FAILURE', 'FAILED', $7, $8)",
+                "INSERT INTO redemptions (project_id, id, object, voucher_id, campaign_id, customer_id, tracking_id, result, status, created_at, data, promotion_tier_id) \
+                 VALUES ($1, $2, 'redemption', $3, $4, $5, $6, 'FAILURE', 'FAILED', $7, $8, $9)",
                 &[
                     p.into(),
                     id.clone().into(),
                     o.voucher.as_ref().map(|v| v.voucher.id.clone()).into(),
-                    o.voucher.as_ref().and_then(|v| v.voucher.campaign_id.clone()).into(),
+                    o.voucher
+                        .as_ref()
+                        .and_then(|v| v.voucher.campaign_id.clone())
+                        .or(o.tier.as_ref().map(|t| t.tier.campaign_id.clone()))
+                        .into(),
                     customer.as_ref().map(|c| c.id.clone()).into(),
                     tracking.clone().into(),
                     now_s.clone().into(),
                     body.to_string().into(),
+                    o.tier.as_ref().map(|t| t.tier.id.clone()).into(),
                 ],
             )?;
             outbox::emit(c, p, "redemption.failed", &id, &body)?;
@@ -801,6 +1178,39 @@ fn redeem_in_tx(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest, request_id:
     let parent_id = (applicable.len() > 1 || e.outcomes.len() > 1).then(|| new_id("r"));
     let mut children = Vec::new();
     for o in &applicable {
+        if let (Some(tier), Some(a)) = (&o.tier, &o.applied) {
+            let id = new_id("r");
+            let body = json!({
+                "id": id, "object": "redemption", "date": now_s, "customer_id": customer.as_ref().map(|c| c.id.clone()),
+                "tracking_id": tracking, "metadata": req.metadata.clone().unwrap_or_default(), "amount": 0,
+                "redemption": parent_id, "result": "SUCCESS", "status": "SUCCEEDED",
+                "order": o.order_after.clone().map(|mut ord| { ord["id"] = json!(order.id); ord["status"] = json!(order.status); ord }),
+                "channel": channel, "customer": customer.as_ref().map(simple_customer),
+                "related_object_type": "promotion_tier", "related_object_id": tier.tier.id,
+                "promotion_tier": tier_json(&tier.tier, &tier.campaign, &e.promos.categories, &e.promos.rules),
+            });
+            c.execute(
+                "INSERT INTO redemptions (project_id, id, object, parent_id, campaign_id, customer_id, order_id, tracking_id, result, status, amount, discount_amount, order_amount, created_at, data, promotion_tier_id) \
+                 VALUES ($1, $2, 'redemption', $3, $4, $5, $6, $7, 'SUCCESS', 'SUCCEEDED', 0, $8, $9, $10, $11, $12)",
+                &[
+                    p.into(),
+                    id.clone().into(),
+                    parent_id.clone().into(),
+                    tier.tier.campaign_id.clone().into(),
+                    customer.as_ref().map(|c| c.id.clone()).into(),
+                    order.id.clone().into(),
+                    tracking.clone().into(),
+                    a.total().into(),
+                    order.amount.into(),
+                    now_s.clone().into(),
+                    body.to_string().into(),
+                    tier.tier.id.clone().into(),
+                ],
+            )?;
+            outbox::emit(c, p, "redemption.succeeded", &id, &body)?;
+            children.push(body);
+            continue;
+        }
         let (Some(rec), Some(a)) = (&o.voucher, &o.applied) else { continue };
         let credits = a.gift_credits;
         let updated = c.query_opt(
@@ -899,8 +1309,8 @@ fn redeem_in_tx(c: &mut dyn Conn, t: &Tenant, req: &CheckoutRequest, request_id:
     let mut response = json!({
         "redemptions": children,
         "order": order_view,
-        "inapplicable_redeemables": [],
-        "skipped_redeemables": e.outcomes.iter().filter(|o| matches!(o.status, Status::Skipped { .. })).map(|o| redeemable_json(o, &e.request_id)).collect::<Vec<_>>(),
+        "inapplicable_redeemables": e.outcomes.iter().filter(|o| matches!(o.status, Status::Inapplicable { .. })).map(|o| redeemable_json(o, &e.request_id, &e.promos)).collect::<Vec<_>>(),
+        "skipped_redeemables": e.outcomes.iter().filter(|o| matches!(o.status, Status::Skipped { .. })).map(|o| redeemable_json(o, &e.request_id, &e.promos)).collect::<Vec<_>>(),
     });
     if let Some(pid) = &parent_id {
         let parent = json!({
@@ -994,17 +1404,25 @@ fn rollback_one(
         ));
     }
     let voucher_id = data["related_object_id"].as_str().unwrap_or_default().to_string();
-    c.lock_key(&format!("voucher:{p}:{voucher_id}"))?;
+    // A promotion tier keeps no counter: its rollback only records.
+    let is_tier = data["related_object_type"] == "promotion_tier";
+    if !is_tier {
+        c.lock_key(&format!("voucher:{p}:{voucher_id}"))?;
+    }
     let credits = data["amount"].as_i64().unwrap_or(0);
     let now_s = now_string();
     let rr = new_id("rr");
     // The voucher may have been deleted since; the rollback still records.
-    let restored = c.query_opt(
-        "UPDATE vouchers SET redeemed_quantity = redeemed_quantity - 1, redeemed_amount = redeemed_amount - $1, \
-         gift_balance = CASE WHEN gift_balance IS NULL THEN NULL ELSE gift_balance + $1 END \
-         WHERE project_id = $2 AND id = $3 AND redeemed_quantity >= 1 RETURNING gift_balance",
-        &[credits.into(), p.into(), voucher_id.clone().into()],
-    )?;
+    let restored = if is_tier {
+        None
+    } else {
+        c.query_opt(
+            "UPDATE vouchers SET redeemed_quantity = redeemed_quantity - 1, redeemed_amount = redeemed_amount - $1, \
+             gift_balance = CASE WHEN gift_balance IS NULL THEN NULL ELSE gift_balance + $1 END \
+             WHERE project_id = $2 AND id = $3 AND redeemed_quantity >= 1 RETURNING gift_balance",
+            &[credits.into(), p.into(), voucher_id.clone().into()],
+        )?
+    };
     if let Some(row) = restored {
         if credits > 0 {
             ledger_entry(
@@ -1032,14 +1450,21 @@ fn rollback_one(
             "Redemption has been already rolled back.",
         ));
     }
-    let voucher = find_voucher(c, t, &voucher_id)?.map(|v| views::voucher(&v));
+    let voucher = if is_tier {
+        None
+    } else {
+        find_voucher(c, t, &voucher_id)?.map(|v| views::voucher(&v))
+    };
     let mut body = json!({
         "id": rr, "object": "redemption_rollback", "date": now_s, "customer_id": data["customer_id"],
         "tracking_id": tracking.map(str::to_string).or_else(|| data["tracking_id"].as_str().map(str::to_string)),
         "metadata": metadata, "amount": -credits, "redemption": id, "reason": reason,
         "result": "SUCCESS", "status": "SUCCEEDED", "order": data["order"], "channel": data["channel"],
-        "customer": data["customer"], "related_object_type": "voucher", "related_object_id": voucher_id, "voucher": voucher,
+        "customer": data["customer"], "related_object_type": data["related_object_type"], "related_object_id": voucher_id, "voucher": voucher,
     });
+    if is_tier {
+        body["promotion_tier"] = data["promotion_tier"].clone();
+    }
     if data.get("gift").is_some() {
         body["gift"] = json!({"amount": -credits});
     }
@@ -1047,24 +1472,79 @@ fn rollback_one(
         body["parent_rollback_id"] = json!(pr);
     }
     c.execute(
-        "INSERT INTO redemptions (project_id, id, object, parent_id, redemption_id, voucher_id, campaign_id, customer_id, tracking_id, result, status, amount, created_at, data) \
-         VALUES ($1, $2, 'redemption_rollback', $3, $4, $5, $6, $7, $8, 'SUCCESS', 'SUCCEEDED', $9, $10, $11)",
+        "INSERT INTO redemptions (project_id, id, object, parent_id, redemption_id, voucher_id, campaign_id, customer_id, tracking_id, result, status, amount, created_at, data, promotion_tier_id) \
+         VALUES ($1, $2, 'redemption_rollback', $3, $4, $5, $6, $7, $8, 'SUCCESS', 'SUCCEEDED', $9, $10, $11, $12)",
         &[
             p.into(),
             rr.clone().into(),
             parent_rollback.map(str::to_string).into(),
             id.into(),
-            voucher_id.clone().into(),
-            data["voucher"]["campaign_id"].as_str().map(str::to_string).into(),
+            (!is_tier).then(|| voucher_id.clone()).into(),
+            if is_tier { &data["promotion_tier"]["campaign_id"] } else { &data["voucher"]["campaign_id"] }
+                .as_str()
+                .map(str::to_string)
+                .into(),
             data["customer_id"].as_str().map(str::to_string).into(),
             body["tracking_id"].as_str().map(str::to_string).into(),
             Val::Int(-credits),
             now_s.into(),
             body.to_string().into(),
+            is_tier.then(|| voucher_id.clone()).into(),
         ],
     )?;
     outbox::emit(c, p, "redemption.rollback.succeeded", &rr, &body)?;
     Ok(body)
+}
+
+/// Rollback order mode WITH_ORDER: the stored order loses the discounts of the rolled
+/// back redemptions. When no successful redemption of the order remains, every discount
+/// field returns to zero; otherwise the rolled-back amount comes off the order-level
+/// discount first, then the item-level one.
+fn revert_order(c: &mut dyn Conn, p: &str, redemption_id: &str) -> Result<Option<Value>> {
+    let rolled_back = c
+        .query_one(
+            "SELECT CAST(COALESCE(SUM(discount_amount), 0) AS BIGINT) FROM redemptions WHERE project_id = $1 AND (id = $2 OR parent_id = $2) AND object = 'redemption'",
+            &[p.into(), redemption_id.into()],
+        )?
+        .int(0)?;
+    let Some(row) = c.query_opt(
+        "SELECT order_id FROM redemptions WHERE project_id = $1 AND id = $2",
+        &[p.into(), redemption_id.into()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let Some(order_id) = row.opt_text(0)? else { return Ok(None) };
+    let Some(mut order) = docs::find_by_id::<Order>(c, &crate::ops::orders::TABLE, p, &order_id)? else {
+        return Ok(None);
+    };
+    let remaining = c
+        .query_one(
+            "SELECT COUNT(*) FROM redemptions WHERE project_id = $1 AND order_id = $2 AND object = 'redemption' AND parent_id IS NULL \
+             AND result = 'SUCCESS' AND status = 'SUCCEEDED'",
+            &[p.into(), order_id.into()],
+        )?
+        .int(0)?;
+    if remaining == 0 {
+        order.discount_amount = 0;
+        order.items_discount_amount = 0;
+    } else {
+        let from_order = order.discount_amount.min(rolled_back).max(0);
+        order.discount_amount -= from_order;
+        order.items_discount_amount = (order.items_discount_amount - (rolled_back - from_order)).max(0);
+    }
+    order.total_discount_amount = order.discount_amount + order.items_discount_amount;
+    order.applied_discount_amount = order.discount_amount;
+    order.items_applied_discount_amount = order.items_discount_amount;
+    order.total_applied_discount_amount = order.total_discount_amount;
+    order.total_amount = (order.amount - order.total_discount_amount).max(0);
+    order.updated_at = Some(now_string());
+    save_order(c, p, &order)?;
+    Ok(Some(serde_json::to_value(&order).map_err(|e| StoreError::Internal(e.to_string()))?))
+}
+
+fn rollback_order_mode(c: &mut dyn Conn, p: &str) -> Result<tessera_domain::stacking::RollbackOrderMode> {
+    Ok(crate::ops::promotions::stacking_rules(c, p)?.1.redeemables_rollback_order_mode)
 }
 
 impl Store {
@@ -1075,20 +1555,24 @@ impl Store {
         let t = t.clone();
         let rid = crate::ops::idempotency::current_request_id();
         if req.session.is_some() {
+            let cache = self.promos.clone();
             return self
                 .write(move |c| {
+                    let promos = cache.get(c, t.project_id())?;
                     // A reservation changes what other checkouts may take: lock like a redemption.
-                    lock_vouchers(c, &t, &req)?;
+                    lock_vouchers(c, &t, &req, &promos)?;
                     let now = tessera_domain::time::now();
                     let key = req.session.as_ref().and_then(|s| s.key.clone());
-                    let e = evaluate(c, &t, &req, now, key.as_deref(), &rid)?;
+                    let e = evaluate(c, &t, promos, &req, now, key.as_deref(), &rid)?;
                     let session = apply_session(c, &t, &req, &e, now)?;
                     Ok(validation_json(&e, &tracking_id(&req, e.customer.as_ref()), session))
                 })
                 .await;
         }
+        let cache = self.promos.clone();
         self.read(move |c| {
-            let e = evaluate(c, &t, &req, tessera_domain::time::now(), None, &rid)?;
+            let promos = cache.get(c, t.project_id())?;
+            let e = evaluate(c, &t, promos, &req, tessera_domain::time::now(), None, &rid)?;
             Ok(validation_json(&e, &tracking_id(&req, e.customer.as_ref()), None))
         })
         .await
@@ -1098,7 +1582,8 @@ impl Store {
         req.validate()?;
         let t = t.clone();
         let rid = crate::ops::idempotency::current_request_id();
-        self.write(move |c| redeem_in_tx(c, &t, &req, &rid)).await
+        let cache = self.promos.clone();
+        self.write(move |c| redeem_in_tx(c, &t, &req, &rid, &cache)).await
     }
 
     pub async fn rollback_redemption(
@@ -1126,7 +1611,13 @@ impl Store {
                     "You can rollback only a single redemption. Use different endpoint for stacked redemption.",
                 ));
             }
-            rollback_one(c, &t, &id, None, reason.as_deref(), tracking_id.as_deref(), &metadata)
+            let mut body = rollback_one(c, &t, &id, None, reason.as_deref(), tracking_id.as_deref(), &metadata)?;
+            if rollback_order_mode(c, t.project_id())? == tessera_domain::stacking::RollbackOrderMode::WithOrder {
+                if let Some(o) = revert_order(c, t.project_id(), &id)? {
+                    body["order"] = o;
+                }
+            }
+            Ok(body)
         })
         .await
     }
@@ -1147,9 +1638,11 @@ impl Store {
             if parent.is_some() {
                 return Err(bad("invalid_redemption_parent", "Invalid redemption", "Roll back the parent redemption instead."));
             }
+            let with_order = rollback_order_mode(c, &p)? == tessera_domain::stacking::RollbackOrderMode::WithOrder;
             if data["related_object_type"] != "redemption" {
                 let r = rollback_one(c, &t, &id, None, reason.as_deref(), tracking_id.as_deref(), &metadata)?;
-                return Ok(json!({"rollbacks": [r.clone()], "parent_rollback": r, "order": data["order"]}));
+                let order = if with_order { revert_order(c, &p, &id)? } else { None };
+                return Ok(json!({"rollbacks": [r.clone()], "parent_rollback": r, "order": order.unwrap_or_else(|| data["order"].clone())}));
             }
             if status == "ROLLED_BACK" {
                 return Err(bad("already_rolled_back", "Already rolled back", "Redemption has been already rolled back."));
@@ -1182,7 +1675,8 @@ impl Store {
                 &[p.clone().into(), prr.clone().into(), id.clone().into(), data["customer_id"].as_str().map(str::to_string).into(), now_s.into(), parent_rollback.to_string().into()],
             )?;
             outbox::emit(c, &p, "redemption.rollback.succeeded", &prr, &parent_rollback)?;
-            Ok(json!({"rollbacks": rollbacks, "parent_rollback": parent_rollback, "order": data["order"]}))
+            let order = if with_order { revert_order(c, &p, &id)? } else { None };
+            Ok(json!({"rollbacks": rollbacks, "parent_rollback": parent_rollback, "order": order.unwrap_or_else(|| data["order"].clone())}))
         })
         .await
     }
@@ -1338,5 +1832,303 @@ impl Store {
             Ok(())
         })
         .await
+    }
+}
+
+/// One qualified redeemable with what sorting and filtering need.
+struct Qualified {
+    view: Value,
+    created_at: String,
+    discount: i64,
+    fields: Vec<(&'static str, Vec<String>)>,
+}
+
+const QUALIFICATION_FILTERS: &[&str] = &[
+    "category_id",
+    "campaign_id",
+    "campaign_type",
+    "resource_id",
+    "resource_type",
+    "voucher_type",
+    "code",
+    "holder_role",
+];
+
+/// Voucherify's qualification filters: `{junction, <field>: {conditions: {$is|$is_not|$in|$not_in: ...}}}`.
+fn filter_matches(filters: &Value, q: &Qualified) -> Result<bool> {
+    let Some(map) = filters.as_object() else { return Ok(true) };
+    let or = match map.get("junction").and_then(Value::as_str) {
+        None | Some("and") | Some("AND") => false,
+        Some("or") | Some("OR") => true,
+        Some(j) => {
+            return Err(bad(
+                "invalid_payload",
+                "Invalid payload",
+                &format!("'options.filters.junction' {j} must be and or or"),
+            ))
+        }
+    };
+    let mut results = Vec::new();
+    for (field, spec) in map {
+        if field == "junction" {
+            continue;
+        }
+        if !QUALIFICATION_FILTERS.contains(&field.as_str()) {
+            return Err(bad(
+                "invalid_payload",
+                "Invalid payload",
+                &format!(
+                    "cannot filter qualifications by '{field}'; use {}",
+                    QUALIFICATION_FILTERS.join(", ")
+                ),
+            ));
+        }
+        let values: &[String] = q.fields.iter().find(|(f, _)| f == field).map(|(_, v)| v.as_slice()).unwrap_or(&[]);
+        let conditions = spec.get("conditions").and_then(Value::as_object).ok_or_else(|| {
+            bad(
+                "invalid_payload",
+                "Invalid payload",
+                &format!("'options.filters.{field}' needs 'conditions'"),
+            )
+        })?;
+        for (op, arg) in conditions {
+            let list: Vec<String> = match arg {
+                Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                Value::String(s) => vec![s.clone()],
+                _ => Vec::new(),
+            };
+            let any = values.iter().any(|v| list.contains(v));
+            results.push(match op.as_str() {
+                "$is" | "$in" => any,
+                "$is_not" | "$not_in" => !any,
+                other => {
+                    return Err(bad(
+                        "invalid_payload",
+                        "Invalid payload",
+                        &format!("filter condition {other} is not supported; use $is, $is_not, $in or $not_in"),
+                    ))
+                }
+            });
+        }
+    }
+    Ok(if or {
+        results.is_empty() || results.iter().any(|r| *r)
+    } else {
+        results.iter().all(|r| *r)
+    })
+}
+
+fn qualified_from(o: &Outcome, request_id: &str, promos: &PromoSet) -> Qualified {
+    let mut view = redeemable_json(o, request_id, promos);
+    if let Some(m) = view.as_object_mut() {
+        m.remove("status");
+    }
+    let discount = o.applied.as_ref().map(|a| a.total() + a.gift_credits).unwrap_or(0);
+    let (created_at, campaign_id, campaign_type, voucher_type, code, holder) = match (&o.tier, &o.voucher) {
+        (Some(t), _) => (
+            t.tier.created_at.clone(),
+            Some(t.tier.campaign_id.clone()),
+            "PROMOTION".to_string(),
+            None,
+            None,
+            None,
+        ),
+        (None, Some(v)) => (
+            v.voucher.created_at.clone(),
+            v.voucher.campaign_id.clone(),
+            o.campaign
+                .as_ref()
+                .and_then(|c| serde_json::to_value(c.campaign_type).ok())
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "STANDALONE".into()),
+            Some(v.voucher.kind.as_str().to_string()),
+            Some(v.voucher.code.clone()),
+            v.voucher.holder_id.as_ref().map(|_| "OWNER".to_string()),
+        ),
+        (None, None) => (String::new(), None, String::new(), None, None, None),
+    };
+    view["created_at"] = json!(created_at);
+    Qualified {
+        view,
+        created_at,
+        discount,
+        fields: vec![
+            ("category_id", o.cand.categories.clone()),
+            ("campaign_id", campaign_id.into_iter().collect()),
+            ("campaign_type", vec![campaign_type]),
+            ("resource_id", vec![o.id.clone()]),
+            ("resource_type", vec![o.object.clone()]),
+            ("voucher_type", voucher_type.into_iter().collect()),
+            ("code", code.into_iter().collect()),
+            ("holder_role", holder.into_iter().collect()),
+        ],
+    }
+}
+
+/// Most wallet vouchers and promotion stacks one qualification looks at.
+const QUALIFY_SCAN: i64 = 100;
+
+fn qualify_in(
+    c: &mut dyn Conn,
+    t: &Tenant,
+    cache: &crate::ops::promotions::Cache,
+    req: &QualificationRequest,
+    request_id: &str,
+) -> Result<Value> {
+    let p = t.project_id();
+    let promos = cache.get(c, p)?;
+    let scenario = req.scenario.as_deref().unwrap_or("ALL");
+    let opts = req.options.clone().unwrap_or_default();
+    let explain = opts.expand.iter().flatten().any(|e| e == "explain");
+    let now = tessera_domain::time::now();
+    let probe = req.as_checkout(Vec::new(), explain);
+    let customer = resolve_customer(c, p, &probe)?;
+    let (order, _) = resolve_order(c, p, &probe)?;
+    let lines = cart(&order.items, Some(order.amount));
+    let mut found: Vec<Qualified> = Vec::new();
+    if scenario == "PROMOTION_STACKS" {
+        let rows = c.query(
+            "SELECT id FROM promotion_stacks WHERE project_id = $1 ORDER BY created_at DESC LIMIT $2",
+            &[p.into(), QUALIFY_SCAN.into()],
+        )?;
+        for row in rows {
+            let id = row.text(0)?;
+            let sreq = req.as_checkout(
+                vec![RedeemableRef {
+                    object: "promotion_stack".into(),
+                    id: id.clone(),
+                    gift: None,
+                    reward: None,
+                }],
+                explain,
+            );
+            let e = evaluate(c, t, promos.clone(), &sreq, now, None, request_id)?;
+            if !e.valid {
+                continue;
+            }
+            let discount: i64 = e.outcomes.iter().filter_map(|o| o.applied.as_ref()).map(|a| a.total()).sum();
+            let parts: Vec<Value> = e.outcomes.iter().map(|o| redeemable_json(o, request_id, &promos)).collect();
+            let created = c
+                .query_one(
+                    "SELECT created_at FROM promotion_stacks WHERE project_id = $1 AND id = $2",
+                    &[p.into(), id.clone().into()],
+                )?
+                .text(0)?;
+            let campaign = e.outcomes.iter().find_map(|o| o.tier.as_ref().map(|t| t.tier.campaign_id.clone()));
+            found.push(Qualified {
+                view: json!({"id": id, "object": "promotion_stack", "created_at": created, "order": e.calc_order, "redeemables": parts, "campaign_id": campaign}),
+                created_at: created,
+                discount,
+                fields: vec![
+                    ("campaign_id", campaign.into_iter().collect()),
+                    ("campaign_type", vec!["PROMOTION".into()]),
+                    ("resource_id", vec![id.clone()]),
+                    ("resource_type", vec!["promotion_stack".into()]),
+                ],
+            });
+        }
+    } else {
+        let mut refs = Vec::new();
+        if scenario != "CUSTOMER_WALLET" {
+            for entry in &promos.tiers {
+                if entry.tier.active && entry.campaign.active {
+                    refs.push(RedeemableRef {
+                        object: "promotion_tier".into(),
+                        id: entry.tier.id.clone(),
+                        gift: None,
+                        reward: None,
+                    });
+                }
+            }
+        }
+        if let Some(cust) = &customer {
+            for row in c.query(
+                "SELECT code FROM vouchers WHERE project_id = $1 AND holder_id = $2 ORDER BY created_at DESC LIMIT $3",
+                &[p.into(), cust.id.clone().into(), QUALIFY_SCAN.into()],
+            )? {
+                refs.push(RedeemableRef {
+                    object: "voucher".into(),
+                    id: row.text(0)?,
+                    gift: None,
+                    reward: None,
+                });
+            }
+        }
+        let creq = req.as_checkout(refs, explain);
+        let cx = Context {
+            t,
+            req: &creq,
+            now,
+            promos: &promos,
+            order: &order,
+            lines: &lines,
+            customer: customer.as_ref(),
+            customer_metadata: customer_metadata(customer.as_ref(), &creq),
+            redemption_metadata: creq.metadata.clone().unwrap_or_default(),
+            items: item_facts(&lines),
+            explain,
+            audience_only: scenario == "AUDIENCE_ONLY",
+        };
+        // Each candidate alone against the cart: qualification says what could apply,
+        // not how the candidates would stack.
+        for o in resolve(c, &cx, None)? {
+            if !matches!(o.status, Status::Applicable) {
+                continue;
+            }
+            let (mut done, _, _) = apply_in_order(c, &cx, vec![o], None)?;
+            if let Some(o) = done.pop() {
+                if matches!(o.status, Status::Applicable) {
+                    found.push(qualified_from(&o, request_id, &promos));
+                }
+            }
+        }
+    }
+    if let Some(f) = &opts.filters {
+        let mut kept = Vec::with_capacity(found.len());
+        for q in found {
+            if filter_matches(f, &q)? {
+                kept.push(q);
+            }
+        }
+        found = kept;
+    }
+    if let Some(after) = opts.starting_after.as_deref().and_then(tessera_domain::time::parse_lenient) {
+        let after = format(after);
+        found.retain(|q| q.created_at < after);
+    }
+    match opts.sorting_rule.as_deref() {
+        Some("BEST_DEAL") => found.sort_by(|a, b| b.discount.cmp(&a.discount).then_with(|| b.created_at.cmp(&a.created_at))),
+        Some("LEAST_DEAL") => found.sort_by(|a, b| a.discount.cmp(&b.discount).then_with(|| b.created_at.cmp(&a.created_at))),
+        _ => found.sort_by(|a, b| b.created_at.cmp(&a.created_at)),
+    }
+    let limit = opts.limit.unwrap_or(5) as usize;
+    let total = found.len();
+    let has_more = total > limit;
+    found.truncate(limit);
+    let more_starting_after = if has_more {
+        found.last().map(|q| q.created_at.clone())
+    } else {
+        None
+    };
+    let calc = Calculator::new(lines.clone(), &no_catalog);
+    Ok(json!({
+        "redeemables": {
+            "object": "list", "data_ref": "data",
+            "data": found.into_iter().map(|q| q.view).collect::<Vec<_>>(),
+            "total": total.min(limit), "has_more": has_more, "more_starting_after": more_starting_after,
+        },
+        "tracking_id": tracking_id(&probe, customer.as_ref()),
+        "order": order_json(&calc, &order, customer.as_ref()),
+        "stacking_rules": stacking_rules_json(&promos.rules),
+    }))
+}
+
+impl Store {
+    pub async fn qualify(&self, t: &Tenant, req: QualificationRequest) -> Result<Value> {
+        req.validate()?;
+        let t = t.clone();
+        let cache = self.promos.clone();
+        let rid = crate::ops::idempotency::current_request_id();
+        self.read(move |c| qualify_in(c, &t, &cache, &req, &rid)).await
     }
 }

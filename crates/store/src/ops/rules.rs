@@ -203,6 +203,8 @@ impl Store {
         input.check()?;
         let p = t.project_id().to_string();
         self.write(move |c| {
+            // Tiers cache their compiled rules.
+            crate::ops::promotions::bump(c, &p, crate::ops::promotions::PROMOTIONS)?;
             let mut r: ValidationRule = docs::get_for_update(c, &TABLE, &p, &id)?;
             if input.name.is_some() {
                 r.name = input.name;
@@ -230,6 +232,8 @@ impl Store {
     pub async fn delete_rule(&self, t: &Tenant, id: String) -> Result<()> {
         let p = t.project_id().to_string();
         self.write(move |c| {
+            // Tiers cache their compiled rules.
+            crate::ops::promotions::bump(c, &p, crate::ops::promotions::PROMOTIONS)?;
             let rid = docs::delete(c, &TABLE, &p, &id)?;
             c.execute(
                 "DELETE FROM rule_assignments WHERE project_id = $1 AND rule_id = $2",
@@ -245,13 +249,15 @@ impl Store {
         let t = t.clone();
         self.write(move |c| {
             let p = t.project_id();
+            crate::ops::promotions::bump(c, p, crate::ops::promotions::PROMOTIONS)?;
             let r: ValidationRule = docs::get(c, &TABLE, p, &rule_id)?;
             let target_id = match object_type.as_str() {
                 "voucher" => crate::ops::vouchers::get_voucher_rec(c, &t, &object_id)?.voucher.id,
                 "campaign" => crate::ops::vouchers::get_campaign_rec(c, p, &object_id)?.campaign.id,
+                "promotion_tier" => crate::ops::promotions::load_tier(c, p, &object_id)?.id,
                 other => {
                     return Err(StoreError::Invalid(InvalidInput::payload(format!(
-                        "'related_object_type' {other} is not supported; use voucher or campaign"
+                        "'related_object_type' {other} is not supported; use voucher, campaign or promotion_tier"
                     ))))
                 }
             };
@@ -296,6 +302,8 @@ impl Store {
     pub async fn delete_rule_assignment(&self, t: &Tenant, rule_id: String, assignment_id: String) -> Result<()> {
         let p = t.project_id().to_string();
         self.write(move |c| {
+            // Tiers cache their compiled rules.
+            crate::ops::promotions::bump(c, &p, crate::ops::promotions::PROMOTIONS)?;
             let n = c.execute(
                 "DELETE FROM rule_assignments WHERE project_id = $1 AND rule_id = $2 AND id = $3",
                 &[p.into(), rule_id.into(), assignment_id.clone().into()],

@@ -87,7 +87,7 @@ pub fn campaign(rec: &CampaignRecord) -> Value {
             "related_object_type": "campaign", "object": "validation_rules_assignment"
         })).collect::<Vec<_>>()
     });
-    json!({
+    let mut v = json!({
         "id": c.id,
         "name": c.name,
         "description": c.description,
@@ -117,5 +117,11 @@ pub fn campaign(rec: &CampaignRecord) -> Value {
         "protected": false,
         "validation_rules_assignments": validation_rules_assignments,
         "object": "campaign",
-    })
+    });
+    if let Some(promo) = &rec.promotion {
+        // A promotion has tiers, not a voucher template.
+        v["promotion"] = promo.clone();
+        v["voucher"] = Value::Null;
+    }
+    v
 }

@@ -102,6 +102,8 @@ pub struct CampaignRecord {
     pub campaign: Campaign,
     pub vouchers_count: i64,
     pub generation_status: String,
+    /// A PROMOTION campaign's tiers (`promotion` in its view); filled by `get_campaign_rec`.
+    pub promotion: Option<serde_json::Value>,
 }
 
 pub fn load_campaign(c: &mut dyn Conn, p: &str, key: &str) -> Result<Option<CampaignRecord>> {
@@ -115,13 +117,18 @@ pub fn load_campaign(c: &mut dyn Conn, p: &str, key: &str) -> Result<Option<Camp
             campaign: r.json(0)?,
             vouchers_count: r.int(1)?,
             generation_status: r.text(2)?,
+            promotion: None,
         })
     })
     .transpose()
 }
 
 pub fn get_campaign_rec(c: &mut dyn Conn, p: &str, key: &str) -> Result<CampaignRecord> {
-    load_campaign(c, p, key)?.ok_or_else(|| StoreError::not_found("campaign", key))
+    let mut rec = load_campaign(c, p, key)?.ok_or_else(|| StoreError::not_found("campaign", key))?;
+    if rec.campaign.campaign_type == tessera_domain::voucher::CampaignType::Promotion {
+        rec.promotion = Some(crate::ops::promotions::campaign_promotion(c, p, &rec.campaign)?);
+    }
+    Ok(rec)
 }
 
 /// Rebuilds a voucher from its row. Codes generated for a campaign store no document:
@@ -408,6 +415,10 @@ fn save_campaign(c: &mut dyn Conn, p: &str, camp: &Campaign, generation_status: 
             to_json(camp)?.into(),
         ],
     )?;
+    if camp.campaign_type == tessera_domain::voucher::CampaignType::Promotion {
+        // Cached tiers carry their campaign.
+        crate::ops::promotions::bump(c, p, crate::ops::promotions::PROMOTIONS)?;
+    }
     Ok(())
 }
 
@@ -487,6 +498,13 @@ pub struct BalanceChange {
 
 impl Store {
     pub async fn create_campaign(&self, t: &Tenant, input: CampaignInput) -> Result<CreatedCampaign> {
+        let tiers = input.promotion.as_ref().and_then(|p| p.tiers.clone()).unwrap_or_default();
+        if tiers.len() > tessera_domain::promotion::MAX_TIERS_PER_CAMPAIGN {
+            return Err(StoreError::Invalid(InvalidInput::payload(format!(
+                "a campaign holds at most {} promotion tiers",
+                tessera_domain::promotion::MAX_TIERS_PER_CAMPAIGN
+            ))));
+        }
         let (campaign, count) = input.create(new_id("camp"), &now_string())?;
         let t = t.clone();
         self.write(move |c| {
@@ -501,6 +519,9 @@ impl Store {
             }
             let status = if count > 1 { "IN_PROGRESS" } else { "DONE" };
             save_campaign(c, p, &campaign, status)?;
+            for tier in tiers {
+                crate::ops::promotions::create_tier_in(c, p, &campaign, tier)?;
+            }
             let mut generate = None;
             if count == 1 {
                 let mut gen = CodeGenerator::new(CodeSpace::parse(&campaign.voucher.code_config)?);
@@ -614,6 +635,15 @@ impl Store {
                 &[p.clone().into(), id.clone().into()],
             )?;
             c.execute("DELETE FROM vouchers WHERE project_id = $1 AND campaign_id = $2", &[p.clone().into(), id.clone().into()])?;
+            c.execute(
+                "DELETE FROM rule_assignments WHERE project_id = $1 AND related_object_id IN (SELECT id FROM promotion_tiers WHERE project_id = $1 AND campaign_id = $2)",
+                &[p.clone().into(), id.clone().into()],
+            )?;
+            let tiers = c.execute("DELETE FROM promotion_tiers WHERE project_id = $1 AND campaign_id = $2", &[p.clone().into(), id.clone().into()])?;
+            let stacks = c.execute("DELETE FROM promotion_stacks WHERE project_id = $1 AND campaign_id = $2", &[p.clone().into(), id.clone().into()])?;
+            if tiers + stacks > 0 {
+                crate::ops::promotions::bump(c, &p, crate::ops::promotions::PROMOTIONS)?;
+            }
             c.execute("DELETE FROM campaigns WHERE project_id = $1 AND id = $2", &[p.clone().into(), id.clone().into()])?;
             outbox::emit(c, &p, "campaign.deleted", &id, &json!({"id": id}))?;
             Ok(())
