@@ -23,6 +23,9 @@ pub enum Scenario {
     /// its valid server key, invalid keys, and its client key from a new client IP each
     /// time (X-Forwarded-For; the server must trust it). Non-2xx answers are expected.
     Flood,
+    /// POST /v1/qualifications for the 5-line cart (amount varying with the sequence
+    /// number) and a customer drawn from `--customers`: every promotion tier is a candidate.
+    Qualify,
 }
 
 impl Scenario {
@@ -33,6 +36,7 @@ impl Scenario {
             Scenario::Redeem => "redeem",
             Scenario::RedeemHot => "redeem-hot",
             Scenario::Flood => "flood",
+            Scenario::Qualify => "qualify",
         }
     }
 
@@ -125,6 +129,7 @@ impl Plan {
     pub fn request(&self, seq: u64) -> Result<Request<Full<Bytes>>, Failure> {
         let code = match self.scenario {
             Scenario::Ceiling => None,
+            Scenario::Qualify => Some(&self.hot_code),
             Scenario::Validate => self.codes.get(seq as usize % self.codes.len().max(1)),
             Scenario::Redeem => self.codes.get(seq as usize),
             Scenario::RedeemHot | Scenario::Flood => Some(&self.hot_code),
@@ -135,6 +140,7 @@ impl Plan {
             Scenario::Redeem | Scenario::RedeemHot => (Method::POST, "/v1/redemptions"),
             Scenario::Flood if seq % 3 == 2 => (Method::POST, "/client/v1/validations"),
             Scenario::Flood => (Method::POST, "/v1/validations"),
+            Scenario::Qualify => (Method::POST, "/v1/qualifications"),
         };
         let builder = Request::builder()
             .method(method)
@@ -144,11 +150,22 @@ impl Plan {
             builder.body(Full::new(Bytes::new()))
         } else {
             let code = code.ok_or_else(|| Failure::new("codes_exhausted", format!("no code for request {seq}")))?;
-            let body = json!({
-                "redeemables": [{"object": "voucher", "id": code}],
-                "order": self.cart,
-                "customer": {"source_id": format!("c-{}", seq % self.customers)},
-            });
+            let body = if self.scenario == Scenario::Qualify {
+                // Items scaled so thresholds pass for some requests and fail for others.
+                let mut cart = self.cart.clone();
+                if let Some(items) = cart["items"].as_array_mut() {
+                    for it in items {
+                        it["quantity"] = json!(1 + (seq % 4));
+                    }
+                }
+                json!({"order": cart, "customer": {"source_id": format!("c-{}", seq % self.customers)}, "options": {"limit": 5, "sorting_rule": "BEST_DEAL"}})
+            } else {
+                json!({
+                    "redeemables": [{"object": "voucher", "id": code}],
+                    "order": self.cart,
+                    "customer": {"source_id": format!("c-{}", seq % self.customers)},
+                })
+            };
             let builder = builder.header(CONTENT_TYPE, "application/json");
             let builder = match (self.scenario, seq % 3, &self.client) {
                 (Scenario::Flood, 1, _) => builder
