@@ -26,7 +26,11 @@ impl Drop for Dir {
 fn fixture() -> Fixture {
     let dir = Dir(std::env::temp_dir().join(format!("tessera-props-{}", &tessera_domain::secrets::new_token()[..16])));
     std::fs::create_dir_all(&dir.0).expect("dir");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let store = Store::open_sqlite(&dir.0).expect("open");
     let (tenant, tiers) = rt.block_on(async {
         store.init_organization(Some("m".into()), Some("secret-token".into())).await.expect("org");
@@ -78,12 +82,24 @@ fn fixture() -> Fixture {
             .expect("stacking rules");
         (t, tiers)
     });
-    Fixture { rt, store, tenant, tiers, _dir: dir }
+    Fixture {
+        rt,
+        store,
+        tenant,
+        tiers,
+        _dir: dir,
+    }
 }
 
 fn validate(f: &Fixture, lines: &[(String, i64, i64)], tiers: &[usize]) -> Value {
-    let items: Vec<Value> = lines.iter().map(|(p, price, q)| json!({"product_id": p, "price": price, "quantity": q})).collect();
-    let redeemables: Vec<Value> = tiers.iter().map(|i| json!({"object": "promotion_tier", "id": f.tiers[*i]})).collect();
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|(p, price, q)| json!({"product_id": p, "price": price, "quantity": q}))
+        .collect();
+    let redeemables: Vec<Value> = tiers
+        .iter()
+        .map(|i| json!({"object": "promotion_tier", "id": f.tiers[*i]}))
+        .collect();
     let req: CheckoutRequest = serde_json::from_value(json!({"redeemables": redeemables, "order": {"items": items}})).expect("request");
     f.rt.block_on(f.store.validate_checkout(&f.tenant, req)).expect("validate")
 }
@@ -94,12 +110,21 @@ fn summary(v: &Value) -> (Value, Vec<(String, i64, i64)>) {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|i| (format!("{}|{}|{}", i["product_id"], i["price"], i["quantity"]), i["discount_amount"].as_i64().unwrap_or(0), i["subtotal_amount"].as_i64().unwrap_or(0)))
+                .map(|i| {
+                    (
+                        format!("{}|{}|{}", i["product_id"], i["price"], i["quantity"]),
+                        i["discount_amount"].as_i64().unwrap_or(0),
+                        i["subtotal_amount"].as_i64().unwrap_or(0),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
     lines.sort();
-    let mut applied: Vec<String> = v["redeemables"].as_array().map(|a| a.iter().map(|r| r["id"].to_string()).collect()).unwrap_or_default();
+    let mut applied: Vec<String> = v["redeemables"]
+        .as_array()
+        .map(|a| a.iter().map(|r| r["id"].to_string()).collect())
+        .unwrap_or_default();
     applied.sort();
     (
         json!({"amount": o["amount"], "discount": o["discount_amount"], "items": o["items_discount_amount"], "total": o["total_amount"], "applied": applied, "valid": v["valid"]}),

@@ -85,3 +85,14 @@ async fn node_sdk_coupons_and_gift_cards() {
     let dir = TempDir::new();
     run_script(checked_node(), "tests/sdk/node/test_coupons.mjs", Backend::Sqlite(dir.0.clone())).await;
 }
+
+#[tokio::test]
+async fn python_sdk_promotions() {
+    let dir = TempDir::new();
+    run_script(
+        checked_python(),
+        "tests/sdk/python/test_promotions.py",
+        Backend::Sqlite(dir.0.clone()),
+    )
+    .await;
+}

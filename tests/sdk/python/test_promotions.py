@@ -103,6 +103,8 @@ AMOUNT_TIER = f"500 off {RUN}"
 AMOUNT_OFF = 500
 PERCENT_TIER = f"10 percent {RUN}"
 PERCENT_OFF = 10
+AMOUNT_DISCOUNT = {"type": "AMOUNT", "amount_off": AMOUNT_OFF}
+PERCENT_DISCOUNT = {"type": "PERCENT", "percent_off": PERCENT_OFF}
 EXTRA_TIER = f"extra {RUN}"
 EXTRA_AMOUNT_OFF = 100
 EXTRA_PERCENT_OFF = 20  # after the update
@@ -180,10 +182,6 @@ def check_raw_tier(raw, *, what, name, discount, campaign_id=None):
     if campaign_id is not None:
         eq(raw.get("campaign_id"), campaign_id, f"{what} raw 'campaign_id'")
         eq((raw.get("campaign") or {}).get("id"), campaign_id, f"{what} raw 'campaign.id'")
-
-
-AMOUNT_DISCOUNT = {"type": "AMOUNT", "amount_off": AMOUNT_OFF}
-PERCENT_DISCOUNT = {"type": "PERCENT", "percent_off": PERCENT_OFF}
 
 
 def discount_matches(raw_discount, expected, what):
@@ -471,6 +469,7 @@ def test_enable_tier():
 # -------------------------------------------------------- c) qualifications
 
 def check_qualified_tier(raw, *, tier_id, name, discount, amount, discount_amount, what):
+    eq(raw.get("id"), tier_id, f"{what} raw 'id'")
     eq(raw.get("object"), "promotion_tier", f"{what} raw 'object'")
     eq(raw.get("campaign_id"), STATE["campaign_id"], f"{what} raw 'campaign_id'")
     eq(raw.get("campaign_name"), CAMPAIGN_NAME, f"{what} raw 'campaign_name'")
@@ -551,9 +550,16 @@ def test_validate_tier_with_coupon():
     check_order_totals(v.order, amount=BIG_ORDER, discount=STACKED_DISCOUNT, what="order")
     raw_order = body.get("order") or {}
     eq(raw_order.get("total_applied_discount_amount"), STACKED_DISCOUNT, "order raw 'total_applied_discount_amount'")
+    # Each redeemable's order carries the running totals (total_discount_amount) and what
+    # this redeemable itself applied (applied_discount_amount, total_applied_discount_amount):
+    # see the "True - 5 Redeemables" example of POST /v1/validations in validations.json.
     raw_reds = body.get("redeemables") or []
-    eq([((r.get("order") or {}).get("applied_discount_amount")) for r in raw_reds],
-       [BIG_ORDER * PERCENT_OFF // 100, COUPON_AMOUNT_OFF], "redeemables[].order.applied_discount_amount (raw)")
+    eq([(r.get("order") or {}).get("total_discount_amount") for r in raw_reds],
+       [BIG_ORDER * PERCENT_OFF // 100, STACKED_DISCOUNT], "redeemables[].order.total_discount_amount (raw)")
+    eq([[(r.get("order") or {}).get(k) for k in ("applied_discount_amount", "total_applied_discount_amount")]
+        for r in raw_reds],
+       [[BIG_ORDER * PERCENT_OFF // 100] * 2, [COUPON_AMOUNT_OFF] * 2],
+       "redeemables[].order [applied_discount_amount, total_applied_discount_amount] (raw)")
     eq(raw_reds[0].get("campaign_id") if raw_reds else None, STATE["campaign_id"], "redeemables[0] raw 'campaign_id'")
 
 
@@ -601,9 +607,8 @@ def test_redeem_tier_with_coupon():
     raw = raw_json(resp)
     raw_parent = raw.get("parent_redemption") or {}
     eq(raw_parent.get("object"), "redemption", "parent_redemption raw 'object'")
-    rel = raw_parent.get("related_redemptions") or {}
-    eq(sorted(x.get("id") for x in rel.get("redemptions") or []), sorted([tier_r.id, coupon_r.id]),
-       "parent_redemption raw 'related_redemptions.redemptions' ids")
+    check(isinstance(raw_parent.get("date"), str), "parent_redemption raw 'date' must be an ISO 8601 string")
+    eq([r.get("redemption") for r in raw.get("redemptions") or []], [parent.id, parent.id], "redemptions raw 'redemption'")
     check_order_totals(parent.order, amount=BIG_ORDER, discount=STACKED_DISCOUNT, what="parent_redemption.order")
     STATE["parent_redemption_id"] = parent.id
     STATE["child_redemption_ids"] = [tier_r.id, coupon_r.id]
@@ -634,9 +639,9 @@ def test_get_parent_redemption():
     eq(r.object, "redemption", "redemption.object")
     eq(r.related_object_type, "redemption", "redemption.related_object_type")
     eq(r.status, "SUCCEEDED", "redemption.status")
-    rel = raw_json(resp).get("related_redemptions") or {}
-    eq(sorted(x.get("id") for x in rel.get("redemptions") or []), sorted(STATE["child_redemption_ids"]),
-       "redemption raw 'related_redemptions.redemptions' ids")
+    eq(r.result, "SUCCESS", "redemption.result")
+    check_order_totals(r.order, amount=BIG_ORDER, discount=STACKED_DISCOUNT, what="redemption.order")
+    eq(raw_json(resp).get("object"), "redemption", "redemption raw 'object'")
 
 
 # ---------------------------------------------------- e) stacked rollback

@@ -721,6 +721,15 @@ struct StatsItem {
 /// has its own event; the parent of a stacked redemption (no voucher) has one too and is
 /// not counted again. The discount is what the voucher's own calculated order applied.
 fn stats_items(p: &Value) -> Vec<StatsItem> {
+    if p["promotion_tier"]["id"].is_string() {
+        // A promotion tier counts for its campaign.
+        return vec![StatsItem {
+            voucher_id: None,
+            campaign_id: p["promotion_tier"]["campaign_id"].as_str().map(String::from),
+            discount: p["order"]["total_applied_discount_amount"].as_i64().unwrap_or(0).abs(),
+            gift: 0,
+        }];
+    }
     let Some(voucher_id) = p["voucher"]["id"].as_str() else {
         return Vec::new();
     };

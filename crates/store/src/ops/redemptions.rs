@@ -718,7 +718,16 @@ fn apply_in_order<'c>(
         o.targets = targets;
         o.applied = Some(applied);
         o.benefit = Some(benefit);
-        o.order_after = Some(order_json(&calc, cx.order, cx.customer));
+        let mut after = order_json(&calc, cx.order, cx.customer);
+        // The order as it stands after this redeemable; its "applied" amounts are this
+        // redeemable's own share, so per-redemption statistics do not count earlier ones.
+        if let Some(a) = &o.applied {
+            let items: i64 = a.item_discounts.iter().sum();
+            after["applied_discount_amount"] = json!(a.order_discount);
+            after["items_applied_discount_amount"] = json!(items);
+            after["total_applied_discount_amount"] = json!(a.order_discount + items);
+        }
+        o.order_after = Some(after);
     }
     Ok((outcomes, calc, exclusive_applied))
 }
