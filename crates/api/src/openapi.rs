@@ -1,6 +1,8 @@
 //! The OpenAPI document of what Tessera serves, generated from the handlers and types.
 
-use crate::routes::{audit, checkout, coupons, customers, health, imports, management, orders, products, rules, webhooks};
+use crate::routes::{
+    audit, categories, checkout, coupons, customers, health, imports, management, orders, products, rules, stacking_rules, stacks, webhooks,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -43,6 +45,9 @@ impl Modify for Security {
         checkout::legacy_validate, checkout::legacy_redeem, checkout::get_async_action, checkout::list_async_actions,
         imports::campaign_import, imports::campaign_import_csv, imports::vouchers_import, imports::vouchers_import_csv,
         rules::create, rules::list, rules::get, rules::update, rules::delete, rules::assign, rules::assignments, rules::unassign,
+        categories::list, categories::create, categories::get, categories::update, categories::delete,
+        stacking_rules::list, stacking_rules::create, stacking_rules::get, stacking_rules::update, stacking_rules::delete,
+        stacks::list_all, stacks::list, stacks::create, stacks::get, stacks::update, stacks::delete,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&Security)

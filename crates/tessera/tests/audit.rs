@@ -57,6 +57,9 @@ enum Step {
     AwaitAction(&'static str),
     /// Waits for a delivery of the webhook in `webhook` and stores its id as `delivery`.
     AwaitDelivery,
+    /// Puts a promotion tier of the campaign in `campaign` straight into the database and
+    /// stores its id as `tier` (tiers have no API yet; stacks need one).
+    Tier,
 }
 
 fn op(spec: &'static str, action: &'static str, call: Call) -> Step {
@@ -560,6 +563,92 @@ fn steps() -> Vec<Step> {
             "DELETE /v1/vouchers/{code}",
             call(M::DELETE, "/v1/vouchers/{generated}", Server, Body::None),
         ),
+        // Categories, stacking rules and promotion stacks.
+        op(
+            "/v1/categories",
+            "POST /v1/categories",
+            capturing(
+                call(M::POST, "/v1/categories", Server, j(json!({"name": "Audit", "hierarchy": 1}))),
+                &[("category", "/id")],
+            ),
+        ),
+        op(
+            "/v1/categories/{categoryId}",
+            "PUT /v1/categories/{id}",
+            call(
+                M::PUT,
+                "/v1/categories/{category}",
+                Server,
+                j(json!({"name": "Audited", "hierarchy": 2})),
+            ),
+        ),
+        op(
+            "/management/v1/projects/{projectId}/stacking-rules",
+            "POST /management/v1/projects/{id}/stacking-rules",
+            capturing(
+                call(
+                    M::POST,
+                    "/management/v1/projects/{project}/stacking-rules",
+                    Mgmt,
+                    j(json!({"applicable_redeemables_limit": 3})),
+                ),
+                &[("rules", "/id")],
+            ),
+        ),
+        op(
+            "/management/v1/projects/{projectId}/stacking-rules/{stackingRulesId}",
+            "PUT /management/v1/projects/{id}/stacking-rules/{rules}",
+            call(
+                M::PUT,
+                "/management/v1/projects/{project}/stacking-rules/{rules}",
+                Mgmt,
+                j(json!({"redeemables_limit": 10})),
+            ),
+        ),
+        Step::Tier,
+        op(
+            "/v1/promotions/{campaignId}/stacks",
+            "POST /v1/promotions/{id}/stacks",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/promotions/{campaign}/stacks",
+                    Server,
+                    j(json!({"name": "Audit stack", "tiers": {"ids": ["{tier}"]}, "category_id": "{category}"})),
+                ),
+                &[("stack", "/id")],
+            ),
+        ),
+        op(
+            "/v1/promotions/{campaignId}/stacks/{stackId}",
+            "PUT /v1/promotions/{id}/stacks/{stack}",
+            call(
+                M::PUT,
+                "/v1/promotions/{campaign}/stacks/{stack}",
+                Server,
+                j(json!({"name": "Audit stack 2"})),
+            ),
+        ),
+        op(
+            "/v1/promotions/{campaignId}/stacks/{stackId}",
+            "DELETE /v1/promotions/{id}/stacks/{stack}",
+            call(M::DELETE, "/v1/promotions/{campaign}/stacks/{stack}", Server, Body::None),
+        ),
+        op(
+            "/management/v1/projects/{projectId}/stacking-rules/{stackingRulesId}",
+            "DELETE /management/v1/projects/{id}/stacking-rules/{rules}",
+            call(
+                M::DELETE,
+                "/management/v1/projects/{project}/stacking-rules/{rules}",
+                Mgmt,
+                Body::None,
+            ),
+        ),
+        op(
+            "/v1/categories/{categoryId}",
+            "DELETE /v1/categories/{id}",
+            call(M::DELETE, "/v1/categories/{category}", Server, Body::None),
+        ),
         op(
             "/v1/campaigns/{campaignId}",
             "DELETE /v1/campaigns/{id}",
@@ -820,6 +909,11 @@ async fn every_mutating_operation_in_the_openapi_document_is_audited() {
             }
             Step::AwaitDelivery => {
                 h.await_delivery().await;
+                continue;
+            }
+            Step::Tier => {
+                let tier = insert_tier(&h.server, &h.project.id, &h.ctx["campaign"]);
+                h.ctx.insert("tier".into(), tier);
                 continue;
             }
         };

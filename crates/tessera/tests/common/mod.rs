@@ -263,3 +263,27 @@ pub fn assert_envelope(status: u16, body: &Value, key: &str) {
     assert!(body["details"].as_str().is_some(), "{body}");
     assert!(body["request_id"].as_str().is_some_and(|r| r.starts_with("req_")), "{body}");
 }
+
+/// Puts a promotion tier of `campaign_id` straight into a SQLite server's database and
+/// returns its id. Promotion tiers have no API yet, and promotion stacks can only name
+/// existing tiers; SQLite lets this second connection write while the server runs.
+pub fn insert_tier(server: &Server, project_id: &str, campaign_id: &str) -> String {
+    let Backend::Sqlite(dir) = &server.backend else {
+        panic!("insert_tier needs a SQLite server");
+    };
+    let id = format!("promo_{}", random_suffix());
+    let db = rusqlite::Connection::open(dir.join("tessera.db")).expect("open the server's database");
+    db.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+    db.execute(
+        "INSERT INTO promotion_tiers (project_id, id, campaign_id, hierarchy, active, created_at, data) \
+         VALUES (?1, ?2, ?3, 1, 1, '2026-01-01T00:00:00.000Z', ?4)",
+        rusqlite::params![
+            project_id,
+            id,
+            campaign_id,
+            json!({"id": id, "campaign_id": campaign_id}).to_string()
+        ],
+    )
+    .expect("insert a promotion tier");
+    id
+}
