@@ -22,7 +22,8 @@ use axum::{middleware, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use routes::{
-    audit as audit_routes, checkout, coupons, customers, health, imports, management, orders, products, promotions, rules, webhooks,
+    audit as audit_routes, categories, checkout, coupons, customers, health, imports, management, orders, products, promotions, rules,
+    stacking_rules, stacks, webhooks,
 };
 use tessera_domain::limits::MAX_BODY_BYTES;
 use tessera_store::Store;
@@ -154,7 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/promotions/tiers/{id}/enable", post(promotions::enable_tier))
         .route("/promotions/tiers/{id}/disable", post(promotions::disable_tier))
         .route(
-            "/promotions/{campaign}/tiers",
+            "/promotions/{id}/tiers",
             post(promotions::create_tier).get(promotions::list_campaign_tiers),
         )
         .route("/redemptions", post(checkout::redeem).get(checkout::list_redemptions))
@@ -167,6 +168,17 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/validation-rules/{id}/assignments/{assignment}",
             axum::routing::delete(rules::unassign),
+        )
+        .route("/categories", post(categories::create).get(categories::list))
+        .route(
+            "/categories/{id}",
+            get(categories::get).put(categories::update).delete(categories::delete),
+        )
+        .route("/promotions/stacks", get(stacks::list_all))
+        .route("/promotions/{id}/stacks", post(stacks::create).get(stacks::list))
+        .route(
+            "/promotions/{id}/stacks/{stack}",
+            get(stacks::get).put(stacks::update).delete(stacks::delete),
         )
         .route("/async-actions", get(checkout::list_async_actions))
         .route("/async-actions/{id}", get(checkout::get_async_action))
@@ -227,6 +239,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/projects/{id}/webhooks/{webhook}/deliveries/{delivery}/replay",
             post(webhooks::replay),
+        )
+        .route(
+            "/projects/{id}/stacking-rules",
+            post(stacking_rules::create).get(stacking_rules::list),
+        )
+        .route(
+            "/projects/{id}/stacking-rules/{rules}",
+            get(stacking_rules::get).put(stacking_rules::update).delete(stacking_rules::delete),
         )
         .route("/projects/{id}/audit-log", get(audit_routes::project_log))
         .route("/audit-log", get(audit_routes::management_log))

@@ -1,6 +1,7 @@
 //! Pure domain logic of Tessera. Nothing here performs I/O or depends on a runtime, so
 //! every rule can be unit- and property-tested in isolation and reused by every backend.
 
+pub mod category;
 pub mod checkout;
 pub mod codes;
 pub mod customer;
@@ -16,6 +17,7 @@ pub mod order;
 pub mod product;
 pub mod project;
 pub mod promotion;
+pub mod promotion_stack;
 pub mod redemption;
 pub mod rules;
 pub mod secrets;

@@ -10,6 +10,7 @@ pub enum SortField {
     CreatedAt,
     UpdatedAt,
     SourceId,
+    Name,
 }
 
 impl SortField {
@@ -18,6 +19,7 @@ impl SortField {
             SortField::CreatedAt => "created_at",
             SortField::UpdatedAt => "updated_at",
             SortField::SourceId => "source_id",
+            SortField::Name => "name",
         }
     }
 }

@@ -157,6 +157,7 @@ conformance!(
     failing_write_does_not_spoil_its_group,
     no_plaintext_secrets_at_rest,
     event_relay_and_webhook_delivery_lifecycle,
+    categories_rules_and_stacks,
 );
 
 /// The relay's cursor is a compare-and-set (a second fan-out of the same batch is
@@ -814,4 +815,178 @@ async fn postgres_revocation_reaches_every_node_at_once() {
             .is_none(),
         "node a still accepted a key revoked on node b"
     );
+}
+
+/// Categories, a project's stacking rules and promotion stacks, with tiers and a campaign
+/// put in by SQL (they have no store operations here). Every write bumps the promotions
+/// cache version; a failed one does not.
+async fn categories_rules_and_stacks(ctx: Ctx) {
+    use tessera_domain::category::CategoryFields;
+    use tessera_store::ops::promotions::{self, PROMOTIONS};
+    let s = &ctx.store;
+    let (t, created) = ctx.tenant().await;
+    let (t2, _) = ctx.tenant().await;
+    let pid = t.project_id().to_string();
+    let project = created.project.id.clone();
+    let version = |s: &Store, p: String| {
+        let s = s.clone();
+        async move { s.read(move |c| promotions::version(c, &p, PROMOTIONS)).await.expect("version") }
+    };
+    let p2 = pid.clone();
+    s.write(move |c| {
+        c.execute(
+            "INSERT INTO campaigns (project_id, id, name, campaign_type, active, generation_status, created_at, data) \
+             VALUES ($1, 'camp_1', 'Promo', 'PROMOTION', 1, 'DONE', '2024-01-01T00:00:00.000Z', '{}')",
+            &[p2.clone().into()],
+        )?;
+        for (id, camp) in [("promo_1", "camp_1"), ("promo_2", "camp_1"), ("promo_x", "camp_2")] {
+            c.execute(
+                "INSERT INTO promotion_tiers (project_id, id, campaign_id, hierarchy, active, created_at, data) \
+                 VALUES ($1, $2, $3, 1, 1, '2024-01-01T00:00:00.000Z', '{}')",
+                &[p2.clone().into(), id.into(), camp.into()],
+            )?;
+        }
+        Ok(())
+    })
+    .await
+    .expect("seed campaign and tiers");
+
+    let v0 = version(s, pid.clone()).await;
+    let field = |name: &str, hierarchy| CategoryFields {
+        name: name.into(),
+        hierarchy,
+    };
+    let cat = s.create_category(&t, field("Gold", 1)).await.expect("create category");
+    assert!(cat.id.starts_with("cat_"));
+    assert!(matches!(
+        s.create_category(&t, field("Gold", 2)).await,
+        Err(StoreError::Conflict {
+            key: "duplicate_found",
+            ..
+        })
+    ));
+    assert_eq!(version(s, pid.clone()).await, v0 + 1, "a refused write leaves the version alone");
+    s.create_category(&t2, field("Gold", 1))
+        .await
+        .expect("another project may use the name");
+    assert!(matches!(
+        s.get_category(&t2, cat.id.clone()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let upd = s.update_category(&t, cat.id.clone(), field("Gold", 4)).await.expect("update");
+    assert_eq!((upd.hierarchy, upd.updated_at.is_some()), (4, true));
+    let (list, total) = s
+        .list_categories(&t, q(&[], &tessera_store::ops::categories::LIST_SPEC))
+        .await
+        .expect("list");
+    assert_eq!((list.len(), total), (1, 1));
+
+    // Stacking rules: defaults, own, update, and the category they name is kept.
+    let (own, rules) = s.stacking_rules(project.clone()).await.expect("rules");
+    assert!(own.is_none());
+    assert_eq!(rules, tessera_domain::stacking::StackingRules::default());
+    let input: tessera_domain::stacking::StackingRulesInput =
+        serde_json::from_value(serde_json::json!({"exclusive_categories": [cat.id]})).expect("input");
+    let (stored, rules) = s.create_stacking_rules(project.clone(), input).await.expect("create rules");
+    assert!(stored.id.starts_with("stk_"));
+    assert_eq!(rules.exclusive_categories, vec![cat.id.clone()]);
+    assert!(matches!(
+        s.create_stacking_rules(project.clone(), Default::default()).await,
+        Err(StoreError::Conflict {
+            key: "stacking_rules_exist",
+            ..
+        })
+    ));
+    let bad: tessera_domain::stacking::StackingRulesInput =
+        serde_json::from_value(serde_json::json!({"joint_categories": ["cat_missing"]})).expect("input");
+    assert!(matches!(
+        s.update_stacking_rules(project.clone(), stored.id.clone(), bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.delete_category(&t, cat.id.clone()).await,
+        Err(StoreError::Invalid(tessera_domain::InvalidInput {
+            key: "category_in_use",
+            ..
+        }))
+    ));
+
+    // Stacks name tiers of their own campaign only.
+    let stack_in =
+        |v: serde_json::Value| -> tessera_domain::promotion_stack::PromotionStackInput { serde_json::from_value(v).expect("input") };
+    let before = version(s, pid.clone()).await;
+    let stack = s
+        .create_promotion_stack(
+            &t,
+            "camp_1".into(),
+            stack_in(serde_json::json!({"name": "Both", "tiers": {"ids": ["promo_2", "promo_1"]}, "category_id": cat.id})),
+        )
+        .await
+        .expect("create stack");
+    assert_eq!(version(s, pid.clone()).await, before + 1);
+    assert_eq!(stack["tiers"]["ids"], serde_json::json!(["promo_2", "promo_1"]));
+    assert_eq!(stack["categories"][0]["hierarchy"], 4);
+    let id = stack["id"].as_str().expect("id").to_string();
+    for ids in [serde_json::json!(["promo_x"]), serde_json::json!(["promo_nope"])] {
+        let r = s
+            .create_promotion_stack(
+                &t,
+                "camp_1".into(),
+                stack_in(serde_json::json!({"name": "Bad", "tiers": {"ids": ids}})),
+            )
+            .await;
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+    }
+    assert!(matches!(
+        s.create_promotion_stack(
+            &t2,
+            "camp_1".into(),
+            stack_in(serde_json::json!({"name": "B", "tiers": {"ids": ["promo_1"]}}))
+        )
+        .await,
+        Err(StoreError::NotFound {
+            resource_type: "campaign",
+            ..
+        })
+    ));
+    let upd = s
+        .update_promotion_stack(
+            &t,
+            "camp_1".into(),
+            id.clone(),
+            stack_in(serde_json::json!({"tiers": {"ids": ["promo_1"]}})),
+        )
+        .await
+        .expect("update stack");
+    assert_eq!(
+        (upd["name"].as_str(), upd["tiers"]["ids"].clone()),
+        (Some("Both"), serde_json::json!(["promo_1"]))
+    );
+    let (all, total) = s
+        .list_promotion_stacks(&t, None, q(&[("order", "-name")], &tessera_store::ops::stacks::LIST_SPEC))
+        .await
+        .expect("list");
+    assert_eq!((all.len(), total), (1, 1));
+    assert!(matches!(
+        s.get_promotion_stack(&t2, "camp_1".into(), id.clone()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    s.delete_promotion_stack(&t, "camp_1".into(), id.clone())
+        .await
+        .expect("delete stack");
+    assert!(matches!(
+        s.get_promotion_stack(&t, "camp_1".into(), id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // Deleting the rules restores the defaults and frees the category.
+    s.delete_stacking_rules(project.clone(), stored.id.clone())
+        .await
+        .expect("delete rules");
+    assert!(s.stacking_rules(project.clone()).await.expect("rules").0.is_none());
+    assert!(matches!(
+        s.get_stacking_rules(project, stored.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    s.delete_category(&t, cat.id.clone()).await.expect("delete category");
 }

@@ -455,7 +455,7 @@ fn steps() -> Vec<Step> {
         )),
         op(
             "/v1/promotions/{campaignId}/tiers",
-            "POST /v1/promotions/{campaign}/tiers",
+            "POST /v1/promotions/{id}/tiers",
             capturing(
                 call(
                     M::POST,
@@ -621,6 +621,91 @@ fn steps() -> Vec<Step> {
             "/v1/vouchers/{code}",
             "DELETE /v1/vouchers/{code}",
             call(M::DELETE, "/v1/vouchers/{generated}", Server, Body::None),
+        ),
+        // Categories, stacking rules and promotion stacks.
+        op(
+            "/v1/categories",
+            "POST /v1/categories",
+            capturing(
+                call(M::POST, "/v1/categories", Server, j(json!({"name": "Audit", "hierarchy": 1}))),
+                &[("category", "/id")],
+            ),
+        ),
+        op(
+            "/v1/categories/{categoryId}",
+            "PUT /v1/categories/{id}",
+            call(
+                M::PUT,
+                "/v1/categories/{category}",
+                Server,
+                j(json!({"name": "Audited", "hierarchy": 2})),
+            ),
+        ),
+        op(
+            "/management/v1/projects/{projectId}/stacking-rules",
+            "POST /management/v1/projects/{id}/stacking-rules",
+            capturing(
+                call(
+                    M::POST,
+                    "/management/v1/projects/{project}/stacking-rules",
+                    Mgmt,
+                    j(json!({"applicable_redeemables_limit": 3})),
+                ),
+                &[("rules", "/id")],
+            ),
+        ),
+        op(
+            "/management/v1/projects/{projectId}/stacking-rules/{stackingRulesId}",
+            "PUT /management/v1/projects/{id}/stacking-rules/{rules}",
+            call(
+                M::PUT,
+                "/management/v1/projects/{project}/stacking-rules/{rules}",
+                Mgmt,
+                j(json!({"redeemables_limit": 10})),
+            ),
+        ),
+        op(
+            "/v1/promotions/{campaignId}/stacks",
+            "POST /v1/promotions/{id}/stacks",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/promotions/{promo}/stacks",
+                    Server,
+                    j(json!({"name": "Audit stack", "tiers": {"ids": ["{tier}"]}, "category_id": "{category}"})),
+                ),
+                &[("stack", "/id")],
+            ),
+        ),
+        op(
+            "/v1/promotions/{campaignId}/stacks/{stackId}",
+            "PUT /v1/promotions/{id}/stacks/{stack}",
+            call(
+                M::PUT,
+                "/v1/promotions/{promo}/stacks/{stack}",
+                Server,
+                j(json!({"name": "Audit stack 2"})),
+            ),
+        ),
+        op(
+            "/v1/promotions/{campaignId}/stacks/{stackId}",
+            "DELETE /v1/promotions/{id}/stacks/{stack}",
+            call(M::DELETE, "/v1/promotions/{promo}/stacks/{stack}", Server, Body::None),
+        ),
+        op(
+            "/management/v1/projects/{projectId}/stacking-rules/{stackingRulesId}",
+            "DELETE /management/v1/projects/{id}/stacking-rules/{rules}",
+            call(
+                M::DELETE,
+                "/management/v1/projects/{project}/stacking-rules/{rules}",
+                Mgmt,
+                Body::None,
+            ),
+        ),
+        op(
+            "/v1/categories/{categoryId}",
+            "DELETE /v1/categories/{id}",
+            call(M::DELETE, "/v1/categories/{category}", Server, Body::None),
         ),
         op(
             "/v1/campaigns/{campaignId}",

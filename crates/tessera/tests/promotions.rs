@@ -566,10 +566,34 @@ async fn qualifications_find_sort_filter_and_page() {
     assert_eq!(ids(&v), vec![t[1].clone()]);
     let v = q(json!({"order": small, "options": {"filters": {"campaign_id": {"conditions": {"$is_not": [camp["id"].clone()]}}}}})).await;
     assert!(ids(&v).is_empty());
-    // A customer with no vouchers of their own has an empty wallet (vouchers get holders
-    // through publications, which come with the audience issue).
+    // The customer's wallet: vouchers they hold. Holders come from publications (the
+    // audience issue), so the test sets one in the database directly.
     let v = q(json!({"scenario": "CUSTOMER_WALLET", "order": small, "customer": {"source_id": "ann"}})).await;
     assert!(ids(&v).is_empty(), "{v}");
+    server
+        .create_voucher(
+            &p,
+            "ANN-5",
+            json!({"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 250}}),
+        )
+        .await;
+    let ann = server.call(&p, Method::GET, "/v1/customers/ann", None).await.1;
+    {
+        let db = rusqlite::Connection::open(dir.0.join("tessera.db")).expect("open");
+        db.busy_timeout(std::time::Duration::from_secs(10)).expect("busy timeout");
+        let n = db
+            .execute(
+                "UPDATE vouchers SET holder_id = ?1 WHERE code = 'ANN-5'",
+                rusqlite::params![ann["id"].as_str().expect("id")],
+            )
+            .expect("set holder");
+        assert_eq!(n, 1);
+    }
+    let v = q(json!({"scenario": "CUSTOMER_WALLET", "order": small, "customer": {"source_id": "ann"}})).await;
+    assert_eq!(ids(&v), vec!["ANN-5".to_string()], "{v}");
+    assert_eq!(v["redeemables"]["data"][0]["order"]["total_discount_amount"], 250);
+    let v = q(json!({"order": small, "customer": {"source_id": "ann"}, "options": {"limit": 10, "filters": {"resource_type": {"conditions": {"$is": ["voucher"]}}}}})).await;
+    assert_eq!(ids(&v), vec!["ANN-5".to_string()], "ALL includes the wallet: {v}");
     // Explanations and bad input.
     let v = q(json!({"order": small, "options": {"expand": ["explain"]}})).await;
     assert!(v["redeemables"]["data"][0]["explain"]["discount"].is_number(), "{v}");

@@ -38,6 +38,9 @@ async fn run_script(program: String, script: &'static str, backend: Backend) {
             .env("TESSERA_URL", base)
             .env("TESSERA_APP_ID", &p.app_id)
             .env("TESSERA_APP_TOKEN", &p.app_token)
+            .env("TESSERA_PROJECT_ID", &p.id)
+            .env("TESSERA_MANAGEMENT_ID", MGMT_ID)
+            .env("TESSERA_MANAGEMENT_TOKEN", MGMT_TOKEN)
             .env("TESSERA_TEST_VERBOSE", "1")
             .output()
     })
@@ -76,6 +79,17 @@ async fn python_sdk_coupons_on_postgres() {
         checked_python(),
         "tests/sdk/python/test_coupons.py",
         Backend::Postgres(pg_fresh_url()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn python_sdk_categories_and_stacking_rules() {
+    let dir = TempDir::new();
+    run_script(
+        checked_python(),
+        "tests/sdk/python/test_promotions_admin.py",
+        Backend::Sqlite(dir.0.clone()),
     )
     .await;
 }

@@ -1,4 +1,5 @@
 pub mod audit;
+pub mod categories;
 pub mod checkout;
 pub mod coupons;
 pub mod customers;
@@ -9,6 +10,8 @@ pub mod orders;
 pub mod products;
 pub mod promotions;
 pub mod rules;
+pub mod stacking_rules;
+pub mod stacks;
 pub mod webhooks;
 
 use crate::error::ApiError;

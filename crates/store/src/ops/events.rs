@@ -148,7 +148,7 @@ fn row_to_webhook(r: &Row) -> Result<Webhook> {
 
 const WEBHOOK_COLS: &str = "id, target_url, events, active, secret, created_at, updated_at";
 
-fn project_exists(c: &mut dyn Conn, project_id: &str) -> Result<()> {
+pub(crate) fn project_exists(c: &mut dyn Conn, project_id: &str) -> Result<()> {
     c.query_opt("SELECT 1 FROM projects WHERE id = $1 AND deleted_at IS NULL", &[project_id.into()])?
         .ok_or_else(|| StoreError::not_found("project", project_id))?;
     Ok(())

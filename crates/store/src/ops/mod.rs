@@ -2,6 +2,7 @@
 
 pub mod async_actions;
 pub mod audit;
+pub mod categories;
 pub mod customers;
 pub mod docs;
 pub mod events;
@@ -13,5 +14,7 @@ pub mod products;
 pub mod promotions;
 pub mod redemptions;
 pub mod rules;
+pub mod stacking_rules;
+pub mod stacks;
 pub mod views;
 pub mod vouchers;
