@@ -277,6 +277,9 @@ pub struct Calculator<'a> {
     remaining: Vec<i64>,
     /// Lines an item-level discount has touched (for products application mode ONCE).
     touched: Vec<bool>,
+    /// The lines as the discount engine sees them, kept in step with `remaining`: built
+    /// once, because a qualification previews a thousand discounts on one cart.
+    engine: Vec<Line>,
     order_discount: i64,
     item_discounts: Vec<i64>,
     catalog_price: &'a dyn Fn(&str) -> Option<i64>,
@@ -286,8 +289,20 @@ impl<'a> Calculator<'a> {
     pub fn new(lines: Vec<CartLine>, catalog_price: &'a dyn Fn(&str) -> Option<i64>) -> Self {
         let remaining = lines.iter().map(|l| l.amount.max(0)).collect();
         let n = lines.len();
+        let engine = lines
+            .iter()
+            .zip(&remaining)
+            .map(|(l, r): (&CartLine, &i64)| Line {
+                refs: l.refs(),
+                price: l.price,
+                quantity: l.quantity,
+                remaining: *r,
+                key: l.key(),
+            })
+            .collect();
         Calculator {
             touched: vec![false; n],
+            engine,
             lines,
             remaining,
             order_discount: 0,
@@ -307,20 +322,22 @@ impl<'a> Calculator<'a> {
 
     /// `preview` under a stacking mode.
     pub fn preview_with(&self, b: &Benefit, mode: PreviewMode) -> Applied {
-        let keys: Vec<String> = self.lines.iter().map(CartLine::key).collect();
-        let engine_lines: Vec<Line> = self
-            .lines
-            .iter()
-            .zip(&self.remaining)
-            .zip(&keys)
-            .map(|((l, r), k)| Line {
-                refs: l.refs(),
-                price: l.price,
-                quantity: l.quantity,
-                remaining: if mode.initial_amount { l.amount.max(0) } else { *r },
-                key: k.clone(),
-            })
-            .collect();
+        let initial: Vec<Line>;
+        let engine_lines: &[Line] = if mode.initial_amount {
+            initial = self
+                .engine
+                .iter()
+                .zip(&self.lines)
+                .map(|(e, l)| Line {
+                    remaining: l.amount.max(0),
+                    ..e.clone()
+                })
+                .collect();
+            &initial
+        } else {
+            &self.engine
+        };
+        let keys: Vec<&str> = self.engine.iter().map(|l| l.key.as_str()).collect();
         match b {
             Benefit::Discount { rule, targets } => {
                 let mut units = eligible_units(&self.lines, targets);
@@ -331,7 +348,7 @@ impl<'a> Calculator<'a> {
                         }
                     }
                 }
-                let o = discount::apply(rule, &engine_lines, &units, self.catalog_price);
+                let o = discount::apply(rule, engine_lines, &units, self.catalog_price);
                 let mut a = Applied {
                     order_discount: o.order_discount,
                     item_discounts: o.item_discounts,
@@ -413,10 +430,22 @@ impl<'a> Calculator<'a> {
             self.remaining.push(amount);
             self.item_discounts.push(0);
             self.touched.push(true);
+            if let Some(l) = self.lines.last() {
+                self.engine.push(Line {
+                    refs: l.refs(),
+                    price: l.price,
+                    quantity: l.quantity,
+                    remaining: amount,
+                    key: l.key(),
+                });
+            }
         }
         for (i, share) in a.allocation.iter().enumerate() {
             if let Some(r) = self.remaining.get_mut(i) {
                 *r = (*r - share).max(0);
+                if let Some(e) = self.engine.get_mut(i) {
+                    e.remaining = *r;
+                }
             }
         }
         self.order_discount += a.order_discount;

@@ -233,7 +233,7 @@ impl Outcome {
 
 /// Splits `total` by `weights` without giving any line more than its cap, re-spreading
 /// what a capped line cannot take. Requires `total <= sum(caps)`.
-pub fn allocate_capped(total: i64, weights: &[i64], caps: &[i64], keys: &[String]) -> Vec<i64> {
+pub fn allocate_capped<K: AsRef<str>>(total: i64, weights: &[i64], caps: &[i64], keys: &[K]) -> Vec<i64> {
     let n = weights.len();
     let mut out = vec![0i64; n];
     let mut left = total.min(caps.iter().sum());
@@ -272,7 +272,7 @@ pub fn allocate_capped(total: i64, weights: &[i64], caps: &[i64], keys: &[String
 /// the cart, for unit discounts that add them.
 pub fn apply(rule: &Rule, lines: &[Line], eligible: &[i64], catalog_price: &dyn Fn(&str) -> Option<i64>) -> Outcome {
     let n = lines.len();
-    let keys: Vec<String> = lines.iter().map(|l| l.key.clone()).collect();
+    let keys: Vec<&str> = lines.iter().map(|l| l.key.as_str()).collect();
     // The part of each line's remaining amount that is eligible.
     let e: Vec<i64> = lines
         .iter()

@@ -6,7 +6,7 @@
 /// the same cart in any order gets the same split. Zero total weight splits evenly by key.
 ///
 /// Invariants: shares sum to `total`; each share is at most `ceil(total * w / W)`.
-pub fn allocate(total: i64, weights: &[i64], keys: &[String]) -> Vec<i64> {
+pub fn allocate<K: AsRef<str>>(total: i64, weights: &[i64], keys: &[K]) -> Vec<i64> {
     let n = weights.len();
     if n == 0 || total <= 0 {
         return vec![0; n];
@@ -25,7 +25,7 @@ pub fn allocate(total: i64, weights: &[i64], keys: &[String]) -> Vec<i64> {
     let mut left = total as i64 - shares.iter().sum::<i64>();
     remainders.sort_by(|a, b| {
         b.0.cmp(&a.0)
-            .then_with(|| keys.get(a.1).cmp(&keys.get(b.1)))
+            .then_with(|| keys.get(a.1).map(AsRef::as_ref).cmp(&keys.get(b.1).map(AsRef::as_ref)))
             .then_with(|| weights[b.1].cmp(&weights[a.1]))
     });
     for (_, i) in remainders {

@@ -127,6 +127,8 @@ pub struct TierEntry {
     pub validity: Validity,
     pub campaign_validity: Validity,
     pub rules: Vec<CompiledRule>,
+    /// The tier's discount, parsed once.
+    pub discount: tessera_domain::discount::Rule,
     /// The tier's category, else its campaign's.
     pub categories: Vec<String>,
     pub category_hierarchy: Option<i64>,
@@ -222,20 +224,17 @@ fn load_set(c: &mut dyn Conn, p: &str, version: i64) -> Result<PromoSet> {
         let (campaign, campaign_validity) = campaigns[&tier.campaign_id].clone();
         let mut compiled = rules_for(c, p, &tier.validation_rules, &[&tier.id])?;
         if let Some(cr) = campaign_rules.get(&tier.campaign_id) {
-            for r in cr {
-                compiled.push(CompiledRule {
-                    rule: r.rule.clone(),
-                    set: r.set.clone(),
-                });
-            }
+            compiled.extend(cr.iter().cloned());
         }
         let cat_ids: Vec<String> = tier.category_id.clone().or(campaign.category_id.clone()).into_iter().collect();
         let mut cats: Vec<String> = cat_ids.into_iter().filter(|c| categories.contains_key(c)).collect();
         cats.dedup();
         let category_hierarchy = cats.iter().filter_map(|c| categories.get(c)).map(|c| c.hierarchy).min();
         let validity = tier.schedule.validity().map_err(StoreError::Invalid)?;
+        let discount = tier.action.discount.rule().map_err(StoreError::Invalid)?;
         by_id.insert(tier.id.clone(), tiers.len());
         tiers.push(Arc::new(TierEntry {
+            discount,
             tier,
             campaign,
             validity,

@@ -67,9 +67,11 @@ pub struct Outcome {
     pub object: String,
     pub id: String,
     pub status: Status,
-    pub voucher: Option<VoucherRecord>,
+    /// Boxed, as is the campaign: a qualification handles a thousand outcomes, most of
+    /// them tiers, and moving them should not copy two kilobytes each.
+    pub voucher: Option<Box<VoucherRecord>>,
     /// The voucher's campaign (a tier's is in `tier`).
-    pub campaign: Option<Campaign>,
+    pub campaign: Option<Box<Campaign>>,
     pub tier: Option<Arc<TierEntry>>,
     /// The promotion stack a tier was requested through.
     pub stack_id: Option<String>,
@@ -507,8 +509,8 @@ fn resolve(c: &mut dyn Conn, cx: &Context<'_>, session_key: Option<&str>) -> Res
                     }
                     Status::Applicable
                 };
-                o.voucher = Some(v);
-                o.campaign = campaign;
+                o.voucher = Some(Box::new(v));
+                o.campaign = campaign.map(Box::new);
                 out.push(o);
             }
             other => {
@@ -552,6 +554,139 @@ fn rules_failure(rule: &CompiledRule, msg: Option<String>, subject: &str) -> Sta
     }
 }
 
+/// A redeemable's validation rules against the order as `amount` describes it: on
+/// success, the targets the rules name and the rules that passed; on failure, the
+/// INAPPLICABLE status and the rules that passed before it. `already`: redeemables of the
+/// same campaign applied earlier in this request.
+#[allow(clippy::type_complexity)]
+fn check_rules(
+    c: &mut dyn Conn,
+    cx: &Context<'_>,
+    o: &Outcome,
+    amount: i64,
+    already: i64,
+    budget: &mut u64,
+) -> Result<std::result::Result<(Targets, Vec<String>), (Status, Vec<String>)>> {
+    let p = cx.t.project_id();
+    // A tier's rules are compiled in the cached set; a voucher's are read now.
+    let owned;
+    let rules: &[CompiledRule] = match (&o.tier, &o.voucher) {
+        (Some(t), _) => &t.rules,
+        (None, Some(v)) => {
+            let mut r = rules_for(c, p, &v.voucher.validation_rules, &[&v.voucher.id])?;
+            if let Some(camp) = &o.campaign {
+                r.extend(rules_for(c, p, &camp.validation_rules, &[&camp.id])?);
+            }
+            owned = r;
+            &owned
+        }
+        (None, None) => &[],
+    };
+    let holder_ok = o
+        .voucher
+        .as_ref()
+        .is_some_and(|v| v.voucher.holder_id.is_some() && v.voucher.holder_id.as_deref() == cx.customer.map(|c| c.id.as_str()));
+    let redeemed = o.voucher.as_ref().map(|v| v.counters.redeemed_quantity).unwrap_or(0);
+    let subject = o.voucher.as_ref().map(|v| v.voucher.code.as_str()).unwrap_or(&o.id);
+    let scope = || o.scope().unwrap_or(("campaign_id", String::new()));
+    run_rules(
+        c,
+        cx,
+        rules,
+        RuleTarget {
+            amount,
+            already,
+            redeemed,
+            holder_ok,
+            subject,
+        },
+        scope,
+        budget,
+    )
+}
+
+/// What `run_rules` needs to know about the redeemable besides its rules.
+struct RuleTarget<'a> {
+    amount: i64,
+    already: i64,
+    redeemed: i64,
+    holder_ok: bool,
+    subject: &'a str,
+}
+
+#[allow(clippy::type_complexity)]
+fn run_rules(
+    c: &mut dyn Conn,
+    cx: &Context<'_>,
+    rules: &[CompiledRule],
+    r: RuleTarget<'_>,
+    scope: impl FnOnce() -> (&'static str, String),
+    budget: &mut u64,
+) -> Result<std::result::Result<(Targets, Vec<String>), (Status, Vec<String>)>> {
+    let mut targets = Targets::default();
+    let mut passed = Vec::new();
+    if rules.is_empty() {
+        return Ok(Ok((targets, passed)));
+    }
+    let identified = cx.customer.is_some() || cx.req.customer.as_ref().is_some_and(|c| c.id.is_some() || c.source_id.is_some());
+    let counts = if rules.iter().any(|r| r.needs_counts) {
+        fetch_counts((r.already, identified), c, cx.t, rules, scope(), r.redeemed, cx.customer, cx.now)?
+    } else {
+        BTreeMap::new()
+    };
+    let facts = RuleFacts {
+        order: cx.order,
+        amount: r.amount,
+        customer: cx.customer,
+        customer_metadata: &cx.customer_metadata,
+        redemption_metadata: &cx.redemption_metadata,
+        counts,
+        holder_ok: r.holder_ok,
+        items: &cx.items,
+    };
+    for rule in rules.iter().filter(|r| !cx.audience_only || customer_rule(r)) {
+        match rule.set.evaluate_within(&facts, budget) {
+            // The names of passed rules are for explanations only.
+            Ok(Verdict::Pass) if cx.explain => passed.push(rule.rule.id.clone()),
+            Ok(Verdict::Pass) => {}
+            Ok(Verdict::Fail(msg)) => {
+                return Ok(Err((rules_failure(rule, msg, r.subject), passed)));
+            }
+            Err(_) => {
+                let status = inapplicable(
+                    400,
+                    "rule_evaluation_budget_exceeded",
+                    "Validation rule too expensive",
+                    &format!("rule {} exceeded its evaluation budget", rule.rule.id),
+                );
+                return Ok(Err((status, passed)));
+            }
+        }
+        if let Some(a) = &rule.rule.applicable_to {
+            targets.included.extend(a.included.iter().cloned());
+            targets.excluded.extend(a.excluded.iter().cloned());
+            targets.included_all |= a.included_all;
+        }
+    }
+    Ok(Ok((targets, passed)))
+}
+
+/// What the redeemable brings to the cart, aimed at the targets its rules name.
+fn benefit_of(o: &mut Outcome, targets: &Targets) -> Result<Benefit> {
+    Ok(match (&o.tier, o.benefit.take()) {
+        (Some(t), _) => Benefit::Discount {
+            rule: t.discount.clone(),
+            targets: targets.clone(),
+        },
+        (None, Some(Benefit::Discount { rule, .. })) => Benefit::Discount {
+            rule,
+            targets: targets.clone(),
+        },
+        (None, Some(b)) => b,
+        (None, None) => Benefit::Nothing,
+    })
+}
+
 /// Phase two, in application order: validation rules (on the order as the calculation
 /// mode sees it), stacking limits, the discount, the no-effect rule.
 /// `exclusive_by`: the exclusive redeemable that, when valid, shuts out the others.
@@ -562,7 +697,6 @@ fn apply_in_order<'c>(
     exclusive_by: Option<String>,
 ) -> Result<(Vec<Outcome>, Calculator<'c>, bool)> {
     let rules_cfg = &cx.promos.rules;
-    let p = cx.t.project_id();
     let mut calc = Calculator::new(cx.lines.to_vec(), &no_catalog);
     let mut gate = Gate::new(rules_cfg, exclusive_by);
     let mut budget = tessera_domain::rules::EVALUATION_BUDGET;
@@ -570,7 +704,6 @@ fn apply_in_order<'c>(
     // redemptions must see the ones this request is about to make.
     let mut in_request: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut exclusive_applied = false;
-    let identified = cx.customer.is_some() || cx.req.customer.as_ref().is_some_and(|c| c.id.is_some() || c.source_id.is_some());
     for (seq, o) in outcomes.iter_mut().enumerate() {
         if !matches!(o.status, Status::Applicable) {
             continue;
@@ -581,73 +714,17 @@ fn apply_in_order<'c>(
         } else {
             calc.remaining_total()
         };
-        let subject = o.voucher.as_ref().map(|v| v.voucher.code.clone()).unwrap_or_else(|| o.id.clone());
-        // Rules: a tier's are compiled in the cached set; a voucher's are read now.
-        let owned;
-        let rules: &[CompiledRule] = match (&o.tier, &o.voucher) {
-            (Some(t), _) => &t.rules,
-            (None, Some(v)) => {
-                let mut r = rules_for(c, p, &v.voucher.validation_rules, &[&v.voucher.id])?;
-                if let Some(camp) = &o.campaign {
-                    r.extend(rules_for(c, p, &camp.validation_rules, &[&camp.id])?);
-                }
-                owned = r;
-                &owned
-            }
-            (None, None) => &[],
-        };
-        let mut targets = Targets::default();
-        let mut passed = Vec::new();
-        if !rules.is_empty() {
-            let scope = o.scope().unwrap_or(("campaign_id", String::new()));
-            let already = in_request.get(&scope.1).copied().unwrap_or(0);
-            let redeemed = o.voucher.as_ref().map(|v| v.counters.redeemed_quantity).unwrap_or(0);
-            let counts = fetch_counts((already, identified), c, cx.t, rules, scope, redeemed, cx.customer, cx.now)?;
-            let facts = RuleFacts {
-                order: cx.order,
-                amount,
-                customer: cx.customer,
-                customer_metadata: &cx.customer_metadata,
-                redemption_metadata: &cx.redemption_metadata,
-                counts,
-                holder_ok: o
-                    .voucher
-                    .as_ref()
-                    .is_some_and(|v| v.voucher.holder_id.is_some() && v.voucher.holder_id.as_deref() == cx.customer.map(|c| c.id.as_str())),
-                items: &cx.items,
-            };
-            let mut failed = None;
-            for rule in rules.iter().filter(|r| !cx.audience_only || customer_rule(r)) {
-                match rule.set.evaluate_within(&facts, &mut budget) {
-                    Ok(Verdict::Pass) => passed.push(rule.rule.id.clone()),
-                    Ok(Verdict::Fail(msg)) => {
-                        failed = Some(rules_failure(rule, msg, &subject));
-                        break;
-                    }
-                    Err(_) => {
-                        failed = Some(inapplicable(
-                            400,
-                            "rule_evaluation_budget_exceeded",
-                            "Validation rule too expensive",
-                            &format!("rule {} exceeded its evaluation budget", rule.rule.id),
-                        ));
-                        break;
-                    }
-                }
-                if let Some(a) = &rule.rule.applicable_to {
-                    targets.included.extend(a.included.iter().cloned());
-                    targets.excluded.extend(a.excluded.iter().cloned());
-                    targets.included_all |= a.included_all;
-                }
-            }
-            if let Some(f) = failed {
-                o.status = f;
+        let already = o.scope().and_then(|scope| in_request.get(&scope.1).copied()).unwrap_or(0);
+        let (targets, passed) = match check_rules(c, cx, o, amount, already, &mut budget)? {
+            Ok(ok) => ok,
+            Err((failed, passed)) => {
+                o.status = failed;
                 if cx.explain {
                     o.explain = Some(json!({"sequence": seq, "order_amount_seen": amount, "rules_passed": passed}));
                 }
                 continue;
             }
-        }
+        };
         if let Err(skip) = gate.check(&o.cand) {
             if cx.explain {
                 o.explain = Some(json!({"sequence": seq, "stacking_rule": skip.explain(rules_cfg), "rules_passed": passed}));
@@ -658,18 +735,7 @@ fn apply_in_order<'c>(
             };
             continue;
         }
-        let benefit = match (&o.tier, o.benefit.take()) {
-            (Some(t), _) => Benefit::Discount {
-                rule: t.tier.action.discount.rule().map_err(StoreError::Invalid)?,
-                targets: targets.clone(),
-            },
-            (None, Some(Benefit::Discount { rule, .. })) => Benefit::Discount {
-                rule,
-                targets: targets.clone(),
-            },
-            (None, Some(b)) => b,
-            (None, None) => Benefit::Nothing,
-        };
+        let benefit = benefit_of(o, &targets)?;
         let mode = PreviewMode {
             initial_amount: initial,
             once: rules_cfg.redeemables_products_application_mode == ProductsMode::Once,
@@ -1133,7 +1199,7 @@ fn redeem_in_tx(
                 "result": "FAILURE", "status": "FAILED", "failure_code": fkey, "failure_message": fmsg,
                 "order": null, "channel": channel, "customer": customer.as_ref().map(simple_customer),
                 "related_object_type": o.object, "related_object_id": o.voucher.as_ref().map(|v| v.voucher.id.clone()).unwrap_or_else(|| o.id.clone()),
-                "voucher": o.voucher.as_ref().map(views::voucher),
+                "voucher": o.voucher.as_deref().map(views::voucher),
                 "promotion_tier": o.tier.as_ref().map(|t| tier_json(&t.tier, &t.campaign, &e.promos.categories, &e.promos.rules)),
             });
             c.execute(
@@ -1258,7 +1324,7 @@ fn redeem_in_tx(
                 &[p.into(), rec.voucher.id.clone().into(), k.clone().into()],
             )?;
         }
-        let fresh = find_voucher(c, t, &rec.voucher.id)?.unwrap_or_else(|| rec.clone());
+        let fresh = find_voucher(c, t, &rec.voucher.id)?.unwrap_or_else(|| (**rec).clone());
         let mut body = json!({
             "id": id, "object": "redemption", "date": now_s, "customer_id": customer.as_ref().map(|c| c.id.clone()),
             "tracking_id": tracking, "metadata": req.metadata.clone().unwrap_or_default(), "amount": credits,
@@ -1844,9 +1910,13 @@ impl Store {
     }
 }
 
-/// One qualified redeemable with what sorting and filtering need.
+/// One qualified redeemable with what sorting and filtering need. Candidates that pass
+/// are only described by their discount at first; the full view (with the calculated
+/// order) is built for the page that is returned.
 struct Qualified {
-    view: Value,
+    view: Option<Value>,
+    /// Boxed: sorting moves these, and an outcome is large.
+    outcome: Option<Box<Outcome>>,
     created_at: String,
     discount: i64,
     fields: Vec<(&'static str, Vec<String>)>,
@@ -1927,12 +1997,7 @@ fn filter_matches(filters: &Value, q: &Qualified) -> Result<bool> {
     })
 }
 
-fn qualified_from(o: &Outcome, request_id: &str, promos: &PromoSet) -> Qualified {
-    let mut view = redeemable_json(o, request_id, promos);
-    if let Some(m) = view.as_object_mut() {
-        m.remove("status");
-    }
-    let discount = o.applied.as_ref().map(|a| a.total() + a.gift_credits).unwrap_or(0);
+fn qualified_from(o: Outcome, discount: i64) -> Qualified {
     let (created_at, campaign_id, campaign_type, voucher_type, code, holder) = match (&o.tier, &o.voucher) {
         (Some(t), _) => (
             t.tier.created_at.clone(),
@@ -1956,9 +2021,8 @@ fn qualified_from(o: &Outcome, request_id: &str, promos: &PromoSet) -> Qualified
         ),
         (None, None) => (String::new(), None, String::new(), None, None, None),
     };
-    view["created_at"] = json!(created_at);
     Qualified {
-        view,
+        view: None,
         created_at,
         discount,
         fields: vec![
@@ -1971,6 +2035,7 @@ fn qualified_from(o: &Outcome, request_id: &str, promos: &PromoSet) -> Qualified
             ("code", code.into_iter().collect()),
             ("holder_role", holder.into_iter().collect()),
         ],
+        outcome: Some(Box::new(o)),
     }
 }
 
@@ -2025,7 +2090,8 @@ fn qualify_in(
                 .text(0)?;
             let campaign = e.outcomes.iter().find_map(|o| o.tier.as_ref().map(|t| t.tier.campaign_id.clone()));
             found.push(Qualified {
-                view: json!({"id": id, "object": "promotion_stack", "created_at": created, "order": e.calc_order, "redeemables": parts, "campaign_id": campaign}),
+                outcome: None,
+                view: Some(json!({"id": id, "object": "promotion_stack", "created_at": created, "order": e.calc_order, "redeemables": parts, "campaign_id": campaign})),
                 created_at: created,
                 discount,
                 fields: vec![
@@ -2038,18 +2104,6 @@ fn qualify_in(
         }
     } else {
         let mut refs = Vec::new();
-        if scenario != "CUSTOMER_WALLET" {
-            for entry in &promos.tiers {
-                if entry.tier.active && entry.campaign.active {
-                    refs.push(RedeemableRef {
-                        object: "promotion_tier".into(),
-                        id: entry.tier.id.clone(),
-                        gift: None,
-                        reward: None,
-                    });
-                }
-            }
-        }
         if let Some(cust) = &customer {
             for row in c.query(
                 "SELECT code FROM vouchers WHERE project_id = $1 AND holder_id = $2 ORDER BY created_at DESC LIMIT $3",
@@ -2079,17 +2133,68 @@ fn qualify_in(
             audience_only: scenario == "AUDIENCE_ONLY",
         };
         // Each candidate alone against the cart: qualification says what could apply,
-        // not how the candidates would stack.
-        for o in resolve(c, &cx, None)? {
+        // not how the candidates would stack. Alone, a candidate sees the initial amounts,
+        // so one calculator serves every preview.
+        let base = Calculator::new(lines.clone(), &no_catalog);
+        let amount: i64 = lines.iter().map(|l| l.amount).sum();
+        if scenario != "CUSTOMER_WALLET" {
+            // Tiers straight from the cached set: nothing is allocated for a tier until
+            // it qualifies.
+            let tz = t.timezone();
+            for entry in &promos.tiers {
+                if !entry.tier.active
+                    || !entry.campaign.active
+                    || entry.campaign_validity.check(now, &tz).is_err()
+                    || entry.validity.check(now, &tz).is_err()
+                {
+                    continue;
+                }
+                let mut budget = tessera_domain::rules::EVALUATION_BUDGET;
+                let target = RuleTarget {
+                    amount,
+                    already: 0,
+                    redeemed: 0,
+                    holder_ok: false,
+                    subject: &entry.tier.id,
+                };
+                let scope = || ("campaign_id", entry.tier.campaign_id.clone());
+                let Ok((targets, _)) = run_rules(c, &cx, &entry.rules, target, scope, &mut budget)? else {
+                    continue;
+                };
+                let benefit = Benefit::Discount {
+                    rule: entry.discount.clone(),
+                    targets,
+                };
+                let applied = base.preview_with(&benefit, PreviewMode::default());
+                if applied.total() == 0 && applied.added.is_empty() && promos.rules.skip_no_effect(&entry.categories) {
+                    continue;
+                }
+                let mut o = Outcome::new(0, "promotion_tier", &entry.tier.id);
+                o.cand = Candidate {
+                    categories: entry.categories.clone(),
+                    category_hierarchy: entry.category_hierarchy,
+                    tier_hierarchy: Some(entry.tier.hierarchy),
+                };
+                o.tier = Some(entry.clone());
+                found.push(qualified_from(o, applied.total()));
+            }
+        }
+        for mut o in resolve(c, &cx, None)? {
             if !matches!(o.status, Status::Applicable) {
                 continue;
             }
-            let (mut done, _, _) = apply_in_order(c, &cx, vec![o], None)?;
-            if let Some(o) = done.pop() {
-                if matches!(o.status, Status::Applicable) {
-                    found.push(qualified_from(&o, request_id, &promos));
-                }
+            let mut budget = tessera_domain::rules::EVALUATION_BUDGET;
+            let Ok((targets, _)) = check_rules(c, &cx, &o, amount, 0, &mut budget)? else {
+                continue;
+            };
+            let benefit = benefit_of(&mut o, &targets)?;
+            let applied = base.preview_with(&benefit, PreviewMode::default());
+            let no_effect = applied.total() == 0 && applied.added.is_empty();
+            if no_effect && promos.rules.skip_no_effect(&o.cand.categories) {
+                continue;
             }
+            o.benefit = Some(benefit);
+            found.push(qualified_from(o, applied.total()));
         }
     }
     if let Some(f) = &opts.filters {
@@ -2119,11 +2224,44 @@ fn qualify_in(
     } else {
         None
     };
+    // The page's full views, each from a complete evaluation of the candidate alone.
+    let creq = req.as_checkout(Vec::new(), explain);
+    let cx = Context {
+        t,
+        req: &creq,
+        now,
+        promos: &promos,
+        order: &order,
+        lines: &lines,
+        customer: customer.as_ref(),
+        customer_metadata: customer_metadata(customer.as_ref(), &creq),
+        redemption_metadata: creq.metadata.clone().unwrap_or_default(),
+        items: item_facts(&lines),
+        explain,
+        audience_only: scenario == "AUDIENCE_ONLY",
+    };
+    let mut data = Vec::with_capacity(found.len());
+    for q in found {
+        if let Some(v) = q.view {
+            data.push(v);
+            continue;
+        }
+        let Some(o) = q.outcome else { continue };
+        let (mut done, _, _) = apply_in_order(c, &cx, vec![*o], None)?;
+        if let Some(o) = done.pop() {
+            let mut view = redeemable_json(&o, request_id, &promos);
+            if let Some(m) = view.as_object_mut() {
+                m.remove("status");
+            }
+            view["created_at"] = json!(q.created_at);
+            data.push(view);
+        }
+    }
     let calc = Calculator::new(lines.clone(), &no_catalog);
     Ok(json!({
         "redeemables": {
             "object": "list", "data_ref": "data",
-            "data": found.into_iter().map(|q| q.view).collect::<Vec<_>>(),
+            "data": data,
             "total": total.min(limit), "has_more": has_more, "more_starting_after": more_starting_after,
         },
         "tracking_id": tracking_id(&probe, customer.as_ref()),

@@ -90,9 +90,19 @@ impl RuleInput {
 }
 
 /// A rule ready to evaluate.
+#[derive(Clone)]
 pub struct CompiledRule {
     pub rule: ValidationRule,
     pub set: RuleSet,
+    /// Whether the rule reads redemption counts (which cost a query to fetch).
+    pub needs_counts: bool,
+}
+
+impl CompiledRule {
+    pub fn new(rule: ValidationRule, set: RuleSet) -> Self {
+        let needs_counts = set.names().iter().any(|n| n.contains(".count") || n.contains("redemptions."));
+        CompiledRule { rule, set, needs_counts }
+    }
 }
 
 /// The rules that apply to a voucher: its own, its campaign's, and explicit assignments.
@@ -113,7 +123,7 @@ pub fn rules_for(c: &mut dyn Conn, p: &str, ids: &[String], object_ids: &[&str])
         // A rule deleted after assignment no longer constrains anything.
         if let Some(rule) = docs::find_by_id::<ValidationRule>(c, &TABLE, p, &id)? {
             let set = RuleSet::parse(&rule.rules).map_err(StoreError::Invalid)?;
-            out.push(CompiledRule { rule, set });
+            out.push(CompiledRule::new(rule, set));
         }
     }
     Ok(out)
