@@ -380,6 +380,24 @@ async fn stacking_rules_decide_what_applies() {
     let v = validate(&server, &p, json!({"redeemables": refs(&[&a[0], &a[1], &j[0]]), "order": order})).await;
     assert_eq!(redeemables(&v, "redeemables").len(), 3, "{v}");
     assert_eq!(v["order"]["total_discount_amount"], 350);
+    // Exclusive limit across exclusive categories.
+    let ex2 = category(&server, &p, "exclusive too", 4).await;
+    let (_, x) = promotion(&server, &p, "X", json!([tier("x1", off(10))]), Some(&ex2)).await;
+    stacking(
+        &server,
+        &p,
+        json!({"exclusive_categories": [ex, ex2], "applicable_exclusive_redeemables_limit": 1}),
+    )
+    .await;
+    let v = validate(&server, &p, json!({"redeemables": refs(&[&e[0], &x[0]]), "order": order})).await;
+    assert_eq!(redeemables(&v, "redeemables"), vec![e[0].clone()]);
+    assert_eq!(skip_key(&v, &x[0]), "applicable_exclusive_redeemables_limit_exceeded");
+    stacking(
+        &server,
+        &p,
+        json!({"exclusive_categories": [ex], "applicable_exclusive_redeemables_limit": 2}),
+    )
+    .await;
 
     // PARTIAL applies what it can; ALL (above) applies nothing when one fails.
     let never = rule(
@@ -458,6 +476,34 @@ async fn calculation_modes_and_no_effect_rule() {
     stacking(&server, &p, json!({"discount_calculation_mode": "INITIAL_AMOUNT"})).await;
     let v = validate(&server, &p, body.clone()).await;
     assert_eq!(v["order"]["total_discount_amount"], 6000, "both computed on the initial amount");
+    // A category can have its own calculation mode.
+    let init = category(&server, &p, "initial", 1).await;
+    let (status, u) = server
+        .call(
+            &p,
+            Method::PUT,
+            &format!("/v1/promotions/tiers/{}", t[1]),
+            Some(json!({"category_id": init})),
+        )
+        .await;
+    assert_eq!(status, 200, "{u}");
+    stacking(
+        &server,
+        &p,
+        json!({"discount_calculation_mode": "DISCOUNTED_AMOUNT", "initial_amount_mode_categories": [init]}),
+    )
+    .await;
+    let v = validate(&server, &p, body.clone()).await;
+    assert_eq!(
+        v["order"]["total_discount_amount"], 6000,
+        "the category's tier uses the initial amount: {v}"
+    );
+    stacking(&server, &p, json!({"discount_calculation_mode": "INITIAL_AMOUNT", "initial_amount_mode_categories": [], "discounted_amount_mode_categories": [init]})).await;
+    let v = validate(&server, &p, body.clone()).await;
+    assert_eq!(
+        v["order"]["total_discount_amount"], 5500,
+        "the category's tier uses the discounted amount: {v}"
+    );
 
     // Products application mode ONCE: a product discounted by one tier is out of reach of the next.
     let shoe = json!({"included": [{"object": "product", "id": "shoe"}]});
@@ -492,8 +538,37 @@ async fn calculation_modes_and_no_effect_rule() {
     // With nothing left to discount, the second tier has no effect and SKIP skips it.
     assert_eq!(skip_key(&v, &s[1]), "redeemable_no_effect");
     stacking(&server, &p, json!({"redeemables_no_effect_rule": "REDEEM_ANYWAY"})).await;
-    let v = validate(&server, &p, both).await;
+    let v = validate(&server, &p, both.clone()).await;
     assert_eq!(redeemables(&v, "redeemables").len(), 2, "{v}");
+    // Categories override the no-effect rule both ways.
+    let anyway = category(&server, &p, "anyway", 5).await;
+    server
+        .call(
+            &p,
+            Method::PUT,
+            &format!("/v1/promotions/tiers/{}", s[1]),
+            Some(json!({"category_id": anyway})),
+        )
+        .await;
+    stacking(&server, &p, json!({"no_effect_skip_categories": [anyway]})).await;
+    let v = validate(&server, &p, both.clone()).await;
+    assert_eq!(
+        skip_key(&v, &s[1]),
+        "redeemable_no_effect",
+        "REDEEM_ANYWAY, but the category says skip: {v}"
+    );
+    stacking(
+        &server,
+        &p,
+        json!({"redeemables_no_effect_rule": "SKIP", "no_effect_skip_categories": [], "no_effect_redeem_anyway_categories": [anyway]}),
+    )
+    .await;
+    let v = validate(&server, &p, both).await;
+    assert_eq!(
+        redeemables(&v, "redeemables").len(),
+        2,
+        "SKIP, but the category says redeem anyway: {v}"
+    );
 }
 
 #[tokio::test]
