@@ -12,6 +12,9 @@ use utoipa::ToSchema;
 
 /// Most tiers one promotion campaign may hold.
 pub const MAX_TIERS_PER_CAMPAIGN: usize = 100;
+/// Most tiers one project may hold: a qualification judges every active tier, so this
+/// bounds its cost (about 1 µs a tier, see bench/RESULTS.md).
+pub const MAX_TIERS_PER_PROJECT: i64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TierAction {

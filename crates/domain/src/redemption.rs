@@ -224,6 +224,8 @@ pub struct QualificationOptions {
 
 pub const QUALIFICATION_SCENARIOS: &[&str] = &["ALL", "CUSTOMER_WALLET", "AUDIENCE_ONLY", "PROMOTION_STACKS"];
 pub const MAX_QUALIFICATION_LIMIT: u32 = 50;
+/// Most values all of a qualification's filter conditions may list together.
+pub const MAX_FILTER_VALUES: usize = 100;
 
 impl QualificationRequest {
     pub fn validate(&self) -> Result<(), InvalidInput> {
@@ -266,8 +268,20 @@ impl QualificationRequest {
                 }
             }
             if let Some(f) = &o.filters {
-                if !f.is_object() {
+                let Some(map) = f.as_object() else {
                     return Err(InvalidInput::payload("'options.filters' must be an object"));
+                };
+                // Every candidate is tested against every value: keep that work small.
+                let values: usize = map
+                    .values()
+                    .filter_map(|v| v.get("conditions").and_then(Value::as_object))
+                    .flat_map(|c| c.values())
+                    .map(|v| v.as_array().map_or(1, Vec::len))
+                    .sum();
+                if map.len() > 20 || values > MAX_FILTER_VALUES {
+                    return Err(InvalidInput::payload(format!(
+                        "'options.filters' may have at most 20 fields and {MAX_FILTER_VALUES} values in all"
+                    )));
                 }
             }
         }

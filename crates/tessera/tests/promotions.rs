@@ -235,6 +235,23 @@ async fn tiers_are_managed_and_checked() {
 async fn tier_and_coupon_redeem_together_and_roll_back_with_the_order() {
     let dir = TempDir::new();
     let server = Server::sqlite(&dir);
+    tier_and_coupon(&server).await;
+    let out = std::process::Command::new(bin())
+        .arg("check")
+        .arg("--data-dir")
+        .arg(&dir.0)
+        .output()
+        .expect("check");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[tokio::test]
+async fn tier_and_coupon_on_postgres() {
+    let server = Server::start(Backend::Postgres(pg_fresh_url()));
+    tier_and_coupon(&server).await;
+}
+
+async fn tier_and_coupon(server: &Server) {
     let p = server.create_project("Stack").await;
     let over_100 = rule(
         &server,
@@ -322,13 +339,6 @@ async fn tier_and_coupon_redeem_together_and_roll_back_with_the_order() {
     assert_eq!(status, 200);
     let (_, order) = server.call(&p, Method::GET, "/v1/orders/o-2", None).await;
     assert_eq!(order["total_discount_amount"], 500, "{order}");
-    let out = std::process::Command::new(bin())
-        .arg("check")
-        .arg("--data-dir")
-        .arg(&dir.0)
-        .output()
-        .expect("check");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 #[tokio::test]

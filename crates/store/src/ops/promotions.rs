@@ -321,6 +321,15 @@ pub fn create_tier_in(c: &mut dyn Conn, p: &str, campaign: &Campaign, input: Tie
         &[p.into(), campaign.id.clone().into()],
     )?;
     let (n, max_h) = (count.int(0)?, count.int(1)?);
+    let in_project = c
+        .query_one("SELECT COUNT(*) FROM promotion_tiers WHERE project_id = $1", &[p.into()])?
+        .int(0)?;
+    if in_project >= tessera_domain::promotion::MAX_TIERS_PER_PROJECT {
+        return Err(StoreError::Invalid(tessera_domain::InvalidInput::payload(format!(
+            "a project holds at most {} promotion tiers",
+            tessera_domain::promotion::MAX_TIERS_PER_PROJECT
+        ))));
+    }
     if n as usize >= MAX_TIERS_PER_CAMPAIGN {
         return Err(StoreError::Invalid(tessera_domain::InvalidInput::payload(format!(
             "a campaign holds at most {MAX_TIERS_PER_CAMPAIGN} promotion tiers"
