@@ -254,13 +254,13 @@ async fn tier_and_coupon_on_postgres() {
 async fn tier_and_coupon(server: &Server) {
     let p = server.create_project("Stack").await;
     let over_100 = rule(
-        &server,
+        server,
         &p,
         json!({"1": {"name": "order.amount", "conditions": {"$more_than": [10000]}}}),
     )
     .await;
     let (_, tiers) = promotion(
-        &server,
+        server,
         &p,
         "Big carts",
         json!([{"name": "10% over 100", "action": pct(10), "validation_rules": [over_100]}]),
@@ -279,7 +279,7 @@ async fn tier_and_coupon(server: &Server) {
         "order": {"source_id": "o-1", "items": [{"product_id": "p1", "quantity": 2, "price": 6000}]},
         "customer": {"source_id": "ann"},
     });
-    let v = validate(&server, &p, body.clone()).await;
+    let v = validate(server, &p, body.clone()).await;
     assert_eq!(v["valid"], true, "{v}");
     // 10% of 12000, then 500 off what is left.
     assert_eq!(v["order"]["total_discount_amount"], 1700);
@@ -319,13 +319,13 @@ async fn tier_and_coupon(server: &Server) {
 
     // Under the threshold the tier's rule fails, and under ALL nothing applies.
     let small = json!({"redeemables": [{"object": "promotion_tier", "id": tiers[0]}, {"object": "voucher", "id": "FIVE"}], "order": {"amount": 5000}});
-    let v = validate(&server, &p, small.clone()).await;
+    let v = validate(server, &p, small.clone()).await;
     assert_eq!(v["valid"], false);
     assert_eq!(v["inapplicable_redeemables"][0]["result"]["error"]["key"], "order_rules_violated");
     assert_eq!(skip_key(&v, "FIVE"), "preceding_validation_failed");
 
     // WITHOUT_ORDER leaves the order alone on rollback.
-    stacking(&server, &p, json!({"redeemables_rollback_order_mode": "WITHOUT_ORDER"})).await;
+    stacking(server, &p, json!({"redeemables_rollback_order_mode": "WITHOUT_ORDER"})).await;
     let (_, r) = server
         .call(
             &p,
