@@ -222,7 +222,16 @@ pub struct QualificationOptions {
     pub sorting_rule: Option<String>,
 }
 
-pub const QUALIFICATION_SCENARIOS: &[&str] = &["ALL", "CUSTOMER_WALLET", "AUDIENCE_ONLY", "PROMOTION_STACKS"];
+pub const QUALIFICATION_SCENARIOS: &[&str] = &[
+    "ALL",
+    "CUSTOMER_WALLET",
+    "AUDIENCE_ONLY",
+    "PRODUCTS",
+    "PRODUCTS_DISCOUNT",
+    "PROMOTION_STACKS",
+    "PRODUCTS_BY_CUSTOMER",
+    "PRODUCTS_DISCOUNT_BY_CUSTOMER",
+];
 pub const MAX_QUALIFICATION_LIMIT: u32 = 50;
 /// Most values all of a qualification's filter conditions may list together.
 pub const MAX_FILTER_VALUES: usize = 100;
@@ -231,20 +240,10 @@ impl QualificationRequest {
     pub fn validate(&self) -> Result<(), InvalidInput> {
         if let Some(s) = &self.scenario {
             if !QUALIFICATION_SCENARIOS.contains(&s.as_str()) {
-                let known = [
-                    "PRODUCTS",
-                    "PRODUCTS_DISCOUNT",
-                    "PRODUCTS_BY_CUSTOMER",
-                    "PRODUCTS_DISCOUNT_BY_CUSTOMER",
-                ];
-                return Err(InvalidInput::payload(if known.contains(&s.as_str()) {
-                    format!(
-                        "scenario {s} is not supported yet; use one of {}",
-                        QUALIFICATION_SCENARIOS.join(", ")
-                    )
-                } else {
-                    format!("'scenario' must be one of {}", QUALIFICATION_SCENARIOS.join(", "))
-                }));
+                return Err(InvalidInput::payload(format!(
+                    "'scenario' must be one of {}",
+                    QUALIFICATION_SCENARIOS.join(", ")
+                )));
             }
         }
         if let Some(o) = &self.options {

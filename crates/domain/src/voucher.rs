@@ -161,6 +161,17 @@ pub struct Campaign {
     pub updated_at: Option<String>,
 }
 
+/// A PROMOTION campaign's discounts are its tiers; it never holds codes.
+pub fn check_holds_codes(c: &Campaign) -> Result<(), InvalidInput> {
+    if c.campaign_type == CampaignType::Promotion {
+        return Err(InvalidInput::payload(format!(
+            "campaign {} is a PROMOTION campaign: it has tiers, not vouchers",
+            c.id
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a discount or gift definition against the voucher type.
 pub fn check_benefit(kind: VoucherType, discount: &Option<Discount>, gift: &Option<GiftDef>) -> Result<(), InvalidInput> {
     match kind {
@@ -582,6 +593,9 @@ impl VoucherInput {
     /// joins a campaign (its own fields override the campaign's where given).
     pub fn build(&self, id: String, code: String, campaign: Option<&Campaign>, now: &str) -> Result<Voucher, InvalidInput> {
         self.check_common()?;
+        if let Some(c) = campaign {
+            check_holds_codes(c)?;
+        }
         check_code(&code)?;
         let (kind, discount, gift, quantity, base_schedule) = match campaign {
             Some(c) => (

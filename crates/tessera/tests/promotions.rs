@@ -220,6 +220,16 @@ async fn tiers_are_managed_and_checked() {
     assert_envelope(status, &e, "invalid_payload");
     let (_, list) = server.call(&p, Method::GET, &format!("/v1/promotions/{cid}/tiers"), None).await;
     assert_eq!(list["total"], 2);
+    // A promotion never holds codes.
+    for (path, body) in [
+        (format!("/v1/campaigns/{cid}/vouchers"), json!({})),
+        (format!("/v1/campaigns/{cid}/vouchers"), json!({"vouchers_count": 5})),
+        (format!("/v1/campaigns/{cid}/vouchers/PROMO-CODE"), json!({})),
+        ("/v1/vouchers/PROMO-CODE2".to_string(), json!({"campaign_id": cid})),
+    ] {
+        let (status, e) = server.call(&p, Method::POST, &path, Some(body)).await;
+        assert_envelope(status, &e, "invalid_payload");
+    }
 
     // Another project sees none of it.
     let q = server.create_project("Other").await;
@@ -679,11 +689,37 @@ async fn qualifications_find_sort_filter_and_page() {
     assert_eq!(v["redeemables"]["data"][0]["order"]["total_discount_amount"], 250);
     let v = q(json!({"order": small, "customer": {"source_id": "ann"}, "options": {"limit": 10, "filters": {"resource_type": {"conditions": {"$is": ["voucher"]}}}}})).await;
     assert_eq!(ids(&v), vec!["ANN-5".to_string()], "ALL includes the wallet: {v}");
+    // PRODUCTS scenarios: only what concerns items. A tier aimed at shoes, and one that
+    // requires shoes in the cart with an order-level discount.
+    let shoes = server
+        .call(&p, Method::POST, "/v1/validation-rules", Some(json!({"name": "shoes", "rules": {"1": {"name": "order.amount", "conditions": {"$more_than": [0]}}}, "applicable_to": {"included": [{"object": "product", "id": "shoe"}]}})))
+        .await
+        .1["id"]
+        .as_str()
+        .expect("rule")
+        .to_string();
+    let needs_shoes = rule(&server, &p, json!({"1": {"name": "product.id", "conditions": {"$is": ["shoe"]}}})).await;
+    let (_, pt) = promotion(&server, &p, "Products", json!([
+        {"name": "shoes 10%", "action": {"discount": {"type": "PERCENT", "percent_off": 10, "effect": "APPLY_TO_ITEMS"}}, "validation_rules": [shoes]},
+        {"name": "with shoes, 1 off", "action": off(100), "validation_rules": [needs_shoes]},
+    ]), None).await;
+    let cart = json!({"items": [{"product_id": "shoe", "quantity": 1, "price": 5000}]});
+    let mut v = q(json!({"scenario": "PRODUCTS", "order": cart, "options": {"limit": 10}})).await;
+    let mut got = ids(&v);
+    got.sort();
+    let mut want = pt.clone();
+    want.sort();
+    assert_eq!(got, want, "{v}");
+    v = q(json!({"scenario": "PRODUCTS_DISCOUNT", "order": cart, "options": {"limit": 10}})).await;
+    assert_eq!(ids(&v), vec![pt[0].clone()], "only the discount aimed at items: {v}");
+    // The customer rule of "gold 30%" does not count for PRODUCTS, which has no audience.
+    v = q(json!({"scenario": "PRODUCTS_BY_CUSTOMER", "order": cart, "customer": {"source_id": "ann"}, "options": {"limit": 10}})).await;
+    assert_eq!(ids(&v).len(), 2, "{v}");
+
     // Explanations and bad input.
     let v = q(json!({"order": small, "options": {"expand": ["explain"]}})).await;
     assert!(v["redeemables"]["data"][0]["explain"]["discount"].is_number(), "{v}");
     for bad in [
-        json!({"scenario": "PRODUCTS"}),
         json!({"scenario": "NOPE"}),
         json!({"options": {"limit": 0}}),
         json!({"options": {"sorting_rule": "RANDOM"}}),

@@ -138,6 +138,7 @@ impl Store {
         let p = t.project_id().to_string();
         self.write(move |c| {
             let rec = crate::ops::vouchers::get_campaign_rec(c, &p, &campaign)?;
+            tessera_domain::voucher::check_holds_codes(&rec.campaign)?;
             let space = tessera_domain::codes::CodeSpace::parse(&rec.campaign.voucher.code_config)?;
             space.check_capacity(count + rec.vouchers_count.max(0) as u64)?;
             let max = tessera_domain::voucher::MAX_VOUCHERS_PER_CAMPAIGN;

@@ -304,8 +304,35 @@ struct Context<'a> {
     redemption_metadata: Map<String, Value>,
     items: Vec<ItemFacts>,
     explain: bool,
-    /// Qualification scenario AUDIENCE_ONLY: only rules about the customer count.
-    audience_only: bool,
+    /// Which rules count (qualification scenarios narrow them).
+    rule_scope: RuleScope,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RuleScope {
+    All,
+    /// AUDIENCE_ONLY: only rules about the customer.
+    CustomerOnly,
+    /// PRODUCTS, PRODUCTS_DISCOUNT: what the cart qualifies for, whoever buys it.
+    NotCustomer,
+}
+
+impl RuleScope {
+    fn of(scenario: &str) -> Self {
+        match scenario {
+            "AUDIENCE_ONLY" => RuleScope::CustomerOnly,
+            "PRODUCTS" | "PRODUCTS_DISCOUNT" => RuleScope::NotCustomer,
+            _ => RuleScope::All,
+        }
+    }
+
+    fn admits(self, r: &CompiledRule) -> bool {
+        match self {
+            RuleScope::All => true,
+            RuleScope::CustomerOnly => customer_rule(r),
+            RuleScope::NotCustomer => !customer_rule(r),
+        }
+    }
 }
 
 fn customer_rule(r: &CompiledRule) -> bool {
@@ -644,7 +671,7 @@ fn run_rules(
         holder_ok: r.holder_ok,
         items: &cx.items,
     };
-    for rule in rules.iter().filter(|r| !cx.audience_only || customer_rule(r)) {
+    for rule in rules.iter().filter(|r| cx.rule_scope.admits(r)) {
         match rule.set.evaluate_within(&facts, budget) {
             // The names of passed rules are for explanations only.
             Ok(Verdict::Pass) if cx.explain => passed.push(rule.rule.id.clone()),
@@ -834,7 +861,7 @@ pub fn evaluate(
         redemption_metadata: req.metadata.clone().unwrap_or_default(),
         items: item_facts(&lines),
         explain: req.expands("explain"),
-        audience_only: false,
+        rule_scope: RuleScope::All,
     };
     let resolved = resolve(c, &cx, session_key)?;
     let cands: Vec<Candidate> = resolved.iter().map(|o| o.cand.clone()).collect();
@@ -2104,7 +2131,22 @@ fn qualify_in(
         }
     } else {
         let mut refs = Vec::new();
-        if let Some(cust) = &customer {
+        let wallet = matches!(
+            scenario,
+            "ALL" | "CUSTOMER_WALLET" | "AUDIENCE_ONLY" | "PRODUCTS_BY_CUSTOMER" | "PRODUCTS_DISCOUNT_BY_CUSTOMER"
+        );
+        // PRODUCTS*: only what concerns items, by a discount aimed at items or (PRODUCTS,
+        // PRODUCTS_BY_CUSTOMER) a rule that reads the items.
+        let products = match scenario {
+            "PRODUCTS" | "PRODUCTS_BY_CUSTOMER" => Some(true),
+            "PRODUCTS_DISCOUNT" | "PRODUCTS_DISCOUNT_BY_CUSTOMER" => Some(false),
+            _ => None,
+        };
+        let concerns_items = |targets: &Targets, rules: &[CompiledRule]| match products {
+            None => true,
+            Some(rules_count) => !targets.is_empty() || (rules_count && rules.iter().any(|r| r.reads_items)),
+        };
+        if let (true, Some(cust)) = (wallet, &customer) {
             for row in c.query(
                 "SELECT code FROM vouchers WHERE project_id = $1 AND holder_id = $2 ORDER BY created_at DESC LIMIT $3",
                 &[p.into(), cust.id.clone().into(), QUALIFY_SCAN.into()],
@@ -2130,7 +2172,7 @@ fn qualify_in(
             redemption_metadata: creq.metadata.clone().unwrap_or_default(),
             items: item_facts(&lines),
             explain,
-            audience_only: scenario == "AUDIENCE_ONLY",
+            rule_scope: RuleScope::of(scenario),
         };
         // Each candidate alone against the cart: qualification says what could apply,
         // not how the candidates would stack. Alone, a candidate sees the initial amounts,
@@ -2161,6 +2203,9 @@ fn qualify_in(
                 let Ok((targets, _)) = run_rules(c, &cx, &entry.rules, target, scope, &mut budget)? else {
                     continue;
                 };
+                if !concerns_items(&targets, &entry.rules) {
+                    continue;
+                }
                 let benefit = Benefit::Discount {
                     rule: entry.discount.clone(),
                     targets,
@@ -2187,6 +2232,11 @@ fn qualify_in(
             let Ok((targets, _)) = check_rules(c, &cx, &o, amount, 0, &mut budget)? else {
                 continue;
             };
+            if products.is_some() && targets.is_empty() {
+                // A voucher's rules are not at hand here; its targets say whether it is
+                // about items.
+                continue;
+            }
             let benefit = benefit_of(&mut o, &targets)?;
             let applied = base.preview_with(&benefit, PreviewMode::default());
             let no_effect = applied.total() == 0 && applied.added.is_empty();
@@ -2238,7 +2288,7 @@ fn qualify_in(
         redemption_metadata: creq.metadata.clone().unwrap_or_default(),
         items: item_facts(&lines),
         explain,
-        audience_only: scenario == "AUDIENCE_ONLY",
+        rule_scope: RuleScope::of(scenario),
     };
     let mut data = Vec::with_capacity(found.len());
     for q in found {

@@ -96,12 +96,23 @@ pub struct CompiledRule {
     pub set: RuleSet,
     /// Whether the rule reads redemption counts (which cost a query to fetch).
     pub needs_counts: bool,
+    /// Whether the rule reads the order's items (qualification's PRODUCTS scenarios).
+    pub reads_items: bool,
 }
 
 impl CompiledRule {
     pub fn new(rule: ValidationRule, set: RuleSet) -> Self {
-        let needs_counts = set.names().iter().any(|n| n.contains(".count") || n.contains("redemptions."));
-        CompiledRule { rule, set, needs_counts }
+        let names = set.names();
+        let needs_counts = names.iter().any(|n| n.contains(".count") || n.contains("redemptions."));
+        let reads_items = names
+            .iter()
+            .any(|n| n.starts_with("product.") || n.starts_with("sku.") || n.starts_with("order.items."));
+        CompiledRule {
+            rule,
+            set,
+            needs_counts,
+            reads_items,
+        }
     }
 }
 

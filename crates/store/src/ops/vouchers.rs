@@ -337,6 +337,7 @@ fn build_generation_insert(rows: usize, returning: bool) -> String {
 /// Inserts up to `count` codes from `codes` for a campaign in one transaction; returns how
 /// many were inserted (codes already taken in the project are skipped).
 pub fn generate_chunk(c: &mut dyn Conn, t: &Tenant, campaign: &Campaign, codes: &mut SortedCodes, count: u64) -> Result<u64> {
+    tessera_domain::voucher::check_holds_codes(campaign)?;
     let p = t.project_id();
     if load_campaign(c, p, &campaign.id)?.is_none() {
         // Deleted while generating: stop rather than create orphan codes.
