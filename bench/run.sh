@@ -8,11 +8,15 @@
 # Environment (defaults in brackets):
 #   BENCH_SMOKE=1             tiny run for CI (a few hundred codes, 3 s per scenario, low
 #                             rates); exits non-zero if any run had an error or no success
-#   BENCH_SCENARIOS           [ceiling validate redeem redeem-hot]
+#   BENCH_SCENARIOS           [ceiling validate redeem redeem-hot qualify]
 #   BENCH_RATES_CEILING       [2000 5000 10000 20000]  requests/s, one run per rate
 #   BENCH_RATES_VALIDATE      [1000 2000 4000]
 #   BENCH_RATES_REDEEM        [250 500 1000 1500]      each redeem uses a fresh code
 #   BENCH_RATES_REDEEM_HOT    [250 500 1000]
+#   BENCH_RATES_QUALIFY       [200 400 600]
+#   BENCH_TIERS [1000]  BENCH_CUSTOMERS [1000]  promotion tiers and customers for qualify
+#                             (bench/promotions_setup.py; bench/qualify.sh is the
+#                             qualification benchmark with 100,000 codes)
 #   BENCH_DURATION [10]  BENCH_WARMUP [2]  BENCH_CONNECTIONS [32]  BENCH_PORT [18300]
 #   BENCH_VALIDATE_CODES [1000]  codes validate cycles through
 #   BENCH_PROJECT_BODY        JSON body of the project [bench/setup.py: rate limits raised]
@@ -22,8 +26,9 @@ cd "$(dirname "$0")/.."
 if [ "${BENCH_SMOKE:-0}" = 1 ]; then
   : "${BENCH_DURATION:=3}" "${BENCH_WARMUP:=1}" "${BENCH_CONNECTIONS:=8}" "${BENCH_VALIDATE_CODES:=100}"
   : "${BENCH_RATES_CEILING:=100}" "${BENCH_RATES_VALIDATE:=50}" "${BENCH_RATES_REDEEM:=40}" "${BENCH_RATES_REDEEM_HOT:=50}"
+  : "${BENCH_RATES_QUALIFY:=50}" "${BENCH_TIERS:=30}" "${BENCH_CUSTOMERS:=20}"
 fi
-scenarios=(${BENCH_SCENARIOS:-ceiling validate redeem redeem-hot})
+scenarios=(${BENCH_SCENARIOS:-ceiling validate redeem redeem-hot qualify})
 duration=${BENCH_DURATION:-10}
 warmup=${BENCH_WARMUP:-2}
 connections=${BENCH_CONNECTIONS:-32}
@@ -34,6 +39,7 @@ rates() {
     validate) echo "${BENCH_RATES_VALIDATE:-1000 2000 4000}" ;;
     redeem) echo "${BENCH_RATES_REDEEM:-250 500 1000 1500}" ;;
     redeem-hot) echo "${BENCH_RATES_REDEEM_HOT:-250 500 1000}" ;;
+    qualify) echo "${BENCH_RATES_QUALIFY:-200 400 600}" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
@@ -65,6 +71,9 @@ fi
 python3 bench/setup.py "$url" "$work" $((validate_codes + redeem_total))
 { read -r app_id; read -r app_token; } <"$work/credentials"
 export TESSERA_APP_ID=$app_id TESSERA_APP_TOKEN=$app_token
+if [[ " ${scenarios[*]} " == *" qualify "* ]]; then
+  python3 bench/promotions_setup.py "$url" "$work/credentials" "${BENCH_TIERS:-1000}" "${BENCH_CUSTOMERS:-1000}"
+fi
 head -n "$validate_codes" "$work/codes.txt" >"$work/validate.txt"
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock 2>/dev/null || echo "-dirty")
@@ -94,6 +103,7 @@ for s in "${scenarios[@]}"; do
         next_code=$((last + 1))
         args+=(--codes-file "$work/redeem.txt") ;;
       redeem-hot) args+=(--hot-code HOT-BENCH) ;;
+      qualify) args+=(--customers "${BENCH_CUSTOMERS:-1000}") ;;
     esac
     target/release/tessera-loadgen "${args[@]}" $header 2>>"$out/loadgen.log" | tee -a "$out/results.md"
     header=
