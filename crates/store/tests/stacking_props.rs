@@ -11,8 +11,12 @@ use tessera_store::{KeyKind, Store, Tenant};
 struct Fixture {
     rt: tokio::runtime::Runtime,
     store: Store,
+    /// Stacking rules CATEGORY_HIERARCHY: the redeemables' order is not an input.
     tenant: Tenant,
     tiers: Vec<String>,
+    /// The defaults (REQUESTED_ORDER): the redeemables' order is an input.
+    requested: Tenant,
+    requested_tiers: Vec<String>,
     _dir: Dir,
 }
 
@@ -32,8 +36,27 @@ fn fixture() -> Fixture {
         .build()
         .expect("runtime");
     let store = Store::open_sqlite(&dir.0).expect("open");
-    let (tenant, tiers) = rt.block_on(async {
-        store.init_organization(Some("m".into()), Some("secret-token".into())).await.expect("org");
+    rt.block_on(async {
+        store
+            .init_organization(Some("m".into()), Some("secret-token".into()))
+            .await
+            .expect("org");
+    });
+    let (tenant, tiers) = project(&rt, &store, Some("CATEGORY_HIERARCHY"));
+    let (requested, requested_tiers) = project(&rt, &store, None);
+    Fixture {
+        rt,
+        store,
+        tenant,
+        tiers,
+        requested,
+        requested_tiers,
+        _dir: dir,
+    }
+}
+
+fn project(rt: &tokio::runtime::Runtime, store: &Store, sorting: Option<&str>) -> (Tenant, Vec<String>) {
+    rt.block_on(async {
         let m = store.authenticate_management("m".into(), "secret-token".into()).await.expect("auth").expect("mgmt");
         let created = store
             .create_project(&m, ProjectInput { name: Some("Props".into()), ..Default::default() })
@@ -65,8 +88,9 @@ fn fixture() -> Fixture {
             .iter()
             .map(|t| t["id"].as_str().expect("id").to_string())
             .collect();
+        let Some(sorting) = sorting else { return (t, tiers) };
         // Sorting by hierarchy makes the application order independent of the request's.
-        let rules = json!({"redeemables_sorting_rule": "CATEGORY_HIERARCHY", "applicable_redeemables_limit": 5, "redeemables_limit": 30});
+        let rules = json!({"redeemables_sorting_rule": sorting, "applicable_redeemables_limit": 5, "redeemables_limit": 30});
         let p = t.project_id().to_string();
         store
             .write(move |c| {
@@ -81,27 +105,21 @@ fn fixture() -> Fixture {
             .await
             .expect("stacking rules");
         (t, tiers)
-    });
-    Fixture {
-        rt,
-        store,
-        tenant,
-        tiers,
-        _dir: dir,
-    }
+    })
 }
 
 fn validate(f: &Fixture, lines: &[(String, i64, i64)], tiers: &[usize]) -> Value {
+    validate_in(f, &f.tenant, &f.tiers, lines, tiers)
+}
+
+fn validate_in(f: &Fixture, t: &Tenant, ids: &[String], lines: &[(String, i64, i64)], tiers: &[usize]) -> Value {
     let items: Vec<Value> = lines
         .iter()
         .map(|(p, price, q)| json!({"product_id": p, "price": price, "quantity": q}))
         .collect();
-    let redeemables: Vec<Value> = tiers
-        .iter()
-        .map(|i| json!({"object": "promotion_tier", "id": f.tiers[*i]}))
-        .collect();
+    let redeemables: Vec<Value> = tiers.iter().map(|i| json!({"object": "promotion_tier", "id": ids[*i]})).collect();
     let req: CheckoutRequest = serde_json::from_value(json!({"redeemables": redeemables, "order": {"items": items}})).expect("request");
-    f.rt.block_on(f.store.validate_checkout(&f.tenant, req)).expect("validate")
+    f.rt.block_on(f.store.validate_checkout(t, req)).expect("validate")
 }
 
 fn summary(v: &Value) -> (Value, Vec<(String, i64, i64)>) {
@@ -154,6 +172,11 @@ proptest! {
         let (s2, l2) = summary(&validate(&f, &lines2, &picks2));
         prop_assert_eq!(&s1, &s2);
         prop_assert_eq!(&l1, &l2);
+        // Under REQUESTED_ORDER the redeemables' order is an input: shuffle only lines.
+        let (r1, rl1) = summary(&validate_in(&f, &f.requested, &f.requested_tiers, &lines, &picks));
+        let (r2, rl2) = summary(&validate_in(&f, &f.requested, &f.requested_tiers, &lines2, &picks));
+        prop_assert_eq!(&r1, &r2);
+        prop_assert_eq!(&rl1, &rl2);
         if base["valid"] == true {
             let o = &base["order"];
             let items_sum: i64 = l1.iter().map(|(_, d, _)| d).sum();
