@@ -354,23 +354,31 @@ async fn tier_and_coupon(server: &Server) {
 #[tokio::test]
 async fn stacking_rules_decide_what_applies() {
     let dir = TempDir::new();
-    let server = Server::sqlite(&dir);
+    stacking_rules_decide(&Server::sqlite(&dir)).await;
+}
+
+#[tokio::test]
+async fn stacking_rules_decide_what_applies_on_postgres() {
+    stacking_rules_decide(&Server::start(Backend::Postgres(pg_fresh_url()))).await;
+}
+
+async fn stacking_rules_decide(server: &Server) {
     let p = server.create_project("Rules").await;
-    let ex = category(&server, &p, "exclusive", 1).await;
-    let jo = category(&server, &p, "joint", 2).await;
-    let plain = category(&server, &p, "plain", 3).await;
-    let (_, a) = promotion(&server, &p, "A", json!([tier("a1", off(100)), tier("a2", off(200))]), Some(&plain)).await;
-    let (_, e) = promotion(&server, &p, "E", json!([tier("e1", off(300)), tier("e2", off(400))]), Some(&ex)).await;
-    let (_, j) = promotion(&server, &p, "J", json!([tier("j1", off(50))]), Some(&jo)).await;
+    let ex = category(server, &p, "exclusive", 1).await;
+    let jo = category(server, &p, "joint", 2).await;
+    let plain = category(server, &p, "plain", 3).await;
+    let (_, a) = promotion(server, &p, "A", json!([tier("a1", off(100)), tier("a2", off(200))]), Some(&plain)).await;
+    let (_, e) = promotion(server, &p, "E", json!([tier("e1", off(300)), tier("e2", off(400))]), Some(&ex)).await;
+    let (_, j) = promotion(server, &p, "J", json!([tier("j1", off(50))]), Some(&jo)).await;
     let order = json!({"amount": 10000});
 
     // Defaults: one per category.
-    let v = validate(&server, &p, json!({"redeemables": refs(&[&a[0], &a[1]]), "order": order})).await;
+    let v = validate(server, &p, json!({"redeemables": refs(&[&a[0], &a[1]]), "order": order})).await;
     assert_eq!(redeemables(&v, "redeemables"), vec![a[0].clone()]);
     assert_eq!(skip_key(&v, &a[1]), "applicable_redeemables_per_category_limit_exceeded");
 
     stacking(
-        &server,
+        server,
         &p,
         json!({"exclusive_categories": [ex], "joint_categories": [jo], "applicable_redeemables_per_category_limit": 3,
         "applicable_exclusive_redeemables_limit": 2, "applicable_exclusive_redeemables_per_category_limit": 1}),
@@ -378,7 +386,7 @@ async fn stacking_rules_decide_what_applies() {
     .await;
     // An exclusive redeemable shuts out plain ones but not joint ones, and says why.
     let v = validate(
-        &server,
+        server,
         &p,
         json!({"redeemables": refs(&[&a[0], &e[0], &j[0]]), "order": order, "options": {"expand": ["explain"]}}),
     )
@@ -394,26 +402,26 @@ async fn stacking_rules_decide_what_applies() {
     assert!(why.contains(&e[0]), "the explanation names the exclusive redeemable: {why}");
     assert_eq!(v["order"]["total_discount_amount"], 350);
     // Exclusive per-category limit.
-    let v = validate(&server, &p, json!({"redeemables": refs(&[&e[0], &e[1]]), "order": order})).await;
+    let v = validate(server, &p, json!({"redeemables": refs(&[&e[0], &e[1]]), "order": order})).await;
     assert_eq!(skip_key(&v, &e[1]), "applicable_exclusive_redeemables_per_category_limit_exceeded");
     // Joint categories combine with everything.
-    let v = validate(&server, &p, json!({"redeemables": refs(&[&a[0], &a[1], &j[0]]), "order": order})).await;
+    let v = validate(server, &p, json!({"redeemables": refs(&[&a[0], &a[1], &j[0]]), "order": order})).await;
     assert_eq!(redeemables(&v, "redeemables").len(), 3, "{v}");
     assert_eq!(v["order"]["total_discount_amount"], 350);
     // Exclusive limit across exclusive categories.
-    let ex2 = category(&server, &p, "exclusive too", 4).await;
-    let (_, x) = promotion(&server, &p, "X", json!([tier("x1", off(10))]), Some(&ex2)).await;
+    let ex2 = category(server, &p, "exclusive too", 4).await;
+    let (_, x) = promotion(server, &p, "X", json!([tier("x1", off(10))]), Some(&ex2)).await;
     stacking(
-        &server,
+        server,
         &p,
         json!({"exclusive_categories": [ex, ex2], "applicable_exclusive_redeemables_limit": 1}),
     )
     .await;
-    let v = validate(&server, &p, json!({"redeemables": refs(&[&e[0], &x[0]]), "order": order})).await;
+    let v = validate(server, &p, json!({"redeemables": refs(&[&e[0], &x[0]]), "order": order})).await;
     assert_eq!(redeemables(&v, "redeemables"), vec![e[0].clone()]);
     assert_eq!(skip_key(&v, &x[0]), "applicable_exclusive_redeemables_limit_exceeded");
     stacking(
-        &server,
+        server,
         &p,
         json!({"exclusive_categories": [ex], "applicable_exclusive_redeemables_limit": 2}),
     )
@@ -421,24 +429,24 @@ async fn stacking_rules_decide_what_applies() {
 
     // PARTIAL applies what it can; ALL (above) applies nothing when one fails.
     let never = rule(
-        &server,
+        server,
         &p,
         json!({"1": {"name": "order.amount", "conditions": {"$more_than": [99999999]}}}),
     )
     .await;
     let (_, f) = promotion(
-        &server,
+        server,
         &p,
         "F",
         json!([{"name": "never", "action": off(1), "validation_rules": [never]}]),
         None,
     )
     .await;
-    let v = validate(&server, &p, json!({"redeemables": refs(&[&a[0], &f[0]]), "order": order})).await;
+    let v = validate(server, &p, json!({"redeemables": refs(&[&a[0], &f[0]]), "order": order})).await;
     assert_eq!(v["valid"], false);
     assert_eq!(skip_key(&v, &a[0]), "preceding_validation_failed");
-    stacking(&server, &p, json!({"redeemables_application_mode": "PARTIAL"})).await;
-    let v = validate(&server, &p, json!({"redeemables": refs(&[&a[0], &f[0]]), "order": order})).await;
+    stacking(server, &p, json!({"redeemables_application_mode": "PARTIAL"})).await;
+    let v = validate(server, &p, json!({"redeemables": refs(&[&a[0], &f[0]]), "order": order})).await;
     assert_eq!(v["valid"], true, "{v}");
     assert_eq!(redeemables(&v, "redeemables"), vec![a[0].clone()]);
     assert_eq!(redeemables(&v, "inapplicable_redeemables"), vec![f[0].clone()]);
@@ -455,22 +463,22 @@ async fn stacking_rules_decide_what_applies() {
     assert_eq!(r["inapplicable_redeemables"][0]["id"], f[0].as_str());
 
     // Applicable limit.
-    stacking(&server, &p, json!({"applicable_redeemables_limit": 1, "applicable_redeemables_per_category_limit": 1, "applicable_exclusive_redeemables_per_category_limit": 1, "applicable_exclusive_redeemables_limit": 1})).await;
-    let v = validate(&server, &p, json!({"redeemables": refs(&[&a[0], &j[0]]), "order": order})).await;
+    stacking(server, &p, json!({"applicable_redeemables_limit": 1, "applicable_redeemables_per_category_limit": 1, "applicable_exclusive_redeemables_per_category_limit": 1, "applicable_exclusive_redeemables_limit": 1})).await;
+    let v = validate(server, &p, json!({"redeemables": refs(&[&a[0], &j[0]]), "order": order})).await;
     assert_eq!(skip_key(&v, &j[0]), "applicable_redeemables_limit_exceeded");
 
     // Category hierarchy: lower hierarchy applies first whatever the request order.
     stacking(
-        &server,
+        server,
         &p,
         json!({"applicable_redeemables_limit": 5, "exclusive_categories": [], "redeemables_sorting_rule": "CATEGORY_HIERARCHY"}),
     )
     .await;
-    let v = validate(&server, &p, json!({"redeemables": refs(&[&a[0], &j[0]]), "order": order})).await;
+    let v = validate(server, &p, json!({"redeemables": refs(&[&a[0], &j[0]]), "order": order})).await;
     assert_eq!(redeemables(&v, "redeemables"), vec![j[0].clone(), a[0].clone()]);
 
     // Redeemables limit per request.
-    stacking(&server, &p, json!({"redeemables_limit": 1, "applicable_redeemables_limit": 1})).await;
+    stacking(server, &p, json!({"redeemables_limit": 1, "applicable_redeemables_limit": 1})).await;
     let (status, e2) = server
         .call(
             &p,
@@ -728,4 +736,61 @@ async fn qualifications_find_sort_filter_and_page() {
         let (status, e) = server.call(&p, Method::POST, "/v1/qualifications", Some(bad.clone())).await;
         assert_envelope(status, &e, "invalid_payload");
     }
+}
+
+/// A tier limited to one redemption per customer, redeemed by one customer from many
+/// clients at once: exactly one succeeds, on either engine.
+async fn per_customer_tier_limit_holds(server: Server) {
+    let server = std::sync::Arc::new(server);
+    let p = server.create_project("Race").await;
+    let once = rule(
+        &server,
+        &p,
+        json!({"1": {"name": "redemption.count.per_customer", "conditions": {"$less_than": [1]}}}),
+    )
+    .await;
+    let (_, t) = promotion(
+        &server,
+        &p,
+        "Once",
+        json!([{"name": "once", "action": off(100), "validation_rules": [once]}]),
+        None,
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (server, p, tier) = (server.clone(), p.clone(), t[0].clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"redeemables": [{"object": "promotion_tier", "id": tier}], "order": {"amount": 1000 + i}, "customer": {"source_id": "ann"}});
+            server.call(&p, Method::POST, "/v1/redemptions", Some(body)).await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        let (status, body) = task.await.expect("join");
+        match status {
+            200 => ok += 1,
+            400 | 409 => assert!(body["key"].is_string(), "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(ok, 1, "one redemption per customer");
+    let (_, tier) = server.call(&p, Method::GET, &format!("/v1/promotions/tiers/{}", t[0]), None).await;
+    assert_eq!(tier["summary"]["redemptions"]["total_redeemed"], 1);
+    // Another customer still can.
+    let (status, r) = server
+        .call(&p, Method::POST, "/v1/redemptions", Some(json!({"redeemables": [{"object": "promotion_tier", "id": t[0]}], "order": {"amount": 1000}, "customer": {"source_id": "bob"}})))
+        .await;
+    assert_eq!(status, 200, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_customer_tier_limit_holds_on_sqlite() {
+    let dir = TempDir::new();
+    per_customer_tier_limit_holds(Server::sqlite(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_customer_tier_limit_holds_on_postgres() {
+    per_customer_tier_limit_holds(Server::start(Backend::Postgres(pg_fresh_url()))).await;
 }
