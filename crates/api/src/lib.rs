@@ -22,8 +22,8 @@ use axum::{middleware, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use routes::{
-    audit as audit_routes, categories, checkout, coupons, customers, health, imports, management, orders, products, promotions, rules,
-    stacking_rules, stacks, webhooks,
+    audit as audit_routes, categories, checkout, coupons, customers, health, imports, management, orders, products, promotions,
+    publications, rules, stacking_rules, stacks, webhooks,
 };
 use tessera_domain::limits::MAX_BODY_BYTES;
 use tessera_store::Store;
@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
             "/customers/{id}",
             get(customers::get).put(customers::update).delete(customers::delete),
         )
+        .route("/customers/{id}/redeemables", get(publications::wallet))
         .route("/products", post(products::create).get(products::list))
         .route("/products/{id}", get(products::get).put(products::update).delete(products::delete))
         .route("/products/{id}/skus", post(products::create_sku).get(products::list_skus))
@@ -145,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .route("/vouchers/{code}/redemption", post(checkout::legacy_redeem))
         .route("/validations", post(checkout::validate))
         .route("/qualifications", post(promotions::qualify))
+        .route("/publications", post(publications::create).get(publications::list))
         .route("/promotions/tiers", get(promotions::list_all_tiers))
         .route(
             "/promotions/tiers/{id}",

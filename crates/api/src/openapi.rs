@@ -1,8 +1,8 @@
 //! The OpenAPI document of what Tessera serves, generated from the handlers and types.
 
 use crate::routes::{
-    audit, categories, checkout, coupons, customers, health, imports, management, orders, products, promotions, rules, stacking_rules,
-    stacks, webhooks,
+    audit, categories, checkout, coupons, customers, health, imports, management, orders, products, promotions, publications, rules,
+    stacking_rules, stacks, webhooks,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -48,6 +48,7 @@ impl Modify for Security {
         rules::create, rules::list, rules::get, rules::update, rules::delete, rules::assign, rules::assignments, rules::unassign,
         promotions::list_all_tiers, promotions::list_campaign_tiers, promotions::create_tier, promotions::get_tier, promotions::update_tier,
         promotions::delete_tier, promotions::enable_tier, promotions::disable_tier, promotions::qualify, promotions::client_qualify,
+        publications::create, publications::list, publications::wallet,
         categories::list, categories::create, categories::get, categories::update, categories::delete,
         stacking_rules::list, stacking_rules::create, stacking_rules::get, stacking_rules::update, stacking_rules::delete,
         stacks::list_all, stacks::list, stacks::create, stacks::get, stacks::update, stacks::delete,

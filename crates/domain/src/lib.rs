@@ -18,6 +18,7 @@ pub mod product;
 pub mod project;
 pub mod promotion;
 pub mod promotion_stack;
+pub mod publication;
 pub mod redemption;
 pub mod rules;
 pub mod secrets;

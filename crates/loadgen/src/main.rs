@@ -121,6 +121,7 @@ fn main() -> Result<()> {
     }
     let hot_code = match (cli.scenario, &cli.hot_code) {
         (Scenario::RedeemHot | Scenario::Flood, None) => bail!("the {} scenario needs --hot-code", cli.scenario.name()),
+        (Scenario::Publish, None) => bail!("the publish scenario needs --hot-code naming the campaign"),
         (_, code) => code.clone().unwrap_or_default(),
     };
     let plan = Plan::new(

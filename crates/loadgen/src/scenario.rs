@@ -26,6 +26,9 @@ pub enum Scenario {
     /// POST /v1/qualifications for the 5-line cart (amount varying with the sequence
     /// number) and a customer drawn from `--customers`: every promotion tier is a candidate.
     Qualify,
+    /// POST /v1/publications: the next free code of the campaign named by `--hot-code`
+    /// to a new customer (source id p-<seq>) each time.
+    Publish,
 }
 
 impl Scenario {
@@ -37,6 +40,7 @@ impl Scenario {
             Scenario::RedeemHot => "redeem-hot",
             Scenario::Flood => "flood",
             Scenario::Qualify => "qualify",
+            Scenario::Publish => "publish",
         }
     }
 
@@ -129,7 +133,7 @@ impl Plan {
     pub fn request(&self, seq: u64) -> Result<Request<Full<Bytes>>, Failure> {
         let code = match self.scenario {
             Scenario::Ceiling => None,
-            Scenario::Qualify => Some(&self.hot_code),
+            Scenario::Qualify | Scenario::Publish => Some(&self.hot_code),
             Scenario::Validate => self.codes.get(seq as usize % self.codes.len().max(1)),
             Scenario::Redeem => self.codes.get(seq as usize),
             Scenario::RedeemHot | Scenario::Flood => Some(&self.hot_code),
@@ -141,6 +145,7 @@ impl Plan {
             Scenario::Flood if seq % 3 == 2 => (Method::POST, "/client/v1/validations"),
             Scenario::Flood => (Method::POST, "/v1/validations"),
             Scenario::Qualify => (Method::POST, "/v1/qualifications"),
+            Scenario::Publish => (Method::POST, "/v1/publications"),
         };
         let builder = Request::builder()
             .method(method)
@@ -150,7 +155,9 @@ impl Plan {
             builder.body(Full::new(Bytes::new()))
         } else {
             let code = code.ok_or_else(|| Failure::new("codes_exhausted", format!("no code for request {seq}")))?;
-            let body = if self.scenario == Scenario::Qualify {
+            let body = if self.scenario == Scenario::Publish {
+                json!({"campaign": {"name": code}, "customer": {"source_id": format!("p-{seq}")}})
+            } else if self.scenario == Scenario::Qualify {
                 // Items scaled so thresholds pass for some requests and fail for others.
                 let mut cart = self.cart.clone();
                 if let Some(items) = cart["items"].as_array_mut() {

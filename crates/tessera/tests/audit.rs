@@ -423,6 +423,16 @@ fn steps() -> Vec<Step> {
                 j(json!({"amount": 1000, "reason": "goodwill"})),
             ),
         ),
+        op(
+            "/v1/publications",
+            "POST /v1/publications",
+            call(
+                M::POST,
+                "/v1/publications",
+                Server,
+                j(json!({"voucher": "TEN", "customer": {"source_id": "publication-customer"}})),
+            ),
+        ),
         // Checkout. Validations without a session change nothing.
         read_only(
             "/v1/validations",

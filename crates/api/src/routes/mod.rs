@@ -9,6 +9,7 @@ pub mod management;
 pub mod orders;
 pub mod products;
 pub mod promotions;
+pub mod publications;
 pub mod rules;
 pub mod stacking_rules;
 pub mod stacks;

@@ -12,6 +12,7 @@ pub mod org;
 pub mod outbox;
 pub mod products;
 pub mod promotions;
+pub mod publications;
 pub mod redemptions;
 pub mod rules;
 pub mod stacking_rules;

@@ -1,0 +1,115 @@
+//! Publications and the customer's wallet.
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::json::ApiJson;
+use crate::AppState;
+use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_domain::publication::PublicationInput;
+use tessera_store::Tenant;
+
+fn bad_query(details: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_query_params", "Invalid query parameters", details)
+}
+
+#[derive(Deserialize, Default)]
+struct PublishQuery {
+    join_once: Option<bool>,
+}
+
+/// Hands a specific code, or the next free code of a campaign, to a customer.
+#[utoipa::path(post, path = "/v1/publications", tag = "Publications", request_body = PublicationInput,
+    params(("join_once" = Option<bool>, Query, description = "Return the customer's earlier publication of the campaign instead of a new code")),
+    responses((status = 200, description = "The publication (`voucher`, or `vouchers` when `campaign.count` is above 1)"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn create(
+    State(s): State<AppState>,
+    Auth(t): Auth<Tenant>,
+    q: RawQuery,
+    ApiJson(input): ApiJson<PublicationInput>,
+) -> ApiResult<Json<Value>> {
+    let q: PublishQuery = serde_urlencoded::from_str(q.0.as_deref().unwrap_or("")).map_err(|e| bad_query(e.to_string()))?;
+    Ok(Json(s.store.publish(&t, input, q.join_once.unwrap_or(false)).await?))
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    limit: Option<u32>,
+    page: Option<u32>,
+    order: Option<String>,
+    campaign: Option<String>,
+    customer: Option<String>,
+    voucher: Option<String>,
+    source_id: Option<String>,
+}
+
+fn paging(limit: Option<u32>, page: Option<u32>) -> ApiResult<(u32, u32)> {
+    let limit = limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(bad_query("'limit' must be from 1 to 100"));
+    }
+    let page = page.unwrap_or(1);
+    if !(1..=1000).contains(&page) {
+        return Err(bad_query("'page' must be from 1 to 1000"));
+    }
+    Ok((limit, page))
+}
+
+#[utoipa::path(get, path = "/v1/publications", tag = "Publications",
+    params(("limit" = Option<u32>, Query), ("page" = Option<u32>, Query), ("order" = Option<String>, Query), ("campaign" = Option<String>, Query),
+        ("customer" = Option<String>, Query), ("voucher" = Option<String>, Query), ("source_id" = Option<String>, Query)),
+    responses((status = 200, description = "`{object, data_ref: publications, publications, total}`"), (status = 400, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn list(State(s): State<AppState>, Auth(t): Auth<Tenant>, q: RawQuery) -> ApiResult<Json<Value>> {
+    let q: ListQuery = serde_urlencoded::from_str(q.0.as_deref().unwrap_or("")).map_err(|e| bad_query(e.to_string()))?;
+    let (limit, page) = paging(q.limit, q.page)?;
+    let ascending = match q.order.as_deref() {
+        None | Some("-created_at") => false,
+        Some("created_at") => true,
+        Some(o) => {
+            return Err(bad_query(format!(
+                "cannot order publications by '{o}'; use created_at or -created_at"
+            )))
+        }
+    };
+    let mut filters = Vec::new();
+    for (name, v) in [
+        ("campaign", q.campaign),
+        ("customer", q.customer),
+        ("voucher", q.voucher),
+        ("source_id", q.source_id),
+    ] {
+        if let Some(v) = v {
+            tessera_domain::customer::check_identifier(name, &v)?;
+            filters.push((name, v));
+        }
+    }
+    let l = s.store.list_publications(&t, filters, limit, page, ascending).await?;
+    Ok(Json(
+        json!({"object": "list", "data_ref": "publications", "publications": l.items, "total": l.total}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+struct WalletQuery {
+    limit: Option<u32>,
+    page: Option<u32>,
+}
+
+/// The codes the customer holds, with their status.
+#[utoipa::path(get, path = "/v1/customers/{customerId}/redeemables", tag = "Customers",
+    params(("customerId" = String, Path), ("limit" = Option<u32>, Query), ("page" = Option<u32>, Query)),
+    responses((status = 200, description = "`{object, data_ref: data, data, total, has_more}`"), (status = 404, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn wallet(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): Path<String>, q: RawQuery) -> ApiResult<Json<Value>> {
+    let q: WalletQuery = serde_urlencoded::from_str(q.0.as_deref().unwrap_or("")).map_err(|e| bad_query(e.to_string()))?;
+    let (limit, page) = paging(q.limit, q.page)?;
+    let (items, total) = s.store.customer_redeemables(&t, id, limit, page).await?;
+    let shown = i64::from(page - 1) * i64::from(limit) + items.len() as i64;
+    Ok(Json(
+        json!({"object": "list", "data_ref": "data", "data": items, "total": total, "has_more": shown < total}),
+    ))
+}
