@@ -110,3 +110,14 @@ async fn python_sdk_promotions() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn python_sdk_publications() {
+    let dir = TempDir::new();
+    run_script(
+        checked_python(),
+        "tests/sdk/python/test_publications.py",
+        Backend::Sqlite(dir.0.clone()),
+    )
+    .await;
+}
