@@ -65,6 +65,8 @@ async fn parallel_publications_never_share_a_code(server: Server) {
         .call(&p, Method::GET, &format!("/v1/publications?campaign={camp}&limit=100"), None)
         .await;
     assert_eq!(list["total"], 100);
+    let (_, summary) = server.call(&p, Method::GET, &format!("/v1/campaigns/{camp}/summary"), None).await;
+    assert_eq!(summary["publications"], 100, "{summary}");
     // 20 codes are left; asking for 21 more fails cleanly and hands out nothing.
     let (status, e) = publish(
         &server,

@@ -1868,6 +1868,12 @@ impl Store {
             let succeeded = q(c, ok, "COUNT(*)")?;
             let failures = q(c, failed, "COUNT(*)")?;
             let rollbacks = q(c, rb, "COUNT(*)")?;
+            let published = c
+                .query_one(
+                    "SELECT COUNT(*) FROM publications WHERE project_id = $1 AND campaign_id = $2 AND created_at >= $3 AND created_at < $4",
+                    &[p.clone().into(), cid.clone().into(), from.clone().into(), to.clone().into()],
+                )?
+                .int(0)?;
             let mut v = json!({
                 "object": "campaign_summary",
                 "campaign": views::campaign(&rec),
@@ -1884,8 +1890,8 @@ impl Store {
                 "orders_rolledback_amount": q(c, &format!("{ok} AND status = 'ROLLED_BACK'"), "SUM(order_amount)")?,
                 "vouchers_created": rec.vouchers_count,
                 "vouchers_deleted": 0,
-                "publications": 0,
-                "publications_succeeded": 0,
+                "publications": published,
+                "publications_succeeded": published,
                 "publications_failed": 0,
             });
             if rec.campaign.voucher.kind == VoucherType::GiftVoucher {
