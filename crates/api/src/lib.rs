@@ -22,8 +22,8 @@ use axum::{middleware, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use routes::{
-    audit as audit_routes, categories, checkout, coupons, customers, health, imports, management, orders, products, promotions,
-    publications, rules, stacking_rules, stacks, webhooks,
+    audit as audit_routes, categories, checkout, coupons, customers, health, imports, management, metadata_schemas, orders, products,
+    promotions, publications, rules, stacking_rules, stacks, webhooks,
 };
 use tessera_domain::limits::MAX_BODY_BYTES;
 use tessera_store::Store;
@@ -147,6 +147,8 @@ pub fn router(state: AppState) -> Router {
         .route("/validations", post(checkout::validate))
         .route("/qualifications", post(promotions::qualify))
         .route("/publications", post(publications::create).get(publications::list))
+        .route("/metadata-schemas", get(metadata_schemas::list_own))
+        .route("/metadata-schemas/{resource}", get(metadata_schemas::get_own))
         .route("/promotions/tiers", get(promotions::list_all_tiers))
         .route(
             "/promotions/tiers/{id}",
@@ -232,6 +234,16 @@ pub fn router(state: AppState) -> Router {
         .route("/projects/{id}/api-keys", post(management::create_key).get(management::list_keys))
         .route("/projects/{id}/api-keys/{app_id}", axum::routing::delete(management::revoke_key))
         .route("/projects/{id}/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/projects/{id}/metadata-schemas",
+            post(metadata_schemas::create).get(metadata_schemas::list),
+        )
+        .route(
+            "/projects/{id}/metadata-schemas/{schema}",
+            get(metadata_schemas::get)
+                .put(metadata_schemas::update)
+                .delete(metadata_schemas::delete),
+        )
         .route(
             "/projects/{id}/webhooks/{webhook}",
             get(webhooks::get).put(webhooks::update).delete(webhooks::delete),

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod json;
 pub mod limits;
 pub mod list;
+pub mod metadata_schema;
 pub mod money;
 pub mod net;
 pub mod order;

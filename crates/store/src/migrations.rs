@@ -435,6 +435,19 @@ const MIGRATIONS: &[&str] = &[
     );
     @postgres CREATE INDEX vouchers_unheld ON vouchers (project_id, campaign_id, created_at, id) WHERE holder_id IS NULL
     "#,
+    // 6: metadata schemas, at most one per resource type and project.
+    r#"
+    CREATE TABLE metadata_schemas (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        related_object TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE UNIQUE INDEX metadata_schemas_object ON metadata_schemas (project_id, related_object)
+    "#,
 ];
 
 pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {

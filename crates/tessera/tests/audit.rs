@@ -632,6 +632,40 @@ fn steps() -> Vec<Step> {
             "DELETE /v1/vouchers/{code}",
             call(M::DELETE, "/v1/vouchers/{generated}", Server, Body::None),
         ),
+        // Metadata schemas (management).
+        op(
+            "/management/v1/projects/{projectId}/metadata-schemas",
+            "POST /management/v1/projects/{id}/metadata-schemas",
+            capturing(
+                call(
+                    M::POST,
+                    "/management/v1/projects/{project}/metadata-schemas",
+                    Mgmt,
+                    j(json!({"related_object": "sku", "properties": {"colour": {"type": "string", "optional": true, "array": false}}})),
+                ),
+                &[("schema", "/id")],
+            ),
+        ),
+        op(
+            "/management/v1/projects/{projectId}/metadata-schemas/{metadataSchemaId}",
+            "PUT /management/v1/projects/{id}/metadata-schemas/{schema}",
+            call(
+                M::PUT,
+                "/management/v1/projects/{project}/metadata-schemas/{schema}",
+                Mgmt,
+                j(json!({"allow_defined_only": false})),
+            ),
+        ),
+        op(
+            "/management/v1/projects/{projectId}/metadata-schemas/{metadataSchemaId}",
+            "DELETE /management/v1/projects/{id}/metadata-schemas/{schema}",
+            call(
+                M::DELETE,
+                "/management/v1/projects/{project}/metadata-schemas/{schema}",
+                Mgmt,
+                Body::None,
+            ),
+        ),
         // Categories, stacking rules and promotion stacks.
         op(
             "/v1/categories",

@@ -6,6 +6,7 @@ pub mod customers;
 pub mod health;
 pub mod imports;
 pub mod management;
+pub mod metadata_schemas;
 pub mod orders;
 pub mod products;
 pub mod promotions;

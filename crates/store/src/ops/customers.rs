@@ -123,6 +123,9 @@ impl Store {
         let p = t.project_id().to_string();
         self.write(move |c| {
             let cust = upsert(c, &p, input)?;
+            // The customer endpoints answer to the schema; implicit upserts (a
+            // redemption naming a new customer) do not, so a checkout never fails on it.
+            crate::ops::metadata_schemas::enforce(c, &p, "customer", &cust.metadata)?;
             if cust.updated_at.is_some() {
                 emit(c, &p, "customer.updated", &cust)?;
             }
@@ -145,6 +148,7 @@ impl Store {
         self.write(move |c| {
             let existing: Customer = docs::get_for_update(c, &TABLE, &p, &key)?;
             let cust = input.update(&existing, &now_string());
+            crate::ops::metadata_schemas::enforce(c, &p, "customer", &cust.metadata)?;
             save(c, &p, &cust)?;
             emit(c, &p, "customer.updated", &cust)?;
             Ok(cust)

@@ -7,6 +7,7 @@ pub mod customers;
 pub mod docs;
 pub mod events;
 pub mod idempotency;
+pub mod metadata_schemas;
 pub mod orders;
 pub mod org;
 pub mod outbox;

@@ -104,7 +104,12 @@ impl Store {
     pub async fn upsert_order(&self, t: &Tenant, input: OrderInput) -> Result<Order> {
         input.validate()?;
         let p = t.project_id().to_string();
-        self.write(move |c| upsert(c, &p, input, None)).await
+        self.write(move |c| {
+            let o = upsert(c, &p, input, None)?;
+            crate::ops::metadata_schemas::enforce(c, &p, "order", &o.metadata)?;
+            Ok(o)
+        })
+        .await
     }
 
     pub async fn update_order(&self, t: &Tenant, key: String, mut input: OrderInput) -> Result<Order> {
@@ -112,7 +117,12 @@ impl Store {
         input.source_id = None;
         input.validate()?;
         let p = t.project_id().to_string();
-        self.write(move |c| upsert(c, &p, input, Some(&key))).await
+        self.write(move |c| {
+            let o = upsert(c, &p, input, Some(&key))?;
+            crate::ops::metadata_schemas::enforce(c, &p, "order", &o.metadata)?;
+            Ok(o)
+        })
+        .await
     }
 
     pub async fn get_order(&self, t: &Tenant, key: String) -> Result<Order> {

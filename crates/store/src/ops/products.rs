@@ -120,6 +120,7 @@ impl Store {
                 Some(e) => input.update(&e, &now),
                 None => input.create(new_id("prod"), &now),
             };
+            crate::ops::metadata_schemas::enforce(c, &p, "product", &prod.metadata)?;
             save_product(c, &p, &prod)?;
             with_skus(c, &p, prod)
         })
@@ -143,6 +144,7 @@ impl Store {
         self.write(move |c| {
             let existing: Product = docs::get_for_update(c, &PRODUCTS, &p, &key)?;
             let prod = input.update(&existing, &now_string());
+            crate::ops::metadata_schemas::enforce(c, &p, "product", &prod.metadata)?;
             save_product(c, &p, &prod)?;
             with_skus(c, &p, prod)
         })
@@ -194,6 +196,7 @@ impl Store {
                 Some(e) => input.update(&e, &now),
                 None => input.create(new_id("sku"), prod.id.clone(), &now),
             };
+            crate::ops::metadata_schemas::enforce(c, &p, "sku", &sku.metadata)?;
             save_sku(c, &p, &sku)?;
             Ok(sku)
         })
@@ -228,6 +231,7 @@ impl Store {
                 return Err(StoreError::not_found("sku", key));
             }
             let sku = input.update(&existing, &now_string());
+            crate::ops::metadata_schemas::enforce(c, &p, "sku", &sku.metadata)?;
             save_sku(c, &p, &sku)?;
             Ok(sku)
         })

@@ -558,6 +558,7 @@ impl Store {
                 &json!({"id": campaign.id, "name": campaign.name}),
             )?;
             let rec = get_campaign_rec(c, p, &campaign.id)?;
+            crate::ops::metadata_schemas::enforce(c, p, "campaign", &rec.campaign.metadata)?;
             Ok(CreatedCampaign { campaign: rec, generate })
         })
         .await
@@ -596,7 +597,9 @@ impl Store {
                 &[updated.voucher.redemption.quantity.into(), p.clone().into(), id.clone().into()],
             )?;
             outbox::emit(c, &p, "campaign.updated", &id, &json!({"id": id}))?;
-            get_campaign_rec(c, &p, &id)
+            let rec = get_campaign_rec(c, &p, &id)?;
+            crate::ops::metadata_schemas::enforce(c, &p, "campaign", &rec.campaign.metadata)?;
+            Ok(rec)
         })
         .await
     }
@@ -692,7 +695,9 @@ impl Store {
                 || input.validity_day_of_week.is_some()
                 || input.validity_hours.is_some();
             insert_voucher(c, &t, &v, customized)?;
-            get_voucher_rec(c, &t, &code)
+            let rec = get_voucher_rec(c, &t, &code)?;
+            crate::ops::metadata_schemas::enforce(c, t.project_id(), "voucher", &rec.voucher.metadata)?;
+            Ok(rec)
         })
         .await
     }
@@ -728,7 +733,9 @@ impl Store {
             };
             let v = input.build(new_id("v"), code.clone(), camp.as_ref(), &now_string())?;
             insert_voucher(c, &t, &v, true)?;
-            get_voucher_rec(c, &t, &code)
+            let rec = get_voucher_rec(c, &t, &code)?;
+            crate::ops::metadata_schemas::enforce(c, t.project_id(), "voucher", &rec.voucher.metadata)?;
+            Ok(rec)
         })
         .await
     }
@@ -762,7 +769,9 @@ impl Store {
                 ],
             )?;
             outbox::emit(c, t.project_id(), "voucher.updated", &id, &json!({"id": id, "code": v.code}))?;
-            get_voucher_rec(c, &t, &id)
+            let rec = get_voucher_rec(c, &t, &id)?;
+            crate::ops::metadata_schemas::enforce(c, t.project_id(), "voucher", &rec.voucher.metadata)?;
+            Ok(rec)
         })
         .await
     }
