@@ -129,17 +129,14 @@ impl TierInput {
     }
 
     fn schedule_over(&self, base: &Schedule) -> Result<Schedule, InvalidInput> {
-        fn pick<T: Clone>(new: &Option<Option<T>>, old: &Option<T>) -> Option<T> {
-            new.clone().unwrap_or_else(|| old.clone())
-        }
-        Schedule {
-            start_date: pick(&self.start_date, &base.start_date),
-            expiration_date: pick(&self.expiration_date, &base.expiration_date),
-            validity_timeframe: pick(&self.validity_timeframe, &base.validity_timeframe),
-            validity_day_of_week: pick(&self.validity_day_of_week, &base.validity_day_of_week),
-            validity_hours: pick(&self.validity_hours, &base.validity_hours),
-        }
-        .normalized()
+        crate::voucher::overlay(
+            base,
+            &self.start_date,
+            &self.expiration_date,
+            &self.validity_timeframe,
+            &self.validity_day_of_week,
+            &self.validity_hours,
+        )
     }
 
     /// A new tier; `category_id` is the resolved category (the store resolves names).

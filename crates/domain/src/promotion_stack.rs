@@ -2,6 +2,7 @@
 //! together.
 
 use crate::customer::check_identifier;
+use crate::customer::double_option;
 use crate::error::InvalidInput;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -44,10 +45,6 @@ pub struct StackTiersInput {
     pub ids: Option<Vec<String>>,
     /// Only `MANUAL`.
     pub hierarchy_mode: Option<HierarchyMode>,
-}
-
-fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A create or update body; on update, absent fields keep their value and `ids`

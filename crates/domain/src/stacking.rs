@@ -2,6 +2,7 @@
 //! the others do not. Pure decisions; the store feeds them candidates and the calculator.
 
 use crate::customer::check_identifier;
+use crate::customer::double_option;
 use crate::error::InvalidInput;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -97,10 +98,6 @@ impl Default for StackingRules {
             redeemables_rollback_order_mode: RollbackOrderMode::WithOrder,
         }
     }
-}
-
-fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A create or update body: absent fields keep their value; a list replaces the old one.

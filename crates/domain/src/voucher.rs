@@ -100,7 +100,7 @@ impl Schedule {
 
 /// A schedule with the fields an input gives laid over `base`: absent keeps the base's
 /// value, `null` clears it. Shared by campaign and voucher inputs.
-fn overlay(
+pub(crate) fn overlay(
     base: &Schedule,
     start_date: &Option<Option<String>>,
     expiration_date: &Option<Option<String>>,
