@@ -448,6 +448,56 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX metadata_schemas_object ON metadata_schemas (project_id, related_object)
     "#,
+    // 7: audience. Segment membership is a table keyed for the O(1) "is this customer in
+    // that segment" of validation rules, with a second index for "the customer's
+    // segments". Customer attributes are an inverted index (name, value -> customer) so
+    // search by email, name, source id or any metadata key reads an index range, never
+    // the table. Exports keep their CSV in the database in chunks, so any node can serve
+    // the download.
+    r#"
+    CREATE TABLE segments (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE INDEX segments_kind ON segments (project_id, kind, created_at);
+    CREATE TABLE segment_members (
+        project_id TEXT NOT NULL,
+        segment_id TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        PRIMARY KEY (project_id, segment_id, customer_id)
+    );
+    CREATE INDEX segment_members_customer ON segment_members (project_id, customer_id);
+    CREATE TABLE customer_attrs (
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        PRIMARY KEY (project_id, name, value, customer_id)
+    );
+    CREATE INDEX customer_attrs_customer ON customer_attrs (project_id, customer_id);
+    CREATE TABLE exports (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        id TEXT NOT NULL,
+        exported_object TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project_id, id)
+    );
+    CREATE INDEX exports_created ON exports (project_id, created_at);
+    CREATE TABLE export_chunks (
+        project_id TEXT NOT NULL,
+        export_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (project_id, export_id, seq)
+    )
+    "#,
 ];
 
 pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {
