@@ -51,6 +51,52 @@ pub struct Customer {
     pub updated_at: Option<String>,
 }
 
+/// Longest attribute value kept in the search index; longer values are not searchable.
+pub const MAX_INDEXED_VALUE_LEN: usize = 255;
+
+/// Canonical text of a scalar attribute value, as search and segment filters compare it:
+/// strings as they are, numbers and booleans as JSON.
+pub fn attr_text(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    (s.len() <= MAX_INDEXED_VALUE_LEN).then_some(s)
+}
+
+impl Customer {
+    /// The searchable attributes: address parts and metadata values (each element of
+    /// an array value), as `(name, value)` pairs such as `("metadata.region", "EU")`.
+    /// Email, name and source id have indexed columns of their own.
+    pub fn attributes(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(a) = &self.address {
+            for (k, v) in [
+                ("address.city", &a.city),
+                ("address.state", &a.state),
+                ("address.country", &a.country),
+                ("address.postal_code", &a.postal_code),
+            ] {
+                if let Some(v) = v.as_ref().filter(|v| v.len() <= MAX_INDEXED_VALUE_LEN) {
+                    out.push((k.to_string(), v.clone()));
+                }
+            }
+        }
+        for (k, v) in &self.metadata {
+            let name = format!("metadata.{k}");
+            match v {
+                Value::Array(items) => out.extend(items.iter().filter_map(attr_text).map(|t| (name.clone(), t))),
+                other => out.extend(attr_text(other).map(|t| (name.clone(), t))),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 /// Create, upsert or update input. Absent fields are left alone; `null` clears a field.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct CustomerInput {

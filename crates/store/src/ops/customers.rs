@@ -40,6 +40,33 @@ fn save(c: &mut dyn Conn, project_id: &str, cust: &Customer) -> Result<()> {
             to_json(cust)?.into(),
         ],
     )?;
+    after_write(c, project_id, cust)
+}
+
+/// Keeps what is derived from a customer in step with it, in the same transaction: the
+/// attribute index behind search. Every write of a customer row goes through here.
+pub(crate) fn after_write(c: &mut dyn Conn, project_id: &str, cust: &Customer) -> Result<()> {
+    c.execute(
+        "DELETE FROM customer_attrs WHERE project_id = $1 AND customer_id = $2",
+        &[project_id.into(), cust.id.clone().into()],
+    )?;
+    for (name, value) in cust.attributes() {
+        c.execute(
+            "INSERT INTO customer_attrs (project_id, name, value, customer_id) VALUES ($1, $2, $3, $4)",
+            &[project_id.into(), name.into(), value.into(), cust.id.clone().into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes what is derived from a customer that no longer exists.
+pub(crate) fn after_delete(c: &mut dyn Conn, project_id: &str, customer_id: &str) -> Result<()> {
+    for table in ["customer_attrs", "segment_members"] {
+        c.execute(
+            &format!("DELETE FROM {table} WHERE project_id = $1 AND customer_id = $2"),
+            &[project_id.into(), customer_id.into()],
+        )?;
+    }
     Ok(())
 }
 
@@ -160,6 +187,7 @@ impl Store {
         let p = t.project_id().to_string();
         self.write(move |c| {
             let id = docs::delete(c, &TABLE, &p, &key)?;
+            after_delete(c, &p, &id)?;
             crate::ops::outbox::emit(c, &p, "customer.deleted", &id, &serde_json::json!({"id": id, "object": "customer"}))?;
             Ok(())
         })
