@@ -23,8 +23,19 @@ fn management_scope(path: &str) -> String {
     }
 }
 
+/// The one GET that changes state: the spec's publication by query parameters.
+fn is_mutating_get(req: &Request) -> bool {
+    req.method() == axum::http::Method::GET
+        && req
+            .extensions()
+            .get::<OriginalUri>()
+            .map(|u| u.path().to_string())
+            .unwrap_or_else(|| req.uri().path().to_string())
+            .ends_with("/v1/publications/create")
+}
+
 pub async fn middleware(req: Request, next: Next) -> Response {
-    if !is_mutation(req.method()) {
+    if !is_mutation(req.method()) && !is_mutating_get(&req) {
         return next.run(req).await;
     }
     // Inside the nested routers the URI has lost its `/v1` (or `/management/v1`) prefix;

@@ -23,7 +23,7 @@ use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use routes::{
     audit as audit_routes, categories, checkout, coupons, customers, health, imports, management, metadata_schemas, orders, products,
-    promotions, publications, rules, stacking_rules, stacks, webhooks,
+    promotions, publications, rules, segments, stacking_rules, stacks, webhooks,
 };
 use tessera_domain::limits::MAX_BODY_BYTES;
 use tessera_store::Store;
@@ -91,6 +91,10 @@ pub fn router(state: AppState) -> Router {
             get(customers::get).put(customers::update).delete(customers::delete),
         )
         .route("/customers/{id}/redeemables", get(publications::wallet))
+        .route("/customers/{id}/segments", get(segments::of_customer))
+        .route("/segments", post(segments::create).get(segments::list))
+        .route("/segments/{id}", get(segments::get).delete(segments::delete))
+        .route("/segments/{id}/publications", post(segments::publish))
         .route("/products", post(products::create).get(products::list))
         .route("/products/{id}", get(products::get).put(products::update).delete(products::delete))
         .route("/products/{id}/skus", post(products::create_sku).get(products::list_skus))
@@ -147,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/validations", post(checkout::validate))
         .route("/qualifications", post(promotions::qualify))
         .route("/publications", post(publications::create).get(publications::list))
+        .route("/publications/create", get(publications::create_by_query))
         .route("/metadata-schemas", get(metadata_schemas::list_own))
         .route("/metadata-schemas/{resource}", get(metadata_schemas::get_own))
         .route("/promotions/tiers", get(promotions::list_all_tiers))

@@ -2,7 +2,7 @@
 
 use crate::routes::{
     audit, categories, checkout, coupons, customers, health, imports, management, metadata_schemas, orders, products, promotions,
-    publications, rules, stacking_rules, stacks, webhooks,
+    publications, rules, segments, stacking_rules, stacks, webhooks,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -48,7 +48,8 @@ impl Modify for Security {
         rules::create, rules::list, rules::get, rules::update, rules::delete, rules::assign, rules::assignments, rules::unassign,
         promotions::list_all_tiers, promotions::list_campaign_tiers, promotions::create_tier, promotions::get_tier, promotions::update_tier,
         promotions::delete_tier, promotions::enable_tier, promotions::disable_tier, promotions::qualify, promotions::client_qualify,
-        publications::create, publications::list, publications::wallet,
+        publications::create, publications::list, publications::wallet, publications::create_by_query,
+        segments::create, segments::get, segments::delete, segments::list, segments::of_customer, segments::publish,
         metadata_schemas::create, metadata_schemas::list, metadata_schemas::get, metadata_schemas::update, metadata_schemas::delete,
         metadata_schemas::list_own, metadata_schemas::get_own,
         categories::list, categories::create, categories::get, categories::update, categories::delete,

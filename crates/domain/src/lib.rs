@@ -23,6 +23,7 @@ pub mod publication;
 pub mod redemption;
 pub mod rules;
 pub mod secrets;
+pub mod segment;
 pub mod stacking;
 pub mod time;
 pub mod validity;

@@ -87,6 +87,14 @@ impl PublicationInput {
             return Err(InvalidInput::payload("'customer' needs an 'id' or a 'source_id'"));
         }
         customer.validate()?;
+        self.validate_extras()
+    }
+
+    /// Checks the fields a publication carries besides its code and customer.
+    pub fn validate_extras(&self) -> Result<(), InvalidInput> {
+        if let Some(c) = &self.campaign {
+            check_identifier("campaign.name", c.name())?;
+        }
         for (name, v) in [("source_id", &self.source_id), ("channel", &self.channel)] {
             if let Some(v) = v {
                 check_identifier(name, v)?;

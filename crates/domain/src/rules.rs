@@ -451,6 +451,10 @@ impl Condition {
             }
             *budget -= cost;
             let ok = match (op, actual) {
+                // A set-valued fact (the customer's segments): a positive operator holds
+                // when any member matches, a negative one when none does.
+                (Op::Is | Op::In, Some(Value::Array(items))) => items.iter().any(|a| vals.iter().any(|v| loose_eq(a, v))),
+                (Op::IsNot | Op::NotIn, Some(Value::Array(items))) => !items.iter().any(|a| vals.iter().any(|v| loose_eq(a, v))),
                 (Op::Exists, a) => a.is_some_and(|v| !v.is_null()),
                 (Op::NotExist, a) => a.is_none_or(Value::is_null),
                 (_, None) => matches!(op, Op::IsNot | Op::NotIn | Op::NotContain),

@@ -66,6 +66,8 @@ impl Store {
             "CAMPAIGN.VOUCHERS_IMPORT" | "CAMPAIGN.VOUCHERS_IMPORT_CSV" | "VOUCHERS.IMPORT" | "VOUCHERS.IMPORT_CSV" => {
                 self.import_vouchers(action).await
             }
+            "SEGMENT.SYNC" => self.sync_segment(action).await,
+            "SEGMENT.PUBLISH" => self.publish_to_segment(action).await,
             other => Err(StoreError::Internal(format!("unknown async action type {other}"))),
         }
     }

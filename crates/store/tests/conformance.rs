@@ -405,32 +405,35 @@ async fn customers_list_filters_and_pages(ctx: Ctx) {
             .expect("create");
     }
     let spec = &tessera_store::ops::customers::LIST_SPEC;
-    let (page1, total) = s.list_customers(&t, q(&[("limit", "10")], spec)).await.expect("list");
+    let (page1, total) = s.list_customers(&t, q(&[("limit", "10")], spec), None, vec![]).await.expect("list");
     assert_eq!((page1.len(), total), (10, 25));
     // Newest first by default.
     assert_eq!(page1[0].source_id.as_deref(), Some("c24"));
     let (page3, _) = s
-        .list_customers(&t, q(&[("limit", "10"), ("page", "3")], spec))
+        .list_customers(&t, q(&[("limit", "10"), ("page", "3")], spec), None, vec![])
         .await
         .expect("list");
     assert_eq!(page3.len(), 5);
     let (asc, _) = s
-        .list_customers(&t, q(&[("order", "source_id"), ("limit", "3")], spec))
+        .list_customers(&t, q(&[("order", "source_id"), ("limit", "3")], spec), None, vec![])
         .await
         .expect("list");
     let ids: Vec<_> = asc.iter().map(|c| c.source_id.clone().unwrap_or_default()).collect();
     assert_eq!(ids, vec!["c00", "c01", "c02"]);
-    let (by_email, total) = s.list_customers(&t, q(&[("email", "c7@x.io")], spec)).await.expect("list");
+    let (by_email, total) = s
+        .list_customers(&t, q(&[("email", "c7@x.io")], spec), None, vec![])
+        .await
+        .expect("list");
     assert_eq!((by_email.len(), total), (1, 1));
-    let (by_name, total) = s.list_customers(&t, q(&[("name", "N1")], spec)).await.expect("list");
+    let (by_name, total) = s.list_customers(&t, q(&[("name", "N1")], spec), None, vec![]).await.expect("list");
     assert_eq!((by_name.len(), total), (8, 8));
     let (by_city, total) = s
-        .list_customers(&t, q(&[("city", "Berlin"), ("limit", "100")], spec))
+        .list_customers(&t, q(&[("city", "Berlin"), ("limit", "100")], spec), None, vec![])
         .await
         .expect("list");
     assert_eq!((by_city.len(), total), (25, 25));
     let (none, total) = s
-        .list_customers(&t, q(&[("created_at[before]", "2000-01-01T00:00:00Z")], spec))
+        .list_customers(&t, q(&[("created_at[before]", "2000-01-01T00:00:00Z")], spec), None, vec![])
         .await
         .expect("list");
     assert_eq!((none.len(), total), (0, 0));
@@ -476,7 +479,7 @@ async fn tenants_are_isolated(ctx: Ctx) {
         Err(StoreError::NotFound { .. })
     ));
     let (list, total) = s
-        .list_customers(&b, q(&[], &tessera_store::ops::customers::LIST_SPEC))
+        .list_customers(&b, q(&[], &tessera_store::ops::customers::LIST_SPEC), None, vec![])
         .await
         .expect("list");
     assert!(list.is_empty() && total == 0);
@@ -678,7 +681,7 @@ async fn concurrent_writes_are_all_durable(ctx: Ctx) {
     }
     let (_, total) = ctx
         .store
-        .list_customers(&t, q(&[], &tessera_store::ops::customers::LIST_SPEC))
+        .list_customers(&t, q(&[], &tessera_store::ops::customers::LIST_SPEC), None, vec![])
         .await
         .expect("list");
     assert_eq!(total, 400);

@@ -433,6 +433,33 @@ fn steps() -> Vec<Step> {
                 j(json!({"voucher": "TEN", "customer": {"source_id": "publication-customer"}})),
             ),
         ),
+        op(
+            "/v1/segments",
+            "POST /v1/segments",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/segments",
+                    Server,
+                    j(json!({"name": "Picked", "type": "static", "customers": ["{customer}"]})),
+                ),
+                &[("segment", "/id")],
+            ),
+        ),
+        op(
+            "/v1/segments/{segmentId}/publications",
+            "POST /v1/segments/{id}/publications",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/segments/{segment}/publications",
+                    Server,
+                    j(json!({"campaign": "Spring"})),
+                ),
+                &[("segment_publish", "/async_action_id")],
+            ),
+        ),
+        Step::AwaitAction("segment_publish"),
         // Checkout. Validations without a session change nothing.
         read_only(
             "/v1/validations",
@@ -607,6 +634,11 @@ fn steps() -> Vec<Step> {
             call(M::DELETE, "/management/v1/projects/{project}/webhooks/{webhook}", Mgmt, Body::None),
         ),
         // Deletes, after everything that used what they delete.
+        op(
+            "/v1/segments/{segmentId}",
+            "DELETE /v1/segments/{id}",
+            call(M::DELETE, "/v1/segments/{segment}", Server, Body::None),
+        ),
         op(
             "/v1/customers/{customerId}",
             "DELETE /v1/customers/{id}",

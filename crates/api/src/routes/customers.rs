@@ -83,6 +83,9 @@ pub async fn delete(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): 
         ("limit" = Option<u32>, Query, description = "1 to 100, default 10"),
         ("page" = Option<u32>, Query, description = "1 to 100"),
         ("email" = Option<String>, Query), ("name" = Option<String>, Query), ("city" = Option<String>, Query),
+        ("source_id" = Option<String>, Query), ("segment_id" = Option<String>, Query, description = "Members of a segment"),
+        ("metadata[key]" = Option<String>, Query, description = "Customers whose metadata `key` holds the value (up to 5 metadata/address filters)"),
+        ("address[country]" = Option<String>, Query, description = "Also address[city], address[state], address[postal_code]"),
         ("created_at[before]" = Option<String>, Query), ("created_at[after]" = Option<String>, Query),
         ("updated_at[before]" = Option<String>, Query), ("updated_at[after]" = Option<String>, Query),
         ("order" = Option<String>, Query, description = "created_at, updated_at or source_id; prefix - for descending"),
@@ -91,17 +94,38 @@ pub async fn delete(State(s): State<AppState>, Auth(t): Auth<Tenant>, Path(id): 
     responses((status = 200, description = "`{object, data_ref: customers, customers, total, has_more}`"), (status = 400, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
 pub async fn list(State(s): State<AppState>, Auth(t): Auth<Tenant>, q: RawQuery) -> ApiResult<Json<serde_json::Value>> {
-    let params = query_map(q)?;
-    if params.contains_key("segment_id") {
+    let mut params = query_map(q)?;
+    let segment = params.remove("segment_id");
+    // `metadata[key]=value` and `address[country]=value` search the attribute index.
+    let mut attrs = Vec::new();
+    for key in params
+        .keys()
+        .filter(|k| k.starts_with("metadata[") || k.starts_with("address["))
+        .cloned()
+        .collect::<Vec<_>>()
+    {
+        let value = params.remove(&key).unwrap_or_default();
+        let (group, rest) = key.split_once('[').unwrap_or_default();
+        let field = rest.strip_suffix(']').unwrap_or_default();
+        if field.is_empty() || field.contains(['[', ']']) || field.len() > 100 {
+            return Err(ApiError::bad_request(
+                "invalid_query_params",
+                "Invalid query parameters",
+                format!("cannot read the filter '{key}'; use metadata[key]=value"),
+            ));
+        }
+        attrs.push((format!("{group}.{field}"), value));
+    }
+    if attrs.len() > 5 {
         return Err(ApiError::bad_request(
             "invalid_query_params",
             "Invalid query parameters",
-            "Filtering customers by 'segment_id' is not supported yet (segments are planned).",
+            "at most 5 metadata or address filters",
         ));
     }
     let q = list::parse(&tessera_store::ops::customers::LIST_SPEC, &params)?;
     let offset = q.offset() as i64;
-    let (items, total) = s.store.list_customers(&t, q).await?;
+    let (items, total) = s.store.list_customers(&t, q, segment, attrs).await?;
     let has_more = offset + (items.len() as i64) < total;
     Ok(Json(list_body("customers", views(&s, &t, items).await?, total, Some(has_more))))
 }

@@ -12,6 +12,7 @@ pub mod products;
 pub mod promotions;
 pub mod publications;
 pub mod rules;
+pub mod segments;
 pub mod stacking_rules;
 pub mod stacks;
 pub mod webhooks;

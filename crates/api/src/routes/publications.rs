@@ -35,6 +35,60 @@ pub async fn create(
     Ok(Json(s.store.publish(&t, input, q.join_once.unwrap_or(false)).await?))
 }
 
+/// Rebuilds the nested object of a deepObject query (`customer[source_id]=a`,
+/// `campaign[count]=2`, `metadata[key]=v`). Counts become numbers and the join_once flag
+/// is returned on its own; every other value stays a string.
+fn deep_object(pairs: Vec<(String, String)>) -> ApiResult<(Value, Option<bool>)> {
+    let mut root = serde_json::Map::new();
+    let mut join_once = None;
+    for (key, value) in pairs {
+        if key == "join_once" {
+            join_once = Some(value.parse::<bool>().map_err(|_| bad_query("'join_once' must be true or false"))?);
+            continue;
+        }
+        let mut parts = key.split('[');
+        let head = parts.next().unwrap_or_default().to_string();
+        let path: Vec<String> = parts.map(|p| p.trim_end_matches(']').to_string()).collect();
+        if path.len() > 2 || head.is_empty() || path.iter().any(String::is_empty) {
+            return Err(bad_query(format!("cannot read the query parameter '{key}'")));
+        }
+        let leaf = if key == "campaign[count]" {
+            Value::from(value.parse::<u32>().map_err(|_| bad_query("'campaign[count]' must be a number"))?)
+        } else {
+            Value::from(value)
+        };
+        let mut slot = &mut root;
+        let mut name = head;
+        for p in path {
+            let entry = slot.entry(name).or_insert_with(|| Value::Object(serde_json::Map::new()));
+            slot = entry
+                .as_object_mut()
+                .ok_or_else(|| bad_query(format!("'{key}' conflicts with another parameter")))?;
+            name = p;
+        }
+        slot.insert(name, leaf);
+    }
+    Ok((Value::Object(root), join_once))
+}
+
+/// The publication of `POST /v1/publications`, with its fields as query parameters.
+#[utoipa::path(get, path = "/v1/publications/create", tag = "Publications",
+    params(("join_once" = Option<bool>, Query), ("voucher" = Option<String>, Query), ("campaign[name]" = Option<String>, Query),
+        ("campaign[count]" = Option<u32>, Query), ("customer[source_id]" = Option<String>, Query), ("customer[id]" = Option<String>, Query),
+        ("source_id" = Option<String>, Query), ("channel" = Option<String>, Query)),
+    responses((status = 200, description = "The publication"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn create_by_query(State(s): State<AppState>, Auth(t): Auth<Tenant>, q: RawQuery) -> ApiResult<Json<Value>> {
+    let raw = q.0.unwrap_or_default();
+    if raw.len() > 4096 {
+        return Err(bad_query("The query string is too long."));
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&raw).map_err(|e| bad_query(e.to_string()))?;
+    let (body, join_once) = deep_object(pairs)?;
+    let input: PublicationInput = serde_json::from_value(body).map_err(|e| bad_query(e.to_string()))?;
+    Ok(Json(s.store.publish(&t, input, join_once.unwrap_or(false)).await?))
+}
+
 #[derive(Deserialize, Default)]
 struct ListQuery {
     limit: Option<u32>,

@@ -17,7 +17,7 @@ pub const TABLE: Table = Table {
 
 pub const LIST_SPEC: ListSpec = ListSpec {
     sorts: &[SortField::CreatedAt, SortField::UpdatedAt, SortField::SourceId],
-    filters: &["email", "name", "city"],
+    filters: &["email", "name", "city", "source_id"],
     default_limit: 10,
 };
 
@@ -43,9 +43,37 @@ fn save(c: &mut dyn Conn, project_id: &str, cust: &Customer) -> Result<()> {
     after_write(c, project_id, cust)
 }
 
+/// Saves an update of `old`. When nothing but the timestamp changed (an order or a
+/// redemption naming a known customer), what is derived from the customer is left as it
+/// is, which keeps those checkout writes as cheap as before.
+fn save_update(c: &mut dyn Conn, project_id: &str, cust: &Customer, old: &Customer) -> Result<()> {
+    let same = Customer {
+        updated_at: None,
+        ..cust.clone()
+    } == Customer {
+        updated_at: None,
+        ..old.clone()
+    };
+    if !same {
+        return save(c, project_id, cust);
+    }
+    c.execute(
+        "UPDATE customers SET updated_at = $1, data = $2 WHERE project_id = $3 AND id = $4",
+        &[
+            cust.updated_at.clone().into(),
+            to_json(cust)?.into(),
+            project_id.into(),
+            cust.id.clone().into(),
+        ],
+    )?;
+    Ok(())
+}
+
 /// Keeps what is derived from a customer in step with it, in the same transaction: the
-/// attribute index behind search. Every write of a customer row goes through here.
+/// attribute index behind search and auto-update segment membership. Every write of a
+/// customer row goes through here.
 pub(crate) fn after_write(c: &mut dyn Conn, project_id: &str, cust: &Customer) -> Result<()> {
+    crate::ops::segments::refresh_member(c, project_id, cust)?;
     c.execute(
         "DELETE FROM customer_attrs WHERE project_id = $1 AND customer_id = $2",
         &[project_id.into(), cust.id.clone().into()],
@@ -94,11 +122,18 @@ pub fn upsert(c: &mut dyn Conn, project_id: &str, input: CustomerInput) -> Resul
     };
     let now = now_string();
     let created = existing.is_none();
-    let cust = match existing {
-        Some(e) => input.update(&e, &now),
-        None => input.create(new_id("cust"), &now),
+    let cust = match &existing {
+        Some(e) => {
+            let cust = input.update(e, &now);
+            save_update(c, project_id, &cust, e)?;
+            cust
+        }
+        None => {
+            let cust = input.create(new_id("cust"), &now);
+            save(c, project_id, &cust)?;
+            cust
+        }
     };
-    save(c, project_id, &cust)?;
     // Updates made on the way (an order naming its customer) are not events: every
     // redemption would emit one.
     if created {
@@ -176,7 +211,7 @@ impl Store {
             let existing: Customer = docs::get_for_update(c, &TABLE, &p, &key)?;
             let cust = input.update(&existing, &now_string());
             crate::ops::metadata_schemas::enforce(c, &p, "customer", &cust.metadata)?;
-            save(c, &p, &cust)?;
+            save_update(c, &p, &cust, &existing)?;
             emit(c, &p, "customer.updated", &cust)?;
             Ok(cust)
         })
@@ -194,9 +229,33 @@ impl Store {
         .await
     }
 
-    pub async fn list_customers(&self, t: &Tenant, q: ListQuery) -> Result<(Vec<Customer>, i64)> {
+    /// Customers matching the list filters, a segment and attribute values
+    /// (`("metadata.region", "EU")`), each an index lookup.
+    pub async fn list_customers(
+        &self,
+        t: &Tenant,
+        q: ListQuery,
+        segment: Option<String>,
+        attrs: Vec<(String, String)>,
+    ) -> Result<(Vec<Customer>, i64)> {
         let p = t.project_id().to_string();
-        self.read(move |c| docs::list(c, &TABLE, &p, &q, &[("email", "email"), ("name", "name"), ("city", "city")], &[]))
-            .await
+        self.read(move |c| {
+            let mut extra: Vec<(&str, Vec<crate::conn::Val>)> = Vec::new();
+            if let Some(seg) = segment {
+                extra.push((
+                    "id IN (SELECT customer_id FROM segment_members WHERE project_id = $1 AND segment_id = ?)",
+                    vec![seg.into()],
+                ));
+            }
+            for (name, value) in attrs {
+                extra.push((
+                    "id IN (SELECT customer_id FROM customer_attrs WHERE project_id = $1 AND name = ? AND value = ?)",
+                    vec![name.into(), value.into()],
+                ));
+            }
+            let filters = [("email", "email"), ("name", "name"), ("city", "city"), ("source_id", "source_id")];
+            docs::list_where(c, &TABLE, &p, &q, &filters, &[], &extra)
+        })
+        .await
     }
 }

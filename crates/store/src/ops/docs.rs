@@ -98,12 +98,34 @@ pub fn list<T: DeserializeOwned>(
     filters: &[(&str, &str)],
     scope: &[(&str, Val)],
 ) -> Result<(Vec<T>, i64)> {
+    list_where(c, t, project_id, q, filters, scope, &[])
+}
+
+/// `list` with extra conditions: each a clause from code whose `?`s take the values in
+/// order (`$1` is the project id), such as a membership subquery.
+pub fn list_where<T: DeserializeOwned>(
+    c: &mut dyn Conn,
+    t: &Table,
+    project_id: &str,
+    q: &ListQuery,
+    filters: &[(&str, &str)],
+    scope: &[(&str, Val)],
+    extra: &[(&str, Vec<Val>)],
+) -> Result<(Vec<T>, i64)> {
     let mut clauses = vec!["project_id = $1".to_string()];
     let mut params: Vec<Val> = vec![project_id.into()];
     let push = |clause: &str, v: Val, clauses: &mut Vec<String>, params: &mut Vec<Val>| {
         params.push(v);
         clauses.push(clause.replace('?', &format!("${}", params.len())));
     };
+    for (clause, vals) in extra {
+        let mut sql = clause.to_string();
+        for v in vals {
+            params.push(v.clone());
+            sql = sql.replacen('?', &format!("${}", params.len()), 1);
+        }
+        clauses.push(sql);
+    }
     for (col, v) in scope {
         push(&format!("{col} = ?"), v.clone(), &mut clauses, &mut params);
     }

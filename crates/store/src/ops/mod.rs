@@ -16,6 +16,7 @@ pub mod promotions;
 pub mod publications;
 pub mod redemptions;
 pub mod rules;
+pub mod segments;
 pub mod stacking_rules;
 pub mod stacks;
 pub mod views;

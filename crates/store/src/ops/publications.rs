@@ -25,7 +25,7 @@ fn invalid(key: &'static str, message: &str, details: String) -> StoreError {
 }
 
 /// The next active, unheld code of a campaign, marked as held by `customer_id`.
-fn take_next_code(c: &mut dyn Conn, p: &str, campaign_id: &str, customer_id: &str) -> Result<Option<String>> {
+pub(crate) fn take_next_code(c: &mut dyn Conn, p: &str, campaign_id: &str, customer_id: &str) -> Result<Option<String>> {
     if c.is_postgres() {
         // SKIP LOCKED: concurrent publishers each lock a different candidate.
         let Some(row) = c.query_opt(
@@ -211,6 +211,34 @@ fn publish_in(c: &mut dyn Conn, t: &Tenant, input: &PublicationInput, join_once:
         vouchers.push(v);
     }
     record(c, t, input, &customer, Some(&campaign.id), &vouchers, count > 1)
+}
+
+/// One code of `campaign` for `customer` in a bulk publication: `Some(true)` when a
+/// code was published, `Some(false)` when the customer already held a publication of the
+/// campaign (each member gets exactly one), `None` when no free code is left.
+pub(crate) fn publish_once(
+    c: &mut dyn Conn,
+    t: &Tenant,
+    campaign: &tessera_domain::voucher::Campaign,
+    customer: &Customer,
+    input: &PublicationInput,
+) -> Result<Option<bool>> {
+    let p = t.project_id();
+    c.lock_key(&format!("campaign-customer:{p}:{}:{}", campaign.id, customer.id))?;
+    if c.query_opt(
+        "SELECT 1 FROM publications WHERE project_id = $1 AND customer_id = $2 AND campaign_id = $3 LIMIT 1",
+        &[p.into(), customer.id.clone().into(), campaign.id.clone().into()],
+    )?
+    .is_some()
+    {
+        return Ok(Some(false));
+    }
+    let Some(id) = take_next_code(c, p, &campaign.id, &customer.id)? else {
+        return Ok(None);
+    };
+    let v = find_voucher(c, t, &id)?.ok_or_else(|| StoreError::Internal(format!("published voucher {id} vanished")))?;
+    record(c, t, input, customer, Some(&campaign.id), &[v], false)?;
+    Ok(Some(true))
 }
 
 pub struct PublicationList {

@@ -149,6 +149,8 @@ struct RuleFacts<'a> {
     counts: BTreeMap<&'static str, i64>,
     holder_ok: bool,
     items: &'a [ItemFacts],
+    /// The customer's segment ids, read only when a rule asks.
+    segments: Option<Value>,
 }
 
 impl Facts for RuleFacts<'_> {
@@ -165,6 +167,7 @@ impl Facts for RuleFacts<'_> {
             "customer.metadata" => property.and_then(|p| self.customer_metadata.get(p).cloned()),
             "redemption.metadata" => property.and_then(|p| self.redemption_metadata.get(p).cloned()),
             "publication.redeemable_by_linked_customer" => Some(self.holder_ok.into()),
+            "customer.segment" => self.segments.clone(),
             other => self.counts.get(other).map(|n| Value::from(*n)),
         }
     }
@@ -661,7 +664,15 @@ fn run_rules(
     } else {
         BTreeMap::new()
     };
+    // A customer the request names but Tessera does not know yet is in no segment.
+    let segments = match cx.customer {
+        Some(cust) if rules.iter().any(|r| r.reads_segments) => {
+            Some(Value::from(crate::ops::segments::memberships(c, cx.t.project_id(), &cust.id)?))
+        }
+        _ => None,
+    };
     let facts = RuleFacts {
+        segments,
         order: cx.order,
         amount: r.amount,
         customer: cx.customer,

@@ -98,6 +98,8 @@ pub struct CompiledRule {
     pub needs_counts: bool,
     /// Whether the rule reads the order's items (qualification's PRODUCTS scenarios).
     pub reads_items: bool,
+    /// Whether the rule asks about segment membership (one indexed read to fetch).
+    pub reads_segments: bool,
 }
 
 impl CompiledRule {
@@ -107,11 +109,13 @@ impl CompiledRule {
         let reads_items = names
             .iter()
             .any(|n| n.starts_with("product.") || n.starts_with("sku.") || n.starts_with("order.items."));
+        let reads_segments = names.contains("customer.segment");
         CompiledRule {
             rule,
             set,
             needs_counts,
             reads_items,
+            reads_segments,
         }
     }
 }
