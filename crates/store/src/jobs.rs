@@ -66,6 +66,7 @@ impl Store {
             "CAMPAIGN.VOUCHERS_IMPORT" | "CAMPAIGN.VOUCHERS_IMPORT_CSV" | "VOUCHERS.IMPORT" | "VOUCHERS.IMPORT_CSV" => {
                 self.import_vouchers(action).await
             }
+            crate::ops::exports::KIND => self.run_export(action).await,
             other => Err(StoreError::Internal(format!("unknown async action type {other}"))),
         }
     }
