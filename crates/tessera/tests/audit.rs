@@ -433,6 +433,19 @@ fn steps() -> Vec<Step> {
                 j(json!({"voucher": "TEN", "customer": {"source_id": "publication-customer"}})),
             ),
         ),
+        op(
+            "/v1/exports",
+            "POST /v1/exports",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/exports",
+                    Server,
+                    j(json!({"exported_object": "customer", "parameters": {"fields": ["id", "email"]}})),
+                ),
+                &[("export", "/id")],
+            ),
+        ),
         // Checkout. Validations without a session change nothing.
         read_only(
             "/v1/validations",
@@ -607,6 +620,11 @@ fn steps() -> Vec<Step> {
             call(M::DELETE, "/management/v1/projects/{project}/webhooks/{webhook}", Mgmt, Body::None),
         ),
         // Deletes, after everything that used what they delete.
+        op(
+            "/v1/exports/{exportId}",
+            "DELETE /v1/exports/{id}",
+            call(M::DELETE, "/v1/exports/{export}", Server, Body::None),
+        ),
         op(
             "/v1/customers/{customerId}",
             "DELETE /v1/customers/{id}",
