@@ -428,6 +428,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn public_url_is_checked_and_trimmed() {
+        let file: FileConfig = toml::from_str("public_url = \"https://promo.example.com/api/\"").expect("valid");
+        let s = settings(&file, None, None, None, None, None, LimitArgs::default()).expect("valid");
+        assert_eq!(s.public_url.as_deref(), Some("https://promo.example.com/api"));
+        for bad in ["promo.example.com", "ftp://x", "https://u:p@x", "https://x/?a=1", "https://"] {
+            assert!(public_url(Some(bad.into())).is_err(), "{bad}");
+        }
+        assert_eq!(public_url(Some("  ".into())).expect("blank is unset"), None);
+    }
+
+    #[test]
     fn precedence_and_defaults() {
         let file: FileConfig = toml::from_str("listen = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/tessera\"").expect("valid");
         let s = settings(&file, None, None, None, None, None, LimitArgs::default()).expect("valid");
