@@ -22,8 +22,8 @@ use axum::{middleware, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use routes::{
-    audit as audit_routes, categories, checkout, coupons, customers, health, imports, management, metadata_schemas, orders, products,
-    promotions, publications, rules, segments, stacking_rules, stacks, webhooks,
+    audit as audit_routes, categories, checkout, coupons, customers, exports, health, imports, management, metadata_schemas, orders,
+    products, promotions, publications, rules, segments, stacking_rules, stacks, webhooks,
 };
 use tessera_domain::limits::MAX_BODY_BYTES;
 use tessera_store::Store;
@@ -37,6 +37,9 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     /// Accept webhook targets in private, loopback or reserved ranges.
     pub allow_private_webhook_targets: bool,
+    /// The URL clients reach this server by (`public_url`), for the links it hands out
+    /// (export downloads); `None`: taken from each request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
             limiter: std::sync::Arc::new(limits::Limiter::new(None, limits::RedisFailure::Open, 4096)),
             trust_forwarded_for: false,
             allow_private_webhook_targets: false,
+            public_url: None,
         }
     }
 }
@@ -152,6 +156,8 @@ pub fn router(state: AppState) -> Router {
         .route("/qualifications", post(promotions::qualify))
         .route("/publications", post(publications::create).get(publications::list))
         .route("/publications/create", get(publications::create_by_query))
+        .route("/exports", post(exports::create).get(exports::list))
+        .route("/exports/{id}", get(exports::get).delete(exports::delete))
         .route("/metadata-schemas", get(metadata_schemas::list_own))
         .route("/metadata-schemas/{resource}", get(metadata_schemas::get_own))
         .route("/promotions/tiers", get(promotions::list_all_tiers))
@@ -278,6 +284,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         // Public: the API description, health and metrics (keep /metrics on an internal network).
         .route("/v1/openapi.json", get(openapi_json))
+        // An export's download: its own short-lived token is the credential, no API key.
+        .route("/v1/exports/{id}/download", get(exports::download))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

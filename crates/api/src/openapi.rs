@@ -1,7 +1,7 @@
 //! The OpenAPI document of what Tessera serves, generated from the handlers and types.
 
 use crate::routes::{
-    audit, categories, checkout, coupons, customers, health, imports, management, metadata_schemas, orders, products, promotions,
+    audit, categories, checkout, coupons, customers, exports, health, imports, management, metadata_schemas, orders, products, promotions,
     publications, rules, segments, stacking_rules, stacks, webhooks,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -50,6 +50,7 @@ impl Modify for Security {
         promotions::delete_tier, promotions::enable_tier, promotions::disable_tier, promotions::qualify, promotions::client_qualify,
         publications::create, publications::list, publications::wallet, publications::create_by_query,
         segments::create, segments::get, segments::delete, segments::list, segments::of_customer, segments::publish,
+        exports::create, exports::list, exports::get, exports::delete, exports::download,
         metadata_schemas::create, metadata_schemas::list, metadata_schemas::get, metadata_schemas::update, metadata_schemas::delete,
         metadata_schemas::list_own, metadata_schemas::get_own,
         categories::list, categories::create, categories::get, categories::update, categories::delete,

@@ -7,6 +7,7 @@ pub mod codes;
 pub mod customer;
 pub mod discount;
 pub mod error;
+pub mod export;
 pub mod ids;
 pub mod json;
 pub mod limits;

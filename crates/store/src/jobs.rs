@@ -68,6 +68,7 @@ impl Store {
             }
             "SEGMENT.SYNC" => self.sync_segment(action).await,
             "SEGMENT.PUBLISH" => self.publish_to_segment(action).await,
+            crate::ops::exports::KIND => self.run_export(action).await,
             other => Err(StoreError::Internal(format!("unknown async action type {other}"))),
         }
     }

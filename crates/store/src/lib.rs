@@ -69,6 +69,8 @@ pub struct Store {
     /// `declare_sole_server`), as a stored timestamp string.
     sole_since: Arc<std::sync::OnceLock<String>>,
     pub(crate) promos: Arc<ops::promotions::Cache>,
+    /// CSV bytes per stored export chunk (`set_export_chunk_bytes`).
+    pub(crate) export_chunk_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Store {
@@ -79,6 +81,7 @@ impl Store {
             auth: Arc::new(authcache::AuthCache::new(true)),
             sole_since: Arc::default(),
             promos: Arc::default(),
+            export_chunk_bytes: Arc::new(std::sync::atomic::AtomicUsize::new(ops::exports::DEFAULT_CHUNK_BYTES)),
         })
     }
 
@@ -94,6 +97,7 @@ impl Store {
             auth: Arc::new(authcache::AuthCache::new(false)),
             sole_since: Arc::default(),
             promos: Arc::default(),
+            export_chunk_bytes: Arc::new(std::sync::atomic::AtomicUsize::new(ops::exports::DEFAULT_CHUNK_BYTES)),
         })
     }
 

@@ -158,6 +158,7 @@ conformance!(
     no_plaintext_secrets_at_rest,
     event_relay_and_webhook_delivery_lifecycle,
     categories_rules_and_stacks,
+    exports_chunk_resume_and_isolate,
 );
 
 /// The relay's cursor is a compare-and-set (a second fan-out of the same batch is
@@ -992,4 +993,161 @@ async fn categories_rules_and_stacks(ctx: Ctx) {
         Err(StoreError::NotFound { .. })
     ));
     s.delete_category(&t, cat.id.clone()).await.expect("delete category");
+}
+
+async fn export_done(s: &Store, t: &Tenant, id: &str) -> tessera_store::ops::exports::ExportRecord {
+    for _ in 0..600 {
+        let rec = s.get_export(t, id.to_string()).await.expect("export");
+        match rec.status.as_str() {
+            "DONE" => return rec,
+            "SCHEDULED" | "IN_PROGRESS" => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            other => panic!("export ended {other}: {}", rec.stored),
+        }
+    }
+    panic!("export {id} did not finish");
+}
+
+/// The CSV of a DONE export, chunk by chunk, through a download token.
+async fn export_chunks(s: &Store, rec: &tessera_store::ops::exports::ExportRecord) -> Vec<String> {
+    let token = rec.token(tessera_domain::time::now().as_second() + 60);
+    let d = s
+        .authorize_export_download(rec.id.clone(), token)
+        .await
+        .expect("authorize")
+        .expect("a live token opens its export");
+    let mut out = Vec::new();
+    for seq in 0..d.chunks() {
+        out.push(s.export_chunk(&d, seq).await.expect("chunk").expect("chunk exists"));
+    }
+    out
+}
+
+/// Exports are written in bounded chunks that split only between rows; a resumed run
+/// discards what an interrupted one left; tokens open one export of one project until
+/// they expire; deletion takes the chunks along, also while a run is writing them.
+async fn exports_chunk_resume_and_isolate(ctx: Ctx) {
+    use tessera_domain::export::ExportInput;
+    let s = &ctx.store;
+    let (t, _) = ctx.tenant().await;
+    let (other, _) = ctx.tenant().await;
+    for i in 0..300 {
+        s.upsert_customer(
+            &t,
+            customer(&format!("c{i:03}"), &format!("Name, \"{i}\""), &format!("c{i}@example.com")),
+        )
+        .await
+        .expect("customer");
+    }
+    s.upsert_customer(&other, customer("foreign", "Foreign", "f@example.com"))
+        .await
+        .expect("customer");
+    s.set_export_chunk_bytes(1024);
+    let spec = |fields: serde_json::Value| {
+        serde_json::from_value::<ExportInput>(
+            serde_json::json!({"exported_object": "customer", "parameters": {"fields": fields, "order": "created_at"}}),
+        )
+        .expect("shape")
+        .validate()
+        .expect("valid")
+    };
+    let (rec, action) = s
+        .create_export(&t, spec(serde_json::json!(["source_id", "name", "email"])))
+        .await
+        .expect("create");
+    assert_eq!(rec.status, "SCHEDULED");
+    // A run that died midway left chunks behind, and its action still says IN_PROGRESS.
+    let (p, id, a) = (t.project_id().to_string(), rec.id.clone(), action.clone());
+    s.write_unmarked(move |c| {
+        for seq in [0i64, 1, 50] {
+            c.execute(
+                "INSERT INTO export_chunks (project_id, export_id, seq, data) VALUES ($1, $2, $3, 'junk from a dead run\n')",
+                &[p.clone().into(), id.clone().into(), seq.into()],
+            )?;
+        }
+        c.execute(
+            "UPDATE async_actions SET status = 'IN_PROGRESS', updated_at = '2000-01-01T00:00:00.000Z' WHERE project_id = $1 AND id = $2",
+            &[p.into(), a.into()],
+        )?;
+        Ok(())
+    })
+    .await
+    .expect("simulate a crash");
+    assert!(s.sweep_async_actions().await.expect("sweep") >= 1, "the stale action is resumed");
+    let done = export_done(s, &t, &rec.id).await;
+    let chunks = export_chunks(s, &done).await;
+    assert!(chunks.len() >= 10, "{} chunks", chunks.len());
+    assert_eq!(s.export_chunk_count(&t, rec.id.clone()).await.expect("count"), chunks.len() as i64);
+    for c in &chunks {
+        assert!(c.ends_with('\n'), "a chunk ends between rows");
+        assert!(c.len() < 1024 + 100, "a chunk is at most the chunk size plus one row: {}", c.len());
+        assert!(!c.contains("junk"), "the dead run's chunks were discarded");
+    }
+    let text = chunks.concat();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "source_id,name,email");
+    assert_eq!(lines.len(), 301);
+    assert_eq!(lines[1], "c000,\"Name, \"\"0\"\"\",c0@example.com");
+    assert_eq!(lines[300], "c299,\"Name, \"\"299\"\"\",c299@example.com");
+    assert!(!text.contains("foreign"));
+    let action = s.get_async_action(&t, action).await.expect("action");
+    assert_eq!(action.status, "DONE");
+    assert_eq!(action.result.as_ref().and_then(|r| r["rows"].as_i64()), Some(300));
+
+    // Tokens: expired, of another export, or presented to another project: refused.
+    let now = tessera_domain::time::now().as_second();
+    let expired = done.token(now - 1);
+    assert!(s.authorize_export_download(rec.id.clone(), expired).await.expect("auth").is_none());
+    let (rec2, a2) = s.create_export(&t, spec(serde_json::json!(["id"]))).await.expect("create");
+    s.start_async_action(&t, a2).await.expect("start");
+    let done2 = export_done(s, &t, &rec2.id).await;
+    assert!(s
+        .authorize_export_download(rec.id.clone(), done2.token(now + 60))
+        .await
+        .expect("auth")
+        .is_none());
+    assert!(s
+        .authorize_export_download(rec2.id.clone(), done2.token(now + 60))
+        .await
+        .expect("auth")
+        .is_some());
+    assert!(matches!(
+        s.get_export(&other, rec.id.clone()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.delete_export(&other, rec.id.clone()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let (list, total) = s.list_exports(&other, 10, 1, "-created_at".into()).await.expect("list");
+    assert_eq!((list.len(), total), (0, 0));
+    let (list, total) = s.list_exports(&t, 10, 1, "-created_at".into()).await.expect("list");
+    assert_eq!(total, 2);
+    assert_eq!(list[0].id, rec2.id);
+
+    // Deleted: its chunks go, and its token opens nothing.
+    s.delete_export(&t, rec.id.clone()).await.expect("delete");
+    assert_eq!(s.export_chunk_count(&t, rec.id.clone()).await.expect("count"), 0);
+    assert!(s
+        .authorize_export_download(rec.id.clone(), done.token(now + 60))
+        .await
+        .expect("auth")
+        .is_none());
+
+    // Deleted while it runs (tiny chunks, so many writes): no chunk is left behind.
+    s.set_export_chunk_bytes(16);
+    let (rec3, a3) = s
+        .create_export(&t, spec(serde_json::json!(["source_id", "email"])))
+        .await
+        .expect("create");
+    s.start_async_action(&t, a3.clone()).await.expect("start");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.delete_export(&t, rec3.id.clone()).await.expect("delete while running");
+    for _ in 0..600 {
+        let a = s.get_async_action(&t, a3.clone()).await.expect("action");
+        if a.status == "DONE" || a.status == "FAILED" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.export_chunk_count(&t, rec3.id.clone()).await.expect("count"), 0);
 }

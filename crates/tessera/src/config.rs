@@ -25,6 +25,7 @@ pub struct FileConfig {
     pub max_in_flight: Option<usize>,
     pub max_connections: Option<usize>,
     pub trust_forwarded_for: Option<bool>,
+    pub public_url: Option<String>,
     pub check_interval: Option<u64>,
     pub backup_dir: Option<PathBuf>,
     pub backup_copy_dir: Option<PathBuf>,
@@ -76,6 +77,9 @@ pub struct Settings {
     /// Scheduled backups inside `serve`; `None` unless a backup directory is set.
     pub backups: Option<BackupSettings>,
     pub events: crate::events::EventSettings,
+    /// The URL clients reach this server by, for the links it hands out (export
+    /// downloads); `None`: each request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// Backups `serve` takes on a schedule (SQLite only).
@@ -131,6 +135,10 @@ pub struct LimitArgs {
     /// Take client IPs from X-Forwarded-For (only behind a proxy you trust).
     #[arg(long, env = "TESSERA_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: Option<bool>,
+    /// The URL clients reach this server by, such as https://promo.example.com, used in
+    /// the links it hands out (export downloads) [default: each request's Host].
+    #[arg(long, env = "TESSERA_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Seconds between runs of the invariant checker, results on /metrics; 0 turns it
     /// off [default: 3600].
     #[arg(long, env = "TESSERA_CHECK_INTERVAL")]
@@ -365,7 +373,9 @@ pub fn settings(
         bail!("check_interval must be 0 (off) or at most 604800 seconds (a week)");
     }
     let storage = storage(file, data_dir, database_url)?;
+    let public_url = public_url(limits.public_url.clone().or_else(|| file.public_url.clone()))?;
     Ok(Settings {
+        public_url,
         check_interval: (check_secs > 0).then(|| std::time::Duration::from_secs(check_secs)),
         listen,
         backups: backup_settings(file, &limits, &storage)?,
@@ -375,6 +385,22 @@ pub fn settings(
         log_level,
         limits: limit_settings(file, limits)?,
     })
+}
+
+/// Checks `public_url`: http(s), a host, an optional path prefix, nothing else. Kept
+/// without its trailing slash.
+fn public_url(raw: Option<String>) -> Result<Option<String>> {
+    let Some(raw) = raw.filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let parsed = url::Url::parse(raw.trim()).with_context(|| format!("invalid public_url '{raw}'"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        bail!("public_url must be an http:// or https:// URL with a host, such as https://promo.example.com");
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
+        bail!("public_url must not carry credentials, a query or a fragment");
+    }
+    Ok(Some(parsed.as_str().trim_end_matches('/').to_string()))
 }
 
 /// Management credentials from `TESSERA_MANAGEMENT_ID` and `TESSERA_MANAGEMENT_TOKEN`:
@@ -400,6 +426,17 @@ pub fn management_credentials() -> Result<Option<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_url_is_checked_and_trimmed() {
+        let file: FileConfig = toml::from_str("public_url = \"https://promo.example.com/api/\"").expect("valid");
+        let s = settings(&file, None, None, None, None, None, LimitArgs::default()).expect("valid");
+        assert_eq!(s.public_url.as_deref(), Some("https://promo.example.com/api"));
+        for bad in ["promo.example.com", "ftp://x", "https://u:p@x", "https://x/?a=1", "https://"] {
+            assert!(public_url(Some(bad.into())).is_err(), "{bad}");
+        }
+        assert_eq!(public_url(Some("  ".into())).expect("blank is unset"), None);
+    }
 
     #[test]
     fn precedence_and_defaults() {

@@ -539,6 +539,7 @@ async fn serve(settings: Settings) -> Result<()> {
         limiter: limiter.clone(),
         trust_forwarded_for: settings.limits.trust_forwarded_for,
         allow_private_webhook_targets: settings.events.webhook_allow_private_targets,
+        public_url: settings.public_url.clone(),
     };
     let housekeeping_limiter = limiter.clone();
     let limiter_housekeeping = tokio::spawn(async move {

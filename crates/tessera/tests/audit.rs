@@ -460,6 +460,19 @@ fn steps() -> Vec<Step> {
             ),
         ),
         Step::AwaitAction("segment_publish"),
+        op(
+            "/v1/exports",
+            "POST /v1/exports",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/exports",
+                    Server,
+                    j(json!({"exported_object": "customer", "parameters": {"fields": ["id", "email"]}})),
+                ),
+                &[("export", "/id")],
+            ),
+        ),
         // Checkout. Validations without a session change nothing.
         read_only(
             "/v1/validations",
@@ -638,6 +651,11 @@ fn steps() -> Vec<Step> {
             "/v1/segments/{segmentId}",
             "DELETE /v1/segments/{id}",
             call(M::DELETE, "/v1/segments/{segment}", Server, Body::None),
+        ),
+        op(
+            "/v1/exports/{exportId}",
+            "DELETE /v1/exports/{id}",
+            call(M::DELETE, "/v1/exports/{export}", Server, Body::None),
         ),
         op(
             "/v1/customers/{customerId}",

@@ -112,6 +112,22 @@ async fn python_sdk_promotions() {
 }
 
 #[tokio::test]
+async fn python_sdk_exports() {
+    let dir = TempDir::new();
+    run_script(checked_python(), "tests/sdk/python/test_exports.py", Backend::Sqlite(dir.0.clone())).await;
+}
+
+#[tokio::test]
+async fn python_sdk_exports_on_postgres() {
+    run_script(
+        checked_python(),
+        "tests/sdk/python/test_exports.py",
+        Backend::Postgres(pg_fresh_url()),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn python_sdk_publications() {
     let dir = TempDir::new();
     run_script(

@@ -3,6 +3,7 @@ pub mod categories;
 pub mod checkout;
 pub mod coupons;
 pub mod customers;
+pub mod exports;
 pub mod health;
 pub mod imports;
 pub mod management;

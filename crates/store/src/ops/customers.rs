@@ -148,7 +148,7 @@ fn emit(c: &mut dyn Conn, project_id: &str, kind: &str, cust: &Customer) -> Resu
 }
 
 /// Order statistics per customer, from the orders table (canceled orders excluded).
-fn summaries(c: &mut dyn Conn, project_id: &str, ids: &[String]) -> Result<HashMap<String, CustomerSummary>> {
+pub(crate) fn summaries(c: &mut dyn Conn, project_id: &str, ids: &[String]) -> Result<HashMap<String, CustomerSummary>> {
     let mut out = HashMap::new();
     for id in ids {
         let row = c.query_one(

@@ -6,6 +6,7 @@ pub mod categories;
 pub mod customers;
 pub mod docs;
 pub mod events;
+pub mod exports;
 pub mod idempotency;
 pub mod metadata_schemas;
 pub mod orders;

@@ -86,7 +86,7 @@ impl SortedCodes {
     }
 }
 
-const VOUCHER_COLUMNS: &str =
+pub(crate) const VOUCHER_COLUMNS: &str =
     "id, code, campaign_id, kind, active, quantity, redeemed_quantity, gift_amount, gift_balance, redeemed_amount, holder_id, created_at, updated_at, data";
 
 /// A voucher with its live counters.
@@ -133,7 +133,7 @@ pub fn get_campaign_rec(c: &mut dyn Conn, p: &str, key: &str) -> Result<Campaign
 
 /// Rebuilds a voucher from its row. Codes generated for a campaign store no document:
 /// their definition is the campaign's, which keeps a million-code campaign small.
-fn assemble(c: &mut dyn Conn, p: &str, r: &Row, campaigns: &mut HashMap<String, Campaign>) -> Result<VoucherRecord> {
+pub(crate) fn assemble(c: &mut dyn Conn, p: &str, r: &Row, campaigns: &mut HashMap<String, Campaign>) -> Result<VoucherRecord> {
     let counters = VoucherCounters {
         redeemed_quantity: r.int(6)?,
         redeemed_amount: r.int(9)?,
