@@ -8,6 +8,7 @@ pub mod customer;
 pub mod discount;
 pub mod error;
 pub mod ids;
+pub mod import;
 pub mod json;
 pub mod limits;
 pub mod list;
