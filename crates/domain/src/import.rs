@@ -10,8 +10,23 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-/// Rows per staged chunk; one chunk is imported in one transaction.
+/// Rows per staged chunk on the embedded engine; one chunk is imported in one
+/// transaction, so this trades commits (an fsync each) against how long the writer is
+/// held (a 2,000-row chunk takes tens of milliseconds).
 pub const CHUNK_ROWS: usize = 2000;
+/// Rows per chunk on PostgreSQL: each statement is a round trip there, and each row
+/// takes up to two advisory locks held to the end of the transaction, which must stay
+/// well inside the server's lock table (64 per connection by default).
+pub const CHUNK_ROWS_POSTGRES: usize = 250;
+
+/// Rows per chunk for an engine (`Store::engine_name`).
+pub fn chunk_rows(engine: &str) -> usize {
+    if engine == "postgres" {
+        CHUNK_ROWS_POSTGRES
+    } else {
+        CHUNK_ROWS
+    }
+}
 /// Bytes of cells after which a chunk is closed early (wide rows).
 pub const CHUNK_BYTES: usize = 1024 * 1024;
 /// Longest CSV record accepted, in bytes; a longer one is refused as a row.
@@ -277,7 +292,11 @@ pub fn customer_source_id<'a>(columns: &[CustomerColumn], cells: &'a [String]) -
 
 /// A customers CSV record as the input of `POST /v1/customers`. Empty cells leave the
 /// field as it is; metadata columns are typed by the schema (`metadata_cell`).
-pub fn customer_from_csv(columns: &[CustomerColumn], cells: &[String], schema: Option<&MetadataSchema>) -> Result<CustomerInput, InvalidInput> {
+pub fn customer_from_csv(
+    columns: &[CustomerColumn],
+    cells: &[String],
+    schema: Option<&MetadataSchema>,
+) -> Result<CustomerInput, InvalidInput> {
     check_width(columns.len(), cells)?;
     let mut input = CustomerInput::default();
     let mut address: Option<Address> = None;
@@ -328,7 +347,11 @@ pub fn product_source_id<'a>(columns: &[ProductColumn], cells: &'a [String]) -> 
 
 /// A products CSV record as the input of `POST /v1/products`. `attributes` is a
 /// comma-separated list of attribute names.
-pub fn product_from_csv(columns: &[ProductColumn], cells: &[String], schema: Option<&MetadataSchema>) -> Result<ProductInput, InvalidInput> {
+pub fn product_from_csv(
+    columns: &[ProductColumn],
+    cells: &[String],
+    schema: Option<&MetadataSchema>,
+) -> Result<ProductInput, InvalidInput> {
     check_width(columns.len(), cells)?;
     let mut input = ProductInput::default();
     let mut metadata = Map::new();
@@ -385,7 +408,11 @@ pub fn sku_from_csv(columns: &[SkuColumn], cells: &[String], schema: Option<&Met
             SkuColumn::Attributes => {
                 let parsed = serde_json::from_str::<Map<String, Value>>(v)
                     .or_else(|_| serde_json::from_str::<Map<String, Value>>(&v.replace('\'', "\"")))
-                    .map_err(|_| refuse(format!("'attributes' must be a JSON object such as {{\"color\":\"blue\"}}, got '{v}'")))?;
+                    .map_err(|_| {
+                        refuse(format!(
+                            "'attributes' must be a JSON object such as {{\"color\":\"blue\"}}, got '{v}'"
+                        ))
+                    })?;
                 input.attributes = Some(Some(parsed));
             }
             SkuColumn::Metadata(name) => {
@@ -430,7 +457,16 @@ mod tests {
 
     #[test]
     fn customer_columns_map_to_fields_and_metadata() {
-        let header = ["Source_id", "Name", "Email", "Address_City", "Address Country", "region", "score", "tags"];
+        let header = [
+            "Source_id",
+            "Name",
+            "Email",
+            "Address_City",
+            "Address Country",
+            "region",
+            "score",
+            "tags",
+        ];
         let cols: Vec<CustomerColumn> = header.iter().map(|h| CustomerColumn::parse(h)).collect();
         assert_eq!(cols[4], CustomerColumn::Country);
         let s = schema(json!({"related_object": "customer", "properties": {
@@ -476,14 +512,20 @@ mod tests {
 
     #[test]
     fn products_and_skus_map() {
-        let cols: Vec<ProductColumn> = ["name", "source_id", "price", "attributes", "vendor"].iter().map(|h| ProductColumn::parse(h)).collect();
+        let cols: Vec<ProductColumn> = ["name", "source_id", "price", "attributes", "vendor"]
+            .iter()
+            .map(|h| ProductColumn::parse(h))
+            .collect();
         let p = product_from_csv(&cols, &cells(&["Phone", "p-1", "1999", "color, memory", "V1"]), None).expect("valid");
         assert_eq!(p.price, Some(Some(1999)));
         assert_eq!(p.attributes, Some(Some(vec!["color".to_string(), "memory".to_string()])));
         assert_eq!(p.metadata.flatten().expect("metadata")["vendor"], json!("V1"));
         assert!(product_from_csv(&cols, &cells(&["Phone", "p-1", "12.5", "", ""]), None).is_err());
 
-        let cols: Vec<SkuColumn> = ["product_id", "sku", "source_id", "price", "attributes"].iter().map(|h| SkuColumn::parse(h)).collect();
+        let cols: Vec<SkuColumn> = ["product_id", "sku", "source_id", "price", "attributes"]
+            .iter()
+            .map(|h| SkuColumn::parse(h))
+            .collect();
         let (prod, s) = sku_from_csv(&cols, &cells(&["p-1", "Red", "s-1", "100", "{'color':'red'}"]), None).expect("valid");
         assert_eq!(prod, "p-1");
         assert_eq!(s.attributes.flatten().expect("attributes")["color"], json!("red"));

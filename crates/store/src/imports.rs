@@ -157,7 +157,12 @@ fn import_row(
         (Record::Item(item), Columns::Json) => {
             let sid = item.get("source_id").and_then(Value::as_str).map(str::to_string);
             if sid.is_none() {
-                return Ok((sid, Err(InvalidInput::payload("the item has no 'source_id' (a string), which bulk updates require"))));
+                return Ok((
+                    sid,
+                    Err(InvalidInput::payload(
+                        "the item has no 'source_id' (a string), which bulk updates require",
+                    )),
+                ));
             }
             let outcome = match job.kind.target {
                 Target::Customers => match serde_json::from_value::<CustomerInput>(item.clone()) {
@@ -280,11 +285,7 @@ impl Store {
     async fn import_records_inner(&self, action: AsyncAction, kind: ImportKind) -> Result<()> {
         let started = std::time::Instant::now();
         // Time spent by earlier runners of this action (before a restart).
-        let earlier_ms = action
-            .result
-            .as_ref()
-            .and_then(|r| r["processing_time_ms"].as_u64())
-            .unwrap_or(0);
+        let earlier_ms = action.result.as_ref().and_then(|r| r["processing_time_ms"].as_u64()).unwrap_or(0);
         let columns = if kind.csv {
             let header: Vec<String> = action.params["header"]
                 .as_array()
@@ -337,7 +338,14 @@ impl Store {
                 Some(r) => Progress::from_result(Some(&r)),
                 None => progress,
             };
-            async_actions::update(c, &j.project_id, &j.action_id, "DONE", 100, Some(&done.result(&j, true, Some(elapsed))))
+            async_actions::update(
+                c,
+                &j.project_id,
+                &j.action_id,
+                "DONE",
+                100,
+                Some(&done.result(&j, true, Some(elapsed))),
+            )
         })
         .await
     }

@@ -389,7 +389,12 @@ fn steps() -> Vec<Step> {
             "/v1/customers/importCSV",
             "POST /v1/customers/importCSV",
             capturing(
-                call(M::POST, "/v1/customers/importCSV", Server, Body::Csv("source_id,name\naudit-csv-1,Ann\n")),
+                call(
+                    M::POST,
+                    "/v1/customers/importCSV",
+                    Server,
+                    Body::Csv("source_id,name\naudit-csv-1,Ann\n"),
+                ),
                 &[("customers_csv", "/async_action_id")],
             ),
         ),

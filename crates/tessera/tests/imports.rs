@@ -97,7 +97,11 @@ async fn customers_csv(backend: Backend) {
     assert_eq!(r["failed_count"], 4, "{a}");
     assert_eq!(r["message"], "2 customer(s) imported successfully, 4 failed.", "{a}");
     let failed = reasons(r);
-    assert_eq!(failed.iter().map(|f| f.0).collect::<Vec<_>>(), vec![2, 3, 4, 5], "rows exclude the header: {a}");
+    assert_eq!(
+        failed.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec![2, 3, 4, 5],
+        "rows exclude the header: {a}"
+    );
     assert!(failed[0].1.contains("email"), "{a}");
     assert!(failed[1].1.contains("region"), "{a}");
     assert!(failed[2].1.contains("malformed CSV line"), "{a}");
@@ -108,7 +112,11 @@ async fn customers_csv(backend: Backend) {
     assert_eq!(status, 200, "{c1}");
     assert_eq!(c1["name"], "Ann");
     assert_eq!(c1["email"], "ann@example.com");
-    assert_eq!(c1["metadata"], json!({"region": "EU", "score": 10}), "cells typed by the schema: {c1}");
+    assert_eq!(
+        c1["metadata"],
+        json!({"region": "EU", "score": 10}),
+        "cells typed by the schema: {c1}"
+    );
     assert_eq!(c1["address"]["city"], "Paris");
     let (_, c5) = server.call(&p, Method::GET, "/v1/customers/c-5", None).await;
     assert_eq!(c5["name"], "Eve, Jr.", "{c5}");
@@ -210,10 +218,23 @@ async fn customers_bulk(backend: Backend) {
     assert_eq!(a["type"], "CUSTOMERS.BULK_UPDATE", "{a}");
     assert_eq!(a["operation_status"], "SUCCESS", "{a}");
     let res = &a["result"];
-    assert_eq!((res["done_count"].as_i64(), res["failed_count"].as_i64()), (Some(2), Some(3)), "{a}");
+    assert_eq!(
+        (res["done_count"].as_i64(), res["failed_count"].as_i64()),
+        (Some(2), Some(3)),
+        "{a}"
+    );
     let errors = res["errors"].as_array().expect("errors");
-    assert_eq!(errors.iter().map(|e| e["source_id"].clone()).collect::<Vec<_>>(), vec![json!(""), json!("b-3"), json!("b-4")], "{a}");
-    assert!(errors.iter().all(|e| e["key"] == "invalid_payload" && e["details"].is_string() && e["message"].is_string()), "{a}");
+    assert_eq!(
+        errors.iter().map(|e| e["source_id"].clone()).collect::<Vec<_>>(),
+        vec![json!(""), json!("b-3"), json!("b-4")],
+        "{a}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["key"] == "invalid_payload" && e["details"].is_string() && e["message"].is_string()),
+        "{a}"
+    );
     assert!(res["reports"].is_array(), "{a}");
     let (_, b1) = server.call(&p, Method::GET, "/v1/customers/b-1", None).await;
     assert_eq!(b1["address"]["city"], "New York", "{b1}");
@@ -233,12 +254,18 @@ async fn customers_bulk(backend: Backend) {
     assert_eq!(a["result"]["done_count"], 2, "{a}");
     assert_eq!(total(&server, &p, "/v1/customers").await, 2);
     let (_, b1b) = server.call(&p, Method::GET, "/v1/customers/b-1", None).await;
-    assert_eq!((b1b["id"].clone(), b1b["name"].clone()), (b1["id"].clone(), json!("Ann B")), "{b1b}");
+    assert_eq!(
+        (b1b["id"].clone(), b1b["name"].clone()),
+        (b1["id"].clone(), json!("Ann B")),
+        "{b1b}"
+    );
     assert_eq!(b1b["email"], "ann@example.com", "{b1b}");
 
     let (status, e) = server.call(&p, Method::POST, "/v1/customers/bulk/async", Some(json!([]))).await;
     assert_envelope(status, &e, "invalid_payload");
-    let (status, e) = server.call(&p, Method::POST, "/v1/customers/bulk/async", Some(json!({"source_id": "x"}))).await;
+    let (status, e) = server
+        .call(&p, Method::POST, "/v1/customers/bulk/async", Some(json!({"source_id": "x"})))
+        .await;
     assert_envelope(status, &e, "invalid_payload");
 }
 
@@ -289,14 +316,28 @@ async fn products_and_skus(backend: Backend) {
     assert_eq!(p1["metadata"], json!({"vendor": "Vendor 1"}), "{p1}");
 
     // Re-run: updated in place.
-    let a = import_csv(&server, &p, "/v1/products/importCSV", "source_id,name,vendor\np-1,Phone 2,Vendor 2\n", 200).await;
+    let a = import_csv(
+        &server,
+        &p,
+        "/v1/products/importCSV",
+        "source_id,name,vendor\np-1,Phone 2,Vendor 2\n",
+        200,
+    )
+    .await;
     assert_eq!(a["result"]["done_count"], 1, "{a}");
     assert_eq!(total(&server, &p, "/v1/products").await, 2);
     let (_, p1b) = server.call(&p, Method::GET, "/v1/products/p-1", None).await;
-    assert_eq!((p1b["id"].clone(), p1b["name"].clone(), p1b["price"].clone()), (p1["id"].clone(), json!("Phone 2"), json!(220000)), "{p1b}");
+    assert_eq!(
+        (p1b["id"].clone(), p1b["name"].clone(), p1b["price"].clone()),
+        (p1["id"].clone(), json!("Phone 2"), json!(220000)),
+        "{p1b}"
+    );
 
     // SKUs of imported products, by the product's source id or id.
-    let p5_id = server.call(&p, Method::GET, "/v1/products/p-5", None).await.1["id"].as_str().expect("id").to_string();
+    let p5_id = server.call(&p, Method::GET, "/v1/products/p-5", None).await.1["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let skus = format!(
         "product_id,sku,source_id,price,attributes,colour\n\
          p-1,Red phone,s-1,230000,\"{{'color':'red'}}\",red\n\
@@ -306,7 +347,11 @@ async fn products_and_skus(backend: Backend) {
     );
     let a = import_csv(&server, &p, "/v1/skus/importCSV", &skus, 200).await;
     assert_eq!(a["type"], "SKUS.IMPORT_CSV", "{a}");
-    assert_eq!((a["result"]["done_count"].as_i64(), a["result"]["failed_count"].as_i64()), (Some(2), Some(2)), "{a}");
+    assert_eq!(
+        (a["result"]["done_count"].as_i64(), a["result"]["failed_count"].as_i64()),
+        (Some(2), Some(2)),
+        "{a}"
+    );
     assert_eq!(a["result"]["message"], "2 sku(s) imported successfully, 2 failed.", "{a}");
     let failed = reasons(&a["result"]);
     assert!(failed[0].1.contains("p-9"), "{a}");
@@ -339,7 +384,11 @@ async fn products_and_skus(backend: Backend) {
     assert_eq!(status, 202, "{r}");
     let a = await_done(&server, &p, r["async_action_id"].as_str().expect("id")).await;
     assert_eq!(a["type"], "PRODUCTS.BULK_UPDATE", "{a}");
-    assert_eq!((a["result"]["done_count"].as_i64(), a["result"]["failed_count"].as_i64()), (Some(2), Some(1)), "{a}");
+    assert_eq!(
+        (a["result"]["done_count"].as_i64(), a["result"]["failed_count"].as_i64()),
+        (Some(2), Some(1)),
+        "{a}"
+    );
     assert_eq!(a["result"]["errors"][0]["key"], "metadata_validation_failed", "{a}");
     assert_eq!(a["result"]["errors"][0]["source_id"], "p-7", "{a}");
     assert_eq!(total(&server, &p, "/v1/products").await, 3);
@@ -367,7 +416,11 @@ async fn an_interrupted_import_resumes_without_importing_a_row_twice() {
     let mut csv = String::from("source_id,name,email,region\n");
     for i in 0..ROWS {
         // Every 1000th row is refused (bad email), to check the failure counts too.
-        let email = if i % 1000 == 999 { "broken".to_string() } else { format!("r{i}@example.com") };
+        let email = if i % 1000 == 999 {
+            "broken".to_string()
+        } else {
+            format!("r{i}@example.com")
+        };
         csv.push_str(&format!("r-{i:06},Name {i},{email},EU\n"));
     }
     let (status, body) = upload(&server, &p, "/v1/customers/importCSV", csv).await;

@@ -351,8 +351,8 @@ enum Split {
 /// Reads the uploaded CSV on a blocking thread into staged chunks (see
 /// `tessera_domain::import::Chunk`). A record that is not UTF-8, or is too long, is kept
 /// as an unreadable row with its reason, so the import reports it and goes on.
-fn split_csv(file: std::path::PathBuf, tx: tokio::sync::mpsc::Sender<Result<Split, String>>) {
-    use tessera_domain::import::{Chunk, CHUNK_BYTES, CHUNK_ROWS, MAX_RECORD_BYTES};
+fn split_csv(file: std::path::PathBuf, chunk_rows: usize, tx: tokio::sync::mpsc::Sender<Result<Split, String>>) {
+    use tessera_domain::import::{Chunk, CHUNK_BYTES, MAX_RECORD_BYTES};
     let send = |m: Result<Split, String>| tx.blocking_send(m).is_ok();
     let mut reader = match csv::ReaderBuilder::new().flexible(true).from_path(&file) {
         Ok(r) => r,
@@ -424,7 +424,7 @@ fn split_csv(file: std::path::PathBuf, tx: tokio::sync::mpsc::Sender<Result<Spli
             }
         }
         bytes += size.min(MAX_RECORD_BYTES);
-        if chunk.len() >= CHUNK_ROWS || bytes >= CHUNK_BYTES {
+        if chunk.len() >= chunk_rows || bytes >= CHUNK_BYTES {
             let payload = serde_json::to_string(&std::mem::take(&mut chunk)).unwrap_or_default();
             if !send(Ok(Split::Chunk(first, payload))) {
                 return;
@@ -454,9 +454,9 @@ fn check_header(kind: &str, header: &[String]) -> Result<(), String> {
         "SKUS.IMPORT_CSV" if !has(&["product_id", "productid"]) || !has(&["source_id", "sourceid"]) => {
             Err("the CSV needs 'product_id' and 'source_id' columns".into())
         }
-        _ if !key => Err(
-            "the CSV needs a 'source_id' column: an import upserts by source_id, so running it again updates the same records".into(),
-        ),
+        _ if !key => {
+            Err("the CSV needs a 'source_id' column: an import upserts by source_id, so running it again updates the same records".into())
+        }
         _ => Ok(()),
     }
 }
@@ -467,7 +467,8 @@ async fn records_csv(s: &AppState, t: &Tenant, kind: &'static str, mp: Multipart
     let path = receive_file(mp).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Split, String>>(4);
     let file = path.0.clone();
-    let splitter = tokio::task::spawn_blocking(move || split_csv(file, tx));
+    let chunk_rows = tessera_domain::import::chunk_rows(s.store.engine_name());
+    let splitter = tokio::task::spawn_blocking(move || split_csv(file, chunk_rows, tx));
     let mut action: Option<String> = None;
     let mut rows = 0i64;
     let mut error = None;
@@ -515,7 +516,7 @@ async fn records_csv(s: &AppState, t: &Tenant, kind: &'static str, mp: Multipart
 
 /// A bulk update (JSON array): staged in chunks and run as an async action.
 async fn records_json(s: &AppState, t: &Tenant, kind: &'static str, rows: Vec<Value>) -> ApiResult<Response> {
-    use tessera_domain::import::{Chunk, CHUNK_ROWS};
+    use tessera_domain::import::Chunk;
     if rows.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_payload",
@@ -524,14 +525,15 @@ async fn records_json(s: &AppState, t: &Tenant, kind: &'static str, rows: Vec<Va
         ));
     }
     let action = s.store.begin_import(t, kind, json!({"rows": rows.len()})).await?;
-    for (i, items) in rows.chunks(CHUNK_ROWS).enumerate() {
+    let chunk_rows = tessera_domain::import::chunk_rows(s.store.engine_name());
+    for (i, items) in rows.chunks(chunk_rows).enumerate() {
         let chunk = Chunk {
             items: items.to_vec(),
             ..Chunk::default()
         };
         let payload = serde_json::to_string(&chunk).map_err(|_| ApiError::internal())?;
         s.store
-            .stage_import_chunk(t, action.clone(), (i * CHUNK_ROWS) as i64 + 1, payload)
+            .stage_import_chunk(t, action.clone(), (i * chunk_rows) as i64 + 1, payload)
             .await?;
     }
     s.store.finish_staging(t, action.clone(), None).await?;

@@ -6,11 +6,11 @@ use crate::ops::org::Tenant;
 use crate::{Result, Store, StoreError};
 use std::collections::HashMap;
 use tessera_domain::customer::{Customer, CustomerInput, CustomerSummary};
-use tessera_domain::metadata_schema::MetadataSchema;
-use tessera_domain::InvalidInput;
 use tessera_domain::ids::new_id;
 use tessera_domain::list::{ListQuery, ListSpec, SortField};
+use tessera_domain::metadata_schema::MetadataSchema;
 use tessera_domain::time::now_string;
+use tessera_domain::InvalidInput;
 
 pub const TABLE: Table = Table {
     name: "customers",

@@ -4,13 +4,13 @@ use crate::conn::{Conn, Val};
 use crate::ops::docs::{self, to_json, Table};
 use crate::ops::org::Tenant;
 use crate::{Result, Store, StoreError};
+use serde_json::{Map, Value};
 use tessera_domain::ids::new_id;
 use tessera_domain::list::{ListQuery, ListSpec, SortField};
-use tessera_domain::product::{Product, ProductInput, Sku, SkuInput};
 use tessera_domain::metadata_schema::MetadataSchema;
+use tessera_domain::product::{Product, ProductInput, Sku, SkuInput};
 use tessera_domain::time::now_string;
 use tessera_domain::InvalidInput;
-use serde_json::{Map, Value};
 
 pub const PRODUCTS: Table = Table {
     name: "products",
