@@ -36,16 +36,30 @@ import http.client, json, os, sqlite3, threading, time, urllib.parse
 url = urllib.parse.urlparse(os.environ["BENCH_URL"])
 members, others, codes = (int(os.environ[k]) for k in ("BENCH_MEMBERS", "BENCH_OTHERS", "BENCH_CODES"))
 
+class Conn:
+    """A keep-alive connection that reconnects when the server has closed an idle one."""
+    def __init__(self):
+        self.c = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    def send(self, method, path, body, headers):
+        for attempt in (0, 1):
+            try:
+                self.c.request(method, path, body=body, headers=headers)
+                return self.c.getresponse()
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                if attempt:
+                    raise
+                self.c.close()
+                self.c = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+
 def request(conn, method, path, body=None, headers=None):
-    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers or {})
-    r = conn.getresponse()
+    r = conn.send(method, path, json.dumps(body) if body is not None else None, headers or {})
     data = r.read()
     if r.status >= 300:
         raise SystemExit(f"{method} {path}: {r.status} {data[:300]!r}")
     return json.loads(data) if data else None
 
 def connect():
-    return http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    return Conn()
 
 c = connect()
 mgmt = {"X-Management-Id": "bench", "X-Management-Token": "bench-management-token", "content-type": "application/json"}

@@ -99,6 +99,20 @@ pub fn router(state: AppState) -> Router {
         .route("/segments", post(segments::create).get(segments::list))
         .route("/segments/{id}", get(segments::get).delete(segments::delete))
         .route("/segments/{id}/publications", post(segments::publish))
+        .route(
+            "/customers/importCSV",
+            post(imports::customers_import_csv).layer(DefaultBodyLimit::max(imports::MAX_CSV_BYTES)),
+        )
+        .route("/customers/bulk/async", post(imports::customers_bulk))
+        .route(
+            "/products/importCSV",
+            post(imports::products_import_csv).layer(DefaultBodyLimit::max(imports::MAX_CSV_BYTES)),
+        )
+        .route("/products/bulk/async", post(imports::products_bulk))
+        .route(
+            "/skus/importCSV",
+            post(imports::skus_import_csv).layer(DefaultBodyLimit::max(imports::MAX_CSV_BYTES)),
+        )
         .route("/products", post(products::create).get(products::list))
         .route("/products/{id}", get(products::get).put(products::update).delete(products::delete))
         .route("/products/{id}/skus", post(products::create_sku).get(products::list_skus))

@@ -45,6 +45,7 @@ impl Modify for Security {
         checkout::validate, checkout::redeem, checkout::client_validate, checkout::client_redeem, checkout::list_redemptions, checkout::get_redemption, checkout::rollback, checkout::rollback_stacked,
         checkout::legacy_validate, checkout::legacy_redeem, checkout::get_async_action, checkout::list_async_actions,
         imports::campaign_import, imports::campaign_import_csv, imports::vouchers_import, imports::vouchers_import_csv,
+        imports::customers_import_csv, imports::customers_bulk, imports::products_import_csv, imports::products_bulk, imports::skus_import_csv,
         rules::create, rules::list, rules::get, rules::update, rules::delete, rules::assign, rules::assignments, rules::unassign,
         promotions::list_all_tiers, promotions::list_campaign_tiers, promotions::create_tier, promotions::get_tier, promotions::update_tier,
         promotions::delete_tier, promotions::enable_tier, promotions::disable_tier, promotions::qualify, promotions::client_qualify,

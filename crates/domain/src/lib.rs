@@ -9,6 +9,7 @@ pub mod discount;
 pub mod error;
 pub mod export;
 pub mod ids;
+pub mod import;
 pub mod json;
 pub mod limits;
 pub mod list;

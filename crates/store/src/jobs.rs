@@ -61,6 +61,9 @@ impl Store {
         if !self.claim_async_action(action.project_id.clone(), action.id.clone()).await? {
             return Ok(());
         }
+        if let Some(kind) = tessera_domain::import::ImportKind::of(&action.kind) {
+            return self.import_records(action, kind).await;
+        }
         match action.kind.as_str() {
             "CAMPAIGN.VOUCHERS_GENERATE" => self.generate_codes(action).await,
             "CAMPAIGN.VOUCHERS_IMPORT" | "CAMPAIGN.VOUCHERS_IMPORT_CSV" | "VOUCHERS.IMPORT" | "VOUCHERS.IMPORT_CSV" => {

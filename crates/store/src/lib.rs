@@ -8,6 +8,7 @@
 
 pub mod authcache;
 pub mod conn;
+pub mod imports;
 pub mod jobs;
 pub mod migrations;
 pub mod ops;

@@ -384,6 +384,77 @@ fn steps() -> Vec<Step> {
             ),
         ),
         Step::AwaitAction("voucher_csv"),
+        // Customer, product and SKU imports.
+        op(
+            "/v1/customers/importCSV",
+            "POST /v1/customers/importCSV",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/customers/importCSV",
+                    Server,
+                    Body::Csv("source_id,name\naudit-csv-1,Ann\n"),
+                ),
+                &[("customers_csv", "/async_action_id")],
+            ),
+        ),
+        Step::AwaitAction("customers_csv"),
+        op(
+            "/v1/customers/bulk/async",
+            "POST /v1/customers/bulk/async",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/customers/bulk/async",
+                    Server,
+                    j(json!([{"source_id": "audit-bulk-1", "name": "Bo"}])),
+                ),
+                &[("customers_bulk", "/async_action_id")],
+            ),
+        ),
+        Step::AwaitAction("customers_bulk"),
+        op(
+            "/v1/products/importCSV",
+            "POST /v1/products/importCSV",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/products/importCSV",
+                    Server,
+                    Body::Csv("source_id,name,price\naudit-prod-csv,Lamp,1000\n"),
+                ),
+                &[("products_csv", "/async_action_id")],
+            ),
+        ),
+        Step::AwaitAction("products_csv"),
+        op(
+            "/v1/products/bulk/async",
+            "POST /v1/products/bulk/async",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/products/bulk/async",
+                    Server,
+                    j(json!([{"source_id": "audit-prod-bulk", "name": "Desk"}])),
+                ),
+                &[("products_bulk", "/async_action_id")],
+            ),
+        ),
+        Step::AwaitAction("products_bulk"),
+        op(
+            "/v1/skus/importCSV",
+            "POST /v1/skus/importCSV",
+            capturing(
+                call(
+                    M::POST,
+                    "/v1/skus/importCSV",
+                    Server,
+                    Body::Csv("product_id,source_id,sku,price\naudit-prod-csv,audit-sku-csv,Red,1100\n"),
+                ),
+                &[("skus_csv", "/async_action_id")],
+            ),
+        ),
+        Step::AwaitAction("skus_csv"),
         op(
             "/v1/validation-rules/{validationRuleId}/assignments",
             "POST /v1/validation-rules/{id}/assignments",

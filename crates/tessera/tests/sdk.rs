@@ -68,6 +68,27 @@ async fn python_sdk_customers() {
 }
 
 #[tokio::test]
+async fn python_sdk_customer_import() {
+    let dir = TempDir::new();
+    run_script(
+        checked_python(),
+        "tests/sdk/python/test_customer_import.py",
+        Backend::Sqlite(dir.0.clone()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn python_sdk_customer_import_on_postgres() {
+    run_script(
+        checked_python(),
+        "tests/sdk/python/test_customer_import.py",
+        Backend::Postgres(pg_fresh_url()),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn python_sdk_coupons_and_gift_cards() {
     let dir = TempDir::new();
     run_script(checked_python(), "tests/sdk/python/test_coupons.py", Backend::Sqlite(dir.0.clone())).await;

@@ -339,3 +339,245 @@ mod tests {
         assert!(row(&["Category"], &["x"]).is_err());
     }
 }
+
+/// What the CSV splitter hands the request: the header, then chunks of rows, then the
+/// row count; or why the file cannot be imported at all.
+enum Split {
+    Header(Vec<String>),
+    Chunk(i64, String),
+    Rows(i64),
+}
+
+/// Reads the uploaded CSV on a blocking thread into staged chunks (see
+/// `tessera_domain::import::Chunk`). A record that is not UTF-8, or is too long, is kept
+/// as an unreadable row with its reason, so the import reports it and goes on.
+fn split_csv(file: std::path::PathBuf, chunk_rows: usize, tx: tokio::sync::mpsc::Sender<Result<Split, String>>) {
+    use tessera_domain::import::{Chunk, CHUNK_BYTES, MAX_RECORD_BYTES};
+    let send = |m: Result<Split, String>| tx.blocking_send(m).is_ok();
+    let mut reader = match csv::ReaderBuilder::new().flexible(true).from_path(&file) {
+        Ok(r) => r,
+        Err(e) => {
+            send(Err(format!("cannot read the CSV: {e}")));
+            return;
+        }
+    };
+    let header = match reader.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            send(Err(format!("cannot read the CSV header: {e}")));
+            return;
+        }
+    };
+    let header: Option<Vec<String>> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            std::str::from_utf8(h)
+                .ok()
+                .map(|s| if i == 0 { s.trim_start_matches('\u{feff}') } else { s }.to_string())
+        })
+        .collect();
+    let Some(header) = header.filter(|h| h.iter().any(|c| !c.trim().is_empty())) else {
+        send(Err("the CSV needs a header line (UTF-8) naming its columns".into()));
+        return;
+    };
+    if !send(Ok(Split::Header(header))) {
+        return;
+    }
+    let mut rec = csv::ByteRecord::new();
+    let mut chunk = Chunk::default();
+    let (mut bytes, mut first, mut row) = (0usize, 1i64, 0i64);
+    loop {
+        match reader.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                send(Err(format!("cannot read the CSV after row {row}: {e}")));
+                return;
+            }
+        }
+        // A blank line is no row.
+        if rec.len() == 1 && rec[0].is_empty() {
+            continue;
+        }
+        row += 1;
+        if row > MAX_ROWS {
+            send(Err(format!("an import may hold at most {MAX_ROWS} rows")));
+            return;
+        }
+        let size = rec.as_slice().len();
+        let cells: Option<Vec<String>> = if size > MAX_RECORD_BYTES {
+            None
+        } else {
+            rec.iter().map(|f| std::str::from_utf8(f).ok().map(str::to_string)).collect()
+        };
+        match cells {
+            Some(cells) => chunk.cells.push(cells),
+            None => {
+                let why = if size > MAX_RECORD_BYTES {
+                    format!("the row is longer than {MAX_RECORD_BYTES} bytes")
+                } else {
+                    "the row is not valid UTF-8".to_string()
+                };
+                chunk.unreadable.insert(chunk.cells.len(), why);
+                chunk.cells.push(Vec::new());
+            }
+        }
+        bytes += size.min(MAX_RECORD_BYTES);
+        if chunk.len() >= chunk_rows || bytes >= CHUNK_BYTES {
+            let payload = serde_json::to_string(&std::mem::take(&mut chunk)).unwrap_or_default();
+            if !send(Ok(Split::Chunk(first, payload))) {
+                return;
+            }
+            first = row + 1;
+            bytes = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        let payload = serde_json::to_string(&chunk).unwrap_or_default();
+        if !send(Ok(Split::Chunk(first, payload))) {
+            return;
+        }
+    }
+    send(Ok(Split::Rows(row)));
+}
+
+/// Refuses a header that lacks what every row needs (checked before anything is staged).
+fn check_header(kind: &str, header: &[String]) -> Result<(), String> {
+    let has = |names: &[&str]| {
+        header
+            .iter()
+            .any(|h| names.contains(&tessera_domain::import::normalize_header(h).as_str()))
+    };
+    let key = has(&["source_id", "sourceid", "id"]);
+    match kind {
+        "SKUS.IMPORT_CSV" if !has(&["product_id", "productid"]) || !has(&["source_id", "sourceid"]) => {
+            Err("the CSV needs 'product_id' and 'source_id' columns".into())
+        }
+        _ if !key => {
+            Err("the CSV needs a 'source_id' column: an import upserts by source_id, so running it again updates the same records".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A customers, products or SKUs CSV import: streamed to a temporary file, split into
+/// chunks on a blocking thread and staged, then run as an async action.
+async fn records_csv(s: &AppState, t: &Tenant, kind: &'static str, mp: Multipart, status: StatusCode) -> ApiResult<Response> {
+    let path = receive_file(mp).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Split, String>>(4);
+    let file = path.0.clone();
+    let chunk_rows = tessera_domain::import::chunk_rows(s.store.engine_name());
+    let splitter = tokio::task::spawn_blocking(move || split_csv(file, chunk_rows, tx));
+    let mut action: Option<String> = None;
+    let mut rows = 0i64;
+    let mut error = None;
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Ok(Split::Header(h)) => {
+                if let Err(e) = check_header(kind, &h) {
+                    error = Some(e);
+                    break;
+                }
+                action = Some(s.store.begin_import(t, kind, tessera_store::imports::csv_params(&h)).await?);
+            }
+            Ok(Split::Chunk(first, payload)) => {
+                let a = action.clone().ok_or_else(ApiError::internal)?;
+                s.store.stage_import_chunk(t, a, first, payload).await?;
+            }
+            Ok(Split::Rows(n)) => rows = n,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let _ = splitter.await;
+    drop(path);
+    match (action, error) {
+        (None, e) => Err(ApiError::bad_request(
+            "invalid_payload",
+            "Invalid CSV",
+            e.unwrap_or_else(|| "the CSV could not be read".into()),
+        )),
+        (Some(a), Some(e)) => {
+            s.store.finish_staging(t, a, Some(e.clone())).await?;
+            Err(ApiError::bad_request("invalid_payload", "Invalid CSV", e))
+        }
+        (Some(a), None) => {
+            s.store.set_import_size(t, a.clone(), rows).await?;
+            s.store.finish_staging(t, a.clone(), None).await?;
+            s.store.start_async_action(t, a.clone()).await?;
+            Ok((status, Json(json!({"async_action_id": a}))).into_response())
+        }
+    }
+}
+
+/// A bulk update (JSON array): staged in chunks and run as an async action.
+async fn records_json(s: &AppState, t: &Tenant, kind: &'static str, rows: Vec<Value>) -> ApiResult<Response> {
+    use tessera_domain::import::Chunk;
+    if rows.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_payload",
+            "Invalid payload",
+            "send a non-empty array of objects",
+        ));
+    }
+    let action = s.store.begin_import(t, kind, json!({"rows": rows.len()})).await?;
+    let chunk_rows = tessera_domain::import::chunk_rows(s.store.engine_name());
+    for (i, items) in rows.chunks(chunk_rows).enumerate() {
+        let chunk = Chunk {
+            items: items.to_vec(),
+            ..Chunk::default()
+        };
+        let payload = serde_json::to_string(&chunk).map_err(|_| ApiError::internal())?;
+        s.store
+            .stage_import_chunk(t, action.clone(), (i * chunk_rows) as i64 + 1, payload)
+            .await?;
+    }
+    s.store.finish_staging(t, action.clone(), None).await?;
+    s.store.start_async_action(t, action.clone()).await?;
+    Ok(accepted(action))
+}
+
+/// Imports or updates customers from a CSV file (multipart field `file`), upserting by
+/// `source_id`.
+#[utoipa::path(post, path = "/v1/customers/importCSV", tag = "Customers",
+    responses((status = 202, description = "`{async_action_id}`; the action is `CUSTOMERS.IMPORT_CSV`"), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn customers_import_csv(State(s): State<AppState>, Auth(t): Auth<Tenant>, mp: Multipart) -> ApiResult<Response> {
+    records_csv(&s, &t, "CUSTOMERS.IMPORT_CSV", mp, StatusCode::ACCEPTED).await
+}
+
+/// Upserts customers by `source_id` from a JSON array, as an async action.
+#[utoipa::path(post, path = "/v1/customers/bulk/async", tag = "Customers", request_body = Vec<Object>,
+    responses((status = 202, description = "`{async_action_id}`; the action is `CUSTOMERS.BULK_UPDATE`"), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn customers_bulk(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(rows): ApiJson<Vec<Value>>) -> ApiResult<Response> {
+    records_json(&s, &t, "CUSTOMERS.BULK_UPDATE", rows).await
+}
+
+/// Imports or updates products from a CSV file (multipart field `file`).
+#[utoipa::path(post, path = "/v1/products/importCSV", tag = "Products",
+    responses((status = 200, description = "`{async_action_id}`; the action is `PRODUCTS.IMPORT_CSV`"), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn products_import_csv(State(s): State<AppState>, Auth(t): Auth<Tenant>, mp: Multipart) -> ApiResult<Response> {
+    records_csv(&s, &t, "PRODUCTS.IMPORT_CSV", mp, StatusCode::OK).await
+}
+
+/// Upserts products by `source_id` from a JSON array, as an async action.
+#[utoipa::path(post, path = "/v1/products/bulk/async", tag = "Products", request_body = Vec<Object>,
+    responses((status = 202, description = "`{async_action_id}`; the action is `PRODUCTS.BULK_UPDATE`"), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn products_bulk(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(rows): ApiJson<Vec<Value>>) -> ApiResult<Response> {
+    records_json(&s, &t, "PRODUCTS.BULK_UPDATE", rows).await
+}
+
+/// Imports or updates SKUs of existing products from a CSV file (multipart field `file`).
+#[utoipa::path(post, path = "/v1/skus/importCSV", tag = "Products",
+    responses((status = 200, description = "`{async_action_id}`; the action is `SKUS.IMPORT_CSV`"), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("X-App-Id" = [], "X-App-Token" = [])))]
+pub async fn skus_import_csv(State(s): State<AppState>, Auth(t): Auth<Tenant>, mp: Multipart) -> ApiResult<Response> {
+    records_csv(&s, &t, "SKUS.IMPORT_CSV", mp, StatusCode::OK).await
+}

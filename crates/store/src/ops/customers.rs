@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use tessera_domain::customer::{Customer, CustomerInput, CustomerSummary};
 use tessera_domain::ids::new_id;
 use tessera_domain::list::{ListQuery, ListSpec, SortField};
+use tessera_domain::metadata_schema::MetadataSchema;
 use tessera_domain::time::now_string;
+use tessera_domain::InvalidInput;
 
 pub const TABLE: Table = Table {
     name: "customers",
@@ -101,25 +103,7 @@ pub(crate) fn after_delete(c: &mut dyn Conn, project_id: &str, customer_id: &str
 /// Creates a customer or, when `id` or `source_id` names an existing one, updates it.
 /// Runs inside a write transaction; also used by orders to upsert their customer.
 pub fn upsert(c: &mut dyn Conn, project_id: &str, input: CustomerInput) -> Result<Customer> {
-    if let Some(sid) = &input.source_id {
-        c.lock_key(&format!("customer:{project_id}:{sid}"))?;
-    }
-    let existing = match (&input.id, &input.source_id) {
-        (Some(id), source) => match docs::find_by_id::<Customer>(c, &TABLE, project_id, id)? {
-            Some(found) => Some(found),
-            None => match source {
-                Some(s) => docs::find_by_source_id(c, &TABLE, project_id, s)?,
-                // An id names a customer Tessera created; an unknown one is a mistake.
-                None => return Err(StoreError::not_found("customer", id.clone())),
-            },
-        },
-        (None, Some(s)) => docs::find_by_source_id(c, &TABLE, project_id, s)?,
-        (None, None) => None,
-    };
-    let existing = match existing {
-        Some(e) => docs::relock::<Customer>(c, &TABLE, project_id, &e.id)?,
-        None => None,
-    };
+    let existing = find_for_upsert(c, project_id, &input)?;
     let now = now_string();
     let created = existing.is_none();
     let cust = match &existing {
@@ -140,6 +124,99 @@ pub fn upsert(c: &mut dyn Conn, project_id: &str, input: CustomerInput) -> Resul
         emit(c, project_id, "customer.created", &cust)?;
     }
     Ok(cust)
+}
+
+/// The customer an upsert input names by `id` or `source_id`, locked for the rest of
+/// the transaction (PostgreSQL), or none. An `id` naming no customer, with no
+/// `source_id` to fall back on, is an error.
+fn find_for_upsert(c: &mut dyn Conn, project_id: &str, input: &CustomerInput) -> Result<Option<Customer>> {
+    if let Some(sid) = &input.source_id {
+        c.lock_key(&format!("customer:{project_id}:{sid}"))?;
+    }
+    let existing = match (&input.id, &input.source_id) {
+        (Some(id), source) => match docs::find_by_id::<Customer>(c, &TABLE, project_id, id)? {
+            Some(found) => Some(found),
+            None => match source {
+                Some(s) => docs::find_by_source_id(c, &TABLE, project_id, s)?,
+                // An id names a customer Tessera created; an unknown one is a mistake.
+                None => return Err(StoreError::not_found("customer", id.clone())),
+            },
+        },
+        (None, Some(s)) => docs::find_by_source_id(c, &TABLE, project_id, s)?,
+        (None, None) => None,
+    };
+    match existing {
+        Some(e) => docs::relock::<Customer>(c, &TABLE, project_id, &e.id),
+        None => Ok(None),
+    }
+}
+
+/// How an import row was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    Created,
+    Updated,
+}
+
+/// Upserts one imported customer: the validation and the metadata schema check of the
+/// customer endpoints, then `save`, so `after_write` keeps everything derived from the
+/// customer in step, as for any other write. `schema` is the project's customer schema,
+/// read once per batch (`metadata_schemas::by_resource`). With `merge_metadata` (CSV
+/// rows), the row's metadata properties are set on the customer's metadata instead of
+/// replacing it. The row must name its customer (`source_id`, or the `id` of one that
+/// exists). No event is written: a file of a million rows would otherwise send a
+/// million webhooks; the import's async action reports what happened.
+///
+/// `Ok(Err(_))` means the row was refused and nothing was written for it; `Err(_)` is a
+/// storage failure after which the transaction must not be committed as it is.
+pub fn import(
+    c: &mut dyn Conn,
+    project_id: &str,
+    mut input: CustomerInput,
+    merge_metadata: bool,
+    schema: Option<&MetadataSchema>,
+) -> Result<std::result::Result<Imported, InvalidInput>> {
+    if let Err(e) = input.validate() {
+        return Ok(Err(e));
+    }
+    if let Err(e) = tessera_domain::import::require_key(&input.id, &input.source_id) {
+        return Ok(Err(e));
+    }
+    let existing = match find_for_upsert(c, project_id, &input) {
+        Ok(e) => e,
+        Err(StoreError::NotFound { resource_type, id }) => {
+            return Ok(Err(InvalidInput::payload(format!("{resource_type} {id} not found"))));
+        }
+        Err(e) => return Err(e),
+    };
+    let now = now_string();
+    let (cust, outcome) = match &existing {
+        Some(e) => {
+            if merge_metadata {
+                if let Some(Some(m)) = input.metadata.take() {
+                    let mut merged = e.metadata.clone();
+                    merged.extend(m);
+                    input.metadata = Some(Some(merged));
+                }
+            }
+            (input.update(e, &now), Imported::Updated)
+        }
+        None => (input.create(new_id("cust"), &now), Imported::Created),
+    };
+    if let Err(e) = crate::ops::metadata_schemas::check(schema, &cust.metadata) {
+        return Ok(Err(match e {
+            StoreError::Invalid(i) => i,
+            other => return Err(other),
+        }));
+    }
+    if let Err(e) = tessera_domain::customer::check_metadata("metadata", &cust.metadata) {
+        return Ok(Err(e));
+    }
+    match &existing {
+        Some(e) => save_update(c, project_id, &cust, e)?,
+        None => save(c, project_id, &cust)?,
+    }
+    Ok(Ok(outcome))
 }
 
 fn emit(c: &mut dyn Conn, project_id: &str, kind: &str, cust: &Customer) -> Result<()> {

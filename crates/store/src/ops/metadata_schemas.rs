@@ -13,13 +13,20 @@ use tessera_domain::time::now_string;
 /// Refuses `metadata` if the project's schema for `resource` says no. One indexed lookup;
 /// a project without a schema for the resource accepts anything, as before.
 pub fn enforce(c: &mut dyn Conn, p: &str, resource: &str, metadata: &Map<String, Value>) -> Result<()> {
-    if let Some(s) = by_resource(c, p, resource)? {
+    check(by_resource(c, p, resource)?.as_ref(), metadata)
+}
+
+/// `enforce` with the schema already read (`by_resource`), for bulk jobs that check many
+/// writes in one transaction against one schema.
+pub fn check(schema: Option<&MetadataSchema>, metadata: &Map<String, Value>) -> Result<()> {
+    if let Some(s) = schema {
         s.check(metadata).map_err(StoreError::Invalid)?;
     }
     Ok(())
 }
 
-fn by_resource(c: &mut dyn Conn, p: &str, resource: &str) -> Result<Option<MetadataSchema>> {
+/// The project's schema for a resource type, if it has one.
+pub fn by_resource(c: &mut dyn Conn, p: &str, resource: &str) -> Result<Option<MetadataSchema>> {
     match c.query_opt(
         "SELECT data FROM metadata_schemas WHERE project_id = $1 AND related_object = $2",
         &[p.into(), resource.into()],

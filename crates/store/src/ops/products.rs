@@ -4,10 +4,13 @@ use crate::conn::{Conn, Val};
 use crate::ops::docs::{self, to_json, Table};
 use crate::ops::org::Tenant;
 use crate::{Result, Store, StoreError};
+use serde_json::{Map, Value};
 use tessera_domain::ids::new_id;
 use tessera_domain::list::{ListQuery, ListSpec, SortField};
+use tessera_domain::metadata_schema::MetadataSchema;
 use tessera_domain::product::{Product, ProductInput, Sku, SkuInput};
 use tessera_domain::time::now_string;
+use tessera_domain::InvalidInput;
 
 pub const PRODUCTS: Table = Table {
     name: "products",
@@ -262,5 +265,117 @@ impl Store {
             docs::list(c, &SKUS, &p, &q, &[], &[("product_id", prod.id.into())])
         })
         .await
+    }
+}
+
+/// Upserts one imported product, with the checks of `POST /v1/products` and the
+/// project's product schema (read once per batch). A new product needs a name. With
+/// `merge_metadata` (CSV rows) the row's metadata properties are set on the product's
+/// metadata instead of replacing it. `Ok(Err(_))`: the row was refused, nothing written.
+pub fn import_product(
+    c: &mut dyn Conn,
+    p: &str,
+    mut input: ProductInput,
+    merge_metadata: bool,
+    schema: Option<&MetadataSchema>,
+) -> Result<std::result::Result<(), InvalidInput>> {
+    if let Err(e) = input.validate() {
+        return Ok(Err(e));
+    }
+    if let Err(e) = tessera_domain::import::require_key(&input.id, &input.source_id) {
+        return Ok(Err(e));
+    }
+    if let Some(sid) = &input.source_id {
+        c.lock_key(&format!("product:{p}:{sid}"))?;
+    }
+    let existing = match find_existing::<Product>(c, &PRODUCTS, p, &input.id, &input.source_id) {
+        Ok(Some(e)) => docs::relock::<Product>(c, &PRODUCTS, p, &e.id)?,
+        Ok(None) => None,
+        Err(StoreError::NotFound { resource_type, id }) => {
+            return Ok(Err(InvalidInput::payload(format!("{resource_type} {id} not found"))))
+        }
+        Err(e) => return Err(e),
+    };
+    let now = now_string();
+    let prod = match existing {
+        Some(e) => {
+            merge_into(&mut input.metadata, &e.metadata, merge_metadata);
+            input.update(&e, &now)
+        }
+        None if input.name.clone().flatten().is_none() => return Ok(Err(InvalidInput::payload("a new product needs a name"))),
+        None => input.create(new_id("prod"), &now),
+    };
+    if let Err(e) = checked(schema, &prod.metadata)? {
+        return Ok(Err(e));
+    }
+    save_product(c, p, &prod)?;
+    Ok(Ok(()))
+}
+
+/// Upserts one imported SKU of the product named by `product_key` (id or source id),
+/// with the checks of `POST /v1/products/{id}/skus` and the project's SKU schema.
+pub fn import_sku(
+    c: &mut dyn Conn,
+    p: &str,
+    product_key: &str,
+    mut input: SkuInput,
+    merge_metadata: bool,
+    schema: Option<&MetadataSchema>,
+) -> Result<std::result::Result<(), InvalidInput>> {
+    if let Err(e) = input.validate() {
+        return Ok(Err(e));
+    }
+    if input.source_id.is_none() {
+        return Ok(Err(InvalidInput::payload("the row has no source_id")));
+    }
+    let Some(prod) = docs::find::<Product>(c, &PRODUCTS, p, product_key)? else {
+        return Ok(Err(InvalidInput::payload(format!("product {product_key} not found"))));
+    };
+    if let Some(sid) = &input.source_id {
+        c.lock_key(&format!("sku:{p}:{sid}"))?;
+    }
+    let existing = match find_existing::<Sku>(c, &SKUS, p, &input.id, &input.source_id)? {
+        Some(e) => docs::relock::<Sku>(c, &SKUS, p, &e.id)?,
+        None => None,
+    };
+    let now = now_string();
+    let sku = match existing {
+        Some(e) if e.product_id != prod.id => {
+            return Ok(Err(InvalidInput::payload(format!(
+                "SKU {} belongs to another product ({})",
+                e.id, e.product_id
+            ))))
+        }
+        Some(e) => {
+            merge_into(&mut input.metadata, &e.metadata, merge_metadata);
+            input.update(&e, &now)
+        }
+        None => input.create(new_id("sku"), prod.id.clone(), &now),
+    };
+    if let Err(e) = checked(schema, &sku.metadata)? {
+        return Ok(Err(e));
+    }
+    save_sku(c, p, &sku)?;
+    Ok(Ok(()))
+}
+
+fn merge_into(input: &mut Option<Option<Map<String, Value>>>, existing: &Map<String, Value>, merge: bool) {
+    if !merge {
+        return;
+    }
+    if let Some(Some(m)) = input.take() {
+        let mut merged = existing.clone();
+        merged.extend(m);
+        *input = Some(Some(merged));
+    }
+}
+
+/// The schema check and the size limit on metadata as it will be stored; a refusal is
+/// the row's, anything else the storage's.
+fn checked(schema: Option<&MetadataSchema>, metadata: &Map<String, Value>) -> Result<std::result::Result<(), InvalidInput>> {
+    match crate::ops::metadata_schemas::check(schema, metadata) {
+        Ok(()) => Ok(tessera_domain::customer::check_metadata("metadata", metadata)),
+        Err(StoreError::Invalid(i)) => Ok(Err(i)),
+        Err(e) => Err(e),
     }
 }
