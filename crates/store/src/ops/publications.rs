@@ -53,14 +53,24 @@ pub(crate) fn take_next_code(c: &mut dyn Conn, p: &str, campaign_id: &str, custo
         Some(r) => (r.text(0)?, r.int(1)?),
         None => (String::new(), -1),
     };
-    let Some(row) = c.query_opt(
+    // Two index seeks rather than one row-value comparison: SQLite turns
+    // `(created_at, rowid) > (?, ?)` into `created_at >= ?` and then walks every code of
+    // that timestamp, and a generated campaign holds thousands of codes per timestamp.
+    let same_time = c.query_opt(
         "SELECT id, created_at, rowid FROM vouchers WHERE project_id = $1 AND campaign_id = $2 \
-         AND (created_at, rowid) > ($3, $4) AND holder_id IS NULL AND active = 1 \
-         ORDER BY created_at, rowid LIMIT 1",
-        &[p.into(), campaign_id.into(), after_created.into(), Val::Int(after_row)],
-    )?
-    else {
-        return Ok(None);
+         AND created_at = $3 AND rowid > $4 AND holder_id IS NULL AND active = 1 ORDER BY rowid LIMIT 1",
+        &[p.into(), campaign_id.into(), after_created.clone().into(), Val::Int(after_row)],
+    )?;
+    let row = match same_time {
+        Some(r) => r,
+        None => match c.query_opt(
+            "SELECT id, created_at, rowid FROM vouchers WHERE project_id = $1 AND campaign_id = $2 \
+             AND created_at > $3 AND holder_id IS NULL AND active = 1 ORDER BY created_at, rowid LIMIT 1",
+            &[p.into(), campaign_id.into(), after_created.into()],
+        )? {
+            Some(r) => r,
+            None => return Ok(None),
+        },
     };
     let (id, created, rowid) = (row.text(0)?, row.text(1)?, row.int(2)?);
     c.execute(
