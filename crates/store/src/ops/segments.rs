@@ -386,7 +386,16 @@ impl Store {
     /// who already holds a publication of the campaign keeps it, so a re-run or a resumed
     /// run never gives anyone a second code.
     pub(crate) async fn publish_to_segment(&self, action: crate::ops::async_actions::AsyncAction) -> Result<()> {
-        const BATCH: i64 = 500;
+        let result = self.publish_to_segment_inner(action).await;
+        // Back to the everyday page cache, whatever the outcome.
+        let restored = self.write_unmarked(|c| c.bulk_cache(false)).await;
+        result.and(restored)
+    }
+
+    async fn publish_to_segment_inner(&self, action: crate::ops::async_actions::AsyncAction) -> Result<()> {
+        // Each member is a handful of inserts and updates: a batch of 1,000 per commit
+        // keeps the commit and checkpoint cost small without a long write transaction.
+        const BATCH: i64 = 1000;
         let started = std::time::Instant::now();
         let t = self.tenant_for_job(action.project_id.clone()).await?;
         let params = action.params.clone();
@@ -410,6 +419,7 @@ impl Store {
             let outcome = self
                 .write_unmarked(move |c| {
                     let p = tt.project_id();
+                    c.bulk_cache(true)?;
                     let campaign = get_campaign_rec(c, p, &cid)?.campaign;
                     let members = c.query(
                         "SELECT customer_id FROM segment_members WHERE project_id = $1 AND segment_id = $2 AND customer_id > $3 \
