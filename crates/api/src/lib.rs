@@ -91,6 +91,9 @@ pub fn router(state: AppState) -> Router {
             get(customers::get).put(customers::update).delete(customers::delete),
         )
         .route("/customers/{id}/redeemables", get(publications::wallet))
+        .route("/customers/{id}/permanent-deletion", post(customers::permanent_deletion))
+        .route("/customers/{id}/activity", get(customers::activity))
+        .route("/customers/{id}/activities", get(customers::activities))
         .route("/products", post(products::create).get(products::list))
         .route("/products/{id}", get(products::get).put(products::update).delete(products::delete))
         .route("/products/{id}/skus", post(products::create_sku).get(products::list_skus))
