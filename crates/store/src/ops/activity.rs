@@ -312,10 +312,6 @@ fn source_of(id: &str) -> &'static Source {
     }
 }
 
-fn simple_customer(c: &Customer) -> Value {
-    json!({"id": c.id, "source_id": c.source_id, "name": c.name, "email": c.email, "metadata": c.metadata, "object": "customer"})
-}
-
 /// The event data of one entry, as Voucherify's `EventCustomer*` schemas name it.
 fn event_data(c: &mut dyn Conn, p: &str, cust: &Customer, e: &Entry) -> Result<Value> {
     let doc: Value = serde_json::from_str(&e.doc).unwrap_or(Value::Null);
@@ -333,7 +329,7 @@ fn event_data(c: &mut dyn Conn, p: &str, cust: &Customer, e: &Entry) -> Result<V
             put("voucher", &doc["voucher"]);
         }
         k if k.starts_with("customer.order.") => {
-            put("customer", &simple_customer(cust));
+            put("customer", &crate::ops::redemptions::simple_customer(cust));
             if let Ok(order) = serde_json::from_value::<Order>(doc) {
                 put("order", &serde_json::to_value(OrderView::from(order)).unwrap_or(Value::Null));
             }

@@ -1076,7 +1076,9 @@ fn tracking_id(req: &CheckoutRequest, customer: Option<&Customer>) -> String {
         .unwrap_or_else(|| new_id("track"))
 }
 
-fn simple_customer(c: &Customer) -> Value {
+/// The customer as a redemption (and an activity entry) shows them: Voucherify's
+/// `SimpleCustomer`.
+pub(crate) fn simple_customer(c: &Customer) -> Value {
     json!({"id": c.id, "source_id": c.source_id, "name": c.name, "email": c.email, "metadata": c.metadata, "object": "customer"})
 }
 
