@@ -113,6 +113,9 @@ pub fn router(state: AppState) -> Router {
             "/skus/importCSV",
             post(imports::skus_import_csv).layer(DefaultBodyLimit::max(imports::MAX_CSV_BYTES)),
         )
+        .route("/customers/{id}/permanent-deletion", post(customers::permanent_deletion))
+        .route("/customers/{id}/activity", get(customers::activity))
+        .route("/customers/{id}/activities", get(customers::activities))
         .route("/products", post(products::create).get(products::list))
         .route("/products/{id}", get(products::get).put(products::update).delete(products::delete))
         .route("/products/{id}/skus", post(products::create_sku).get(products::list_skus))

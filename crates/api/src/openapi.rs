@@ -35,6 +35,7 @@ impl Modify for Security {
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::deliveries, webhooks::delivery, webhooks::replay,
         webhooks::campaign_stats, webhooks::voucher_stats, audit::project_log, audit::management_log,
         customers::create, customers::list, customers::get, customers::update, customers::delete,
+        customers::permanent_deletion, customers::activity, customers::activities,
         products::create, products::list, products::get, products::update, products::delete,
         products::create_sku, products::list_skus, products::get_product_sku, products::update_sku, products::delete_sku, products::get_sku,
         orders::create, orders::list, orders::get, orders::update,

@@ -6,6 +6,7 @@ pub mod checkout;
 pub mod codes;
 pub mod customer;
 pub mod discount;
+pub mod erasure;
 pub mod error;
 pub mod export;
 pub mod ids;

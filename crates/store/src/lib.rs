@@ -158,6 +158,25 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
     {
+        self.write_marked(move |c| Ok((f(c)?, None))).await
+    }
+
+    /// `write` for a request whose path may carry personal data (a customer's source id,
+    /// which can be an email): `f` also returns the resource it acted on, named by a
+    /// non-personal id, and the audit entry records that instead of the path called.
+    pub async fn write_naming<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<(T, String)> + Send + 'static,
+    {
+        self.write_marked(move |c| f(c).map(|(v, resource)| (v, Some(resource)))).await
+    }
+
+    async fn write_marked<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<(T, Option<String>)> + Send + 'static,
+    {
         let claim = ops::idempotency::claim_current();
         let mark = claim.as_ref().map(|c| (c.scope.clone(), c.key.clone(), c.owner.clone()));
         // The request's audit entry rides on its first write, like the idempotency mark.
@@ -169,12 +188,12 @@ impl Store {
             String::new()
         };
         let f = move |c: &mut dyn Conn| -> Result<T> {
-            let v = f(c)?;
+            let (v, resource) = f(c)?;
             if let Some((scope, key, owner)) = mark {
                 ops::idempotency::mark_applied(c, &scope, &key, &owner)?;
             }
             if let Some(a) = audit_in.as_ref() {
-                ops::audit::record(c, a, &request_id)?;
+                ops::audit::record(c, a, &request_id, resource.as_deref())?;
             }
             Ok(v)
         };

@@ -498,6 +498,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (project_id, export_id, seq)
     )
     "#,
+    // 8: customer data rights. A permanent deletion finds the webhook deliveries made
+    // from the customer's events by event id, instead of reading a project's whole
+    // delivery log.
+    r#"
+    CREATE INDEX webhook_deliveries_event ON webhook_deliveries (project_id, event_id)
+    "#,
 ];
 
 pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {

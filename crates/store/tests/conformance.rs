@@ -159,7 +159,49 @@ conformance!(
     event_relay_and_webhook_delivery_lifecycle,
     categories_rules_and_stacks,
     exports_chunk_resume_and_isolate,
+    deletion_between_relay_read_and_fan_out,
 );
+
+/// The relay reads a batch, then fans it out in a later transaction. A permanent deletion
+/// committed in between must win: the delivery is made from the scrubbed payload, since
+/// a delivery body is never rewritten by anything but a later deletion.
+async fn deletion_between_relay_read_and_fan_out(ctx: Ctx) {
+    let s = &ctx.store;
+    let (t, created) = ctx.tenant().await;
+    let p = created.project.id.clone();
+    let hook = s
+        .create_webhook(p.clone(), "https://example.com/hook".into(), vec!["customer.created".into()], true)
+        .await
+        .expect("webhook");
+    let (from, _) = s.outbox_batch("webhooks", 100).await.expect("batch");
+    let c = s
+        .upsert_customer(&t, customer("erase-me@example.com", "Erin Erased", "erase-me@example.com"))
+        .await
+        .expect("customer");
+    let mut stale = Vec::new();
+    for _ in 0..100 {
+        stale = s.outbox_batch("webhooks", 100).await.expect("batch").1;
+        if stale.iter().any(|e| e.event_type == "customer.created") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let event = stale
+        .iter()
+        .find(|e| e.event_type == "customer.created")
+        .expect("the event")
+        .clone();
+    assert!(event.payload.contains("Erin Erased"), "the batch was read before the deletion");
+    s.permanently_delete_customer(&t, c.id.clone()).await.expect("delete");
+    let made = s.fan_out_webhooks("webhooks", from, stale).await.expect("fan out");
+    assert_eq!(made, 1);
+    let listed = s.list_deliveries(p.clone(), hook.id.clone(), None, 10).await.expect("list");
+    let id = listed[0]["id"].as_str().expect("delivery id").to_string();
+    let delivery = s.get_delivery(p, hook.id, id).await.expect("delivery");
+    let body = delivery["body"].to_string();
+    assert!(!body.contains("Erin") && !body.contains("erase-me"), "{body}");
+    assert_eq!(delivery["body"]["data"]["id"], c.id.as_str());
+}
 
 /// The relay's cursor is a compare-and-set (a second fan-out of the same batch is
 /// refused and writes nothing), a claimed delivery is not claimed again while leased, an

@@ -718,6 +718,20 @@ fn steps() -> Vec<Step> {
             call(M::DELETE, "/management/v1/projects/{project}/webhooks/{webhook}", Mgmt, Body::None),
         ),
         // Deletes, after everything that used what they delete.
+        Step::Setup(capturing(
+            call(
+                M::POST,
+                "/v1/customers",
+                Server,
+                j(json!({"source_id": "zed", "email": "zed@example.com"})),
+            ),
+            &[("erased", "/id")],
+        )),
+        op(
+            "/v1/customers/{customerId}/permanent-deletion",
+            "POST /v1/customers/{id}/permanent-deletion",
+            call(M::POST, "/v1/customers/{erased}/permanent-deletion", Server, Body::None),
+        ),
         op(
             "/v1/segments/{segmentId}",
             "DELETE /v1/segments/{id}",

@@ -243,6 +243,52 @@ def test_wrong_token_401():
     raise Failure("expected UnauthorizedException (401), the call succeeded")
 
 
+def test_list_customer_activity():
+    need("updated")
+    resp = API.list_customer_activity_with_http_info(STATE["id"], limit=1, _request_timeout=TIMEOUT)
+    eq(resp.status_code, 200, "status")
+    body = raw_json(resp)
+    eq(body.get("object"), "list", "activity raw 'object'")
+    eq(body.get("has_more"), True, "activity raw 'has_more' (created and updated, one per page)")
+    page = resp.data
+    eq(len(page.data), 1, "activity page size")
+    newest = page.data[0]
+    eq(newest.type, "customer.updated", "newest activity type")
+    check(isinstance(newest.created_at, datetime.datetime), f"activity created_at: {newest.created_at!r}")
+    eq(page.more_starting_after, newest.id, "more_starting_after")
+    rest = API.list_customer_activity(
+        STATE["id"], limit=10, starting_after_id=page.more_starting_after, _request_timeout=TIMEOUT
+    )
+    eq([a.type for a in rest.data], ["customer.created"], "second page")
+    eq(rest.has_more, False, "second page has_more")
+    eq(rest.data[0].data["data"]["customer"]["id"], STATE["id"], "activity data.data.customer.id")
+
+
+def test_permanent_deletion():
+    source_id = f"{SOURCE_ID}-erase"
+    c = API.create_customer(
+        CustomersCreateRequestBody(source_id=source_id, name=NAME, email=EMAIL, metadata=METADATA),
+        _request_timeout=TIMEOUT,
+    )
+    resp = API.customer_permanently_deletion_with_http_info(source_id, _request_timeout=TIMEOUT)
+    eq(resp.status_code, 200, "status")
+    d = resp.data
+    check(isinstance(d.id, str) and d.id.startswith("del_"), f"deletion id: {d.id!r}")
+    eq(d.related_object_id, c.id, "related_object_id")
+    eq((d.related_object, d.status, d.object), ("customer", "DONE", "pernament_deletion"), "deletion fields")
+    check(isinstance(d.created_at, datetime.datetime), f"created_at: {d.created_at!r}")
+    eq(d.data_json.customer, 1, "data_json.customer")
+    eq(d.data_json.customer_events, 1, "data_json.customer_events (customer.created)")
+    for call in (lambda: API.get_customer(c.id, _request_timeout=TIMEOUT),
+                 lambda: API.list_customer_activity(source_id, _request_timeout=TIMEOUT),
+                 lambda: API.customer_permanently_deletion(c.id, _request_timeout=TIMEOUT)):
+        try:
+            call()
+        except NotFoundException:
+            continue
+        raise Failure("the customer is still there after a permanent deletion (expected 404)")
+
+
 def test_delete_customer():
     need("id")
     API.delete_customer(STATE["id"], _request_timeout=TIMEOUT)
@@ -265,6 +311,8 @@ TESTS = [
     test_get_after_update,
     test_get_unknown_customer_404,
     test_wrong_token_401,
+    test_list_customer_activity,
+    test_permanent_deletion,
     test_delete_customer,
 ]
 

@@ -62,7 +62,9 @@ pub(crate) fn claim_current() -> Option<AuditClaim> {
         .flatten()
 }
 
-pub(crate) fn record(c: &mut dyn Conn, claim: &AuditClaim, request_id: &str) -> Result<()> {
+/// Writes the entry. `resource` replaces the path the client called when the write named
+/// the resource itself (`Store::write_naming`), for paths that may carry personal data.
+pub(crate) fn record(c: &mut dyn Conn, claim: &AuditClaim, request_id: &str, resource: Option<&str>) -> Result<()> {
     let m = &claim.mark;
     c.execute(
         "INSERT INTO audit_log (scope, id, actor, action, resource, fields, request_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -71,7 +73,7 @@ pub(crate) fn record(c: &mut dyn Conn, claim: &AuditClaim, request_id: &str) -> 
             new_id("audit").into(),
             m.actor.clone().into(),
             m.action.clone().into(),
-            m.resource.clone().into(),
+            resource.unwrap_or(&m.resource).into(),
             json!(m.fields).to_string().into(),
             request_id.into(),
             now_string().into(),

@@ -61,8 +61,14 @@ pub fn get_for_update<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_
 
 /// Locks a row known by id and reads it again (it may have changed or gone meanwhile).
 pub fn relock<T: DeserializeOwned>(c: &mut dyn Conn, t: &Table, project_id: &str, id: &str) -> Result<Option<T>> {
-    c.lock_key(&format!("{}:{project_id}:{id}", t.name))?;
+    lock_row(c, t, project_id, id)?;
     find_by_id(c, t, project_id, id)
+}
+
+/// The lock `relock` takes on a row, for writers that must wait for its holder without
+/// reading the row itself.
+pub fn lock_row(c: &mut dyn Conn, t: &Table, project_id: &str, id: &str) -> Result<()> {
+    c.lock_key(&format!("{}:{project_id}:{id}", t.name))
 }
 
 pub fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {

@@ -415,8 +415,8 @@ impl Store {
             let Some(last) = events.last() else { return Ok(0) };
             let to = last.position.clone();
             let mut hooks: std::collections::HashMap<String, Vec<Webhook>> = std::collections::HashMap::new();
-            let now = now_string();
-            let mut made = 0;
+            // Which webhooks each event goes to, decided before anything is written.
+            let mut targets: Vec<(&Event, Vec<usize>)> = Vec::new();
             for e in &events {
                 if !hooks.contains_key(&e.project_id) {
                     let list = c
@@ -429,12 +429,25 @@ impl Store {
                         .collect::<Result<Vec<_>>>()?;
                     hooks.insert(e.project_id.clone(), list);
                 }
-                for w in hooks.get(&e.project_id).into_iter().flatten() {
-                    if w.created_at > e.created_at || !subscribed(&w.events, &e.event_type) {
-                        continue;
-                    }
+                let matching: Vec<usize> = hooks[&e.project_id]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| w.created_at <= e.created_at && subscribed(&w.events, &e.event_type))
+                    .map(|(i, _)| i)
+                    .collect();
+                if !matching.is_empty() {
+                    targets.push((e, matching));
+                }
+            }
+            let payloads = current_payloads(c, targets.iter().map(|(e, _)| e.id.clone()).collect())?;
+            let now = now_string();
+            let mut made = 0;
+            for (e, matching) in targets {
+                // An event gone from the outbox has nothing left to deliver.
+                let Some(payload) = payloads.get(&e.id) else { continue };
+                let data: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+                for w in matching.into_iter().map(|i| &hooks[&e.project_id][i]) {
                     let id = new_id("whs");
-                    let data: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
                     // The body is fixed here, once: every retry sends exactly these bytes.
                     let body = json!({
                         "id": id, "project_id": e.project_id, "created_at": now, "type": e.event_type,
@@ -579,6 +592,34 @@ impl Store {
 /// PostgreSQL refuses NUL in text; a receiver's answer may hold any bytes.
 fn clean(s: Option<String>) -> Option<String> {
     s.map(|s| if s.contains('\0') { s.replace('\0', "\u{fffd}") } else { s })
+}
+
+/// The payloads of `events` as they are now, read inside the fan-out's transaction. The
+/// batch was read before it, and a permanent deletion may have scrubbed a payload in
+/// between; a delivery body is fixed once made, so it must be made from the current text.
+/// On PostgreSQL the rows are share-locked, in id order (the order a deletion updates
+/// them in, so the two cannot deadlock): a deletion still running is waited for, and one
+/// that starts later waits for this fan-out and then finds its deliveries to scrub.
+fn current_payloads(c: &mut dyn Conn, mut ids: Vec<String>) -> Result<std::collections::HashMap<String, String>> {
+    ids.sort();
+    ids.dedup();
+    let mut out = std::collections::HashMap::with_capacity(ids.len());
+    let lock = if c.is_postgres() { " FOR SHARE" } else { "" };
+    for chunk in ids.chunks(100) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let params: Vec<Val> = chunk.iter().map(|id| id.clone().into()).collect();
+        let rows = c.query(
+            &format!(
+                "SELECT id, payload FROM outbox WHERE id IN ({}) ORDER BY id{lock}",
+                marks.join(", ")
+            ),
+            &params,
+        )?;
+        for r in rows {
+            out.insert(r.text(0)?, r.text(1)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Records one attempt if this sender still holds the delivery's claim (the lease it was

@@ -1,10 +1,12 @@
 //! Domain operations, each written once against `Conn`.
 
+pub mod activity;
 pub mod async_actions;
 pub mod audit;
 pub mod categories;
 pub mod customers;
 pub mod docs;
+pub mod erasure;
 pub mod events;
 pub mod exports;
 pub mod idempotency;

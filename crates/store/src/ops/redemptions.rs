@@ -1087,7 +1087,9 @@ fn tracking_id(req: &CheckoutRequest, customer: Option<&Customer>) -> String {
         .unwrap_or_else(|| new_id("track"))
 }
 
-fn simple_customer(c: &Customer) -> Value {
+/// The customer as a redemption (and an activity entry) shows them: Voucherify's
+/// `SimpleCustomer`.
+pub(crate) fn simple_customer(c: &Customer) -> Value {
     json!({"id": c.id, "source_id": c.source_id, "name": c.name, "email": c.email, "metadata": c.metadata, "object": "customer"})
 }
 
@@ -1490,6 +1492,19 @@ fn bad(key: &'static str, message: &str, details: &str) -> StoreError {
     })
 }
 
+/// Takes the lock of the redemption's customer, if it names one; returns whether it did.
+/// A rollback copies the redemption's customer snapshot into its own record, and a
+/// permanent deletion scrubs those snapshots under that lock: the rollback must read the
+/// redemption again once it holds it. Taken after the voucher locks, the order a
+/// redemption takes them in (vouchers, then its customer), so the two cannot deadlock.
+fn lock_customer_of(c: &mut dyn Conn, p: &str, data: &Value) -> Result<bool> {
+    let Some(cid) = data["customer_id"].as_str() else {
+        return Ok(false);
+    };
+    docs::lock_row(c, &customers::TABLE, p, cid)?;
+    Ok(true)
+}
+
 /// Rolls back one redemption: restores exactly what it took, once.
 fn rollback_one(
     c: &mut dyn Conn,
@@ -1521,6 +1536,9 @@ fn rollback_one(
     let is_tier = data["related_object_type"] == "promotion_tier";
     if !is_tier {
         c.lock_key(&format!("voucher:{p}:{voucher_id}"))?;
+    }
+    if lock_customer_of(c, p, &data)? {
+        data = load_redemption(c, p, id)?.0;
     }
     let credits = data["amount"].as_i64().unwrap_or(0);
     let now_s = now_string();
@@ -1762,9 +1780,16 @@ impl Store {
             }
             let prr = new_id("rr");
             let children = c.query(
-                "SELECT id FROM redemptions WHERE project_id = $1 AND parent_id = $2 AND object = 'redemption' AND status = 'SUCCEEDED' ORDER BY id LIMIT 30",
+                "SELECT id, voucher_id FROM redemptions WHERE project_id = $1 AND parent_id = $2 AND object = 'redemption' AND status = 'SUCCEEDED' ORDER BY id LIMIT 30",
                 &[p.clone().into(), id.clone().into()],
             )?;
+            // Every voucher lock before the customer's, sorted, as a redemption takes them.
+            let mut vouchers = children.iter().map(|r| r.opt_text(1)).collect::<Result<Vec<_>>>()?;
+            vouchers.sort();
+            for v in vouchers.into_iter().flatten() {
+                c.lock_key(&format!("voucher:{p}:{v}"))?;
+            }
+            let data = if lock_customer_of(c, &p, &data)? { load_redemption(c, &p, &id)?.0 } else { data };
             let mut rollbacks = Vec::new();
             for row in children {
                 rollbacks.push(rollback_one(c, &t, &row.text(0)?, Some(&prr), reason.as_deref(), tracking_id.as_deref(), &metadata)?);
