@@ -105,6 +105,43 @@ impl Forget {
         let mut v: Value = serde_json::from_str(text).ok()?;
         self.scrub(&mut v).then(|| v.to_string())
     }
+
+    /// `scrub`, and in a job's report also any `source_id` equal to the customer's: an
+    /// import names the customer of a refused row that way only. (Elsewhere a `source_id`
+    /// may be an order's or a product's, which a coincidence must not touch.)
+    pub fn scrub_report_text(&self, text: &str) -> Option<String> {
+        fn drop_source_id(v: &mut Value, source_id: &str) -> bool {
+            match v {
+                Value::Array(items) => {
+                    let mut changed = false;
+                    for item in items {
+                        changed |= drop_source_id(item, source_id);
+                    }
+                    changed
+                }
+                Value::Object(map) => {
+                    let mut changed = false;
+                    if let Some(s) = map.get_mut("source_id") {
+                        if s.as_str() == Some(source_id) {
+                            *s = Value::Null;
+                            changed = true;
+                        }
+                    }
+                    for (_, child) in map.iter_mut() {
+                        changed |= drop_source_id(child, source_id);
+                    }
+                    changed
+                }
+                _ => false,
+            }
+        }
+        let mut v: Value = serde_json::from_str(text).ok()?;
+        let mut changed = self.scrub(&mut v);
+        if let Some(sid) = &self.source_id {
+            changed |= drop_source_id(&mut v, sid);
+        }
+        changed.then(|| v.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +218,18 @@ mod tests {
         );
         assert_eq!(forget().scrub_text("not json"), None);
         assert_eq!(forget().scrub_text(r#"{"id":"cust_2"}"#), None);
+    }
+
+    #[test]
+    fn an_import_report_loses_the_source_id_of_the_customers_refused_rows() {
+        let report = r#"{"failed":[{"row":2,"source_id":"ann@example.com","reason":"bad email"},{"row":3,"source_id":"bob"}]}"#;
+        let scrubbed: Value = serde_json::from_str(&forget().scrub_report_text(report).expect("changed")).expect("json");
+        assert_eq!(
+            scrubbed,
+            json!({"failed": [{"row": 2, "source_id": null, "reason": "bad email"}, {"row": 3, "source_id": "bob"}]})
+        );
+        assert_eq!(forget().scrub_report_text(r#"{"failed":[{"row":3,"source_id":"bob"}]}"#), None);
+        // Outside reports, a source id equal to the customer's is someone else's key.
+        assert_eq!(forget().scrub_text(r#"{"id":"ord_1","source_id":"ann@example.com"}"#), None);
     }
 }

@@ -333,6 +333,34 @@ async fn permanent_deletion(backend: Backend) {
     let rollback = ok(&server, &p, Method::POST, &format!("/v1/redemptions/{r2_id}/rollback"), None).await;
     assert_eq!(rollback["customer"]["name"], NAME);
 
+    // A customers export holds the person, and so does the report of a bulk update that
+    // refused their row (it names the row's customer by source id).
+    let export = ok(
+        &server,
+        &p,
+        Method::POST,
+        "/v1/exports",
+        Some(json!({"exported_object": "customer"})),
+    )
+    .await;
+    let export_id = export["id"].as_str().expect("export id").to_string();
+    let (status, bulk) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/customers/bulk/async",
+            Some(json!([{"source_id": EMAIL, "email": "not-an-email"}])),
+        )
+        .await;
+    assert_eq!(status, 202, "{bulk}");
+    let bulk_id = bulk["async_action_id"].as_str().expect("action id").to_string();
+    wait_until("the export and the bulk update", || async {
+        let (_, e) = server.call(&p, Method::GET, &format!("/v1/exports/{export_id}"), None).await;
+        let (_, a) = server.call(&p, Method::GET, &format!("/v1/async-actions/{bulk_id}"), None).await;
+        e["status"] == "DONE" && a["status"] == "DONE"
+    })
+    .await;
+
     // Every event delivered (the receiver echoed each body back) and counted.
     wait_until("six delivered webhooks", || async {
         let (_, l) = server
@@ -360,6 +388,8 @@ async fn permanent_deletion(backend: Backend) {
         "webhook_deliveries",
         "webhook_attempts",
         "idempotency",
+        "export_chunks",
+        "async_actions",
     ] {
         assert!(
             found.iter().any(|(_, t, _)| t == table),
@@ -405,6 +435,11 @@ async fn permanent_deletion(backend: Backend) {
     assert_eq!(n["webhook_deliveries"], 6, "{done}");
     assert_eq!(n["orders"], 2, "{done}");
     assert!(n["idempotency_records"].as_i64() >= Some(1), "{done}");
+    assert_eq!(
+        (n["exports"].as_i64(), n["async_action_reports"].as_i64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
     for f in ["daily_events", "segments", "order_events"] {
         assert_eq!(n[f], 0, "{f}: {done}");
     }
@@ -442,6 +477,12 @@ async fn permanent_deletion(backend: Backend) {
     .await;
     let left = personal_data_found(&backend);
     assert!(left.is_empty(), "personal data left after the deletion: {left:#?}");
+
+    // The export that held them is gone; the bulk update's report stays, without them.
+    let (status, e) = server.call(&p, Method::GET, &format!("/v1/exports/{export_id}"), None).await;
+    assert_envelope(status, &e, "not_found");
+    let report = ok(&server, &p, Method::GET, &format!("/v1/async-actions/{bulk_id}"), None).await;
+    assert_eq!(report["result"]["failed_count"], 1, "{report}");
 
     // The records stay, under the same customer id, with the person taken out.
     for rid in [&r1_id, &r2_id] {

@@ -17,6 +17,10 @@
 //!   echo it): by event id;
 //! - idempotency records (stored responses, kept 24 hours): the project's records whose
 //!   body mentions the customer's id or source id, a range of the project's own keys;
+//! - job reports (an import's refused rows name their customer by source id): the
+//!   project's async actions whose result mentions the source id;
+//! - exports: a CSV cannot be scrubbed in place, so an export whose file mentions the
+//!   customer, or that is still being built, is deleted;
 //! - the attribute index and segment memberships: removed with the customer, as a plain
 //!   delete does.
 //!
@@ -69,6 +73,11 @@ pub struct ErasureCounts {
     pub webhook_deliveries: i64,
     /// Tessera: stored idempotent responses scrubbed.
     pub idempotency_records: i64,
+    /// Tessera: job reports scrubbed (an import's refused rows, named by source id).
+    pub async_action_reports: i64,
+    /// Tessera: exports deleted, because their file mentioned the customer or was still
+    /// being built.
+    pub exports: i64,
 }
 
 /// The answer to a permanent deletion, in Voucherify's shape (`object` keeps its spelling).
@@ -119,6 +128,8 @@ struct JsonColumn {
     /// The tenant column (`project_id`, or `scope` for idempotency records).
     scope: &'static str,
     key: &'static str,
+    /// A job's report, which names customers by source id (`Forget::scrub_report_text`).
+    report: bool,
 }
 
 const REDEMPTIONS: JsonColumn = JsonColumn {
@@ -126,30 +137,42 @@ const REDEMPTIONS: JsonColumn = JsonColumn {
     column: "data",
     scope: "project_id",
     key: "id",
+    report: false,
 };
 const PUBLICATIONS: JsonColumn = JsonColumn {
     table: "publications",
     column: "data",
     scope: "project_id",
     key: "id",
+    report: false,
 };
 const OUTBOX: JsonColumn = JsonColumn {
     table: "outbox",
     column: "payload",
     scope: "project_id",
     key: "id",
+    report: false,
 };
 const DELIVERIES: JsonColumn = JsonColumn {
     table: "webhook_deliveries",
     column: "body",
     scope: "project_id",
     key: "id",
+    report: false,
 };
 const IDEMPOTENCY: JsonColumn = JsonColumn {
     table: "idempotency",
     column: "body",
     scope: "scope",
     key: "idem_key",
+    report: false,
+};
+const ASYNC_ACTIONS: JsonColumn = JsonColumn {
+    table: "async_actions",
+    column: "result",
+    scope: "project_id",
+    key: "id",
+    report: true,
 };
 
 impl JsonColumn {
@@ -164,6 +187,7 @@ impl JsonColumn {
             column,
             scope: scope_col,
             key: key_col,
+            report,
         } = self;
         let lock = if c.is_postgres() { " FOR UPDATE" } else { "" };
         let mut changed = 0;
@@ -180,7 +204,8 @@ impl JsonColumn {
             let mut updates = vec![Val::from(scope)];
             for r in rows {
                 let Some(text) = r.opt_text(1)? else { continue };
-                if let Some(scrubbed) = f.scrub_text(&text) {
+                let scrubbed = if *report { f.scrub_report_text(&text) } else { f.scrub_text(&text) };
+                if let Some(scrubbed) = scrubbed {
                     updates.push(r.text(0)?.into());
                     updates.push(scrubbed.into());
                 }
@@ -335,6 +360,50 @@ fn erase(c: &mut dyn Conn, p: &str, key: &str) -> Result<PermanentDeletion> {
         .collect::<Result<_>>()?;
     keys.sort();
     n.idempotency_records = IDEMPOTENCY.scrub(c, &forget, p, &keys)?;
+
+    // Reports of the project's jobs that name the customer: an import names the customer
+    // of a refused row by source id. Read through the project's range of its jobs.
+    if let Some(sid) = &cust.source_id {
+        let mut jobs: Vec<String> = c
+            .query(
+                "SELECT id FROM async_actions WHERE project_id = $1 AND result LIKE $2 ESCAPE '!'",
+                &[p.into(), contains_pattern(sid).into()],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<Result<_>>()?;
+        jobs.sort();
+        n.async_action_reports = ASYNC_ACTIONS.scrub(c, &forget, p, &jobs)?;
+    }
+
+    // Exports: a CSV file cannot be scrubbed in place, so an export whose file mentions
+    // the customer (by id, source id or email) goes, as its delete would take it; so does
+    // one still being built, whose run may be copying the customer this moment (it stops
+    // at its next chunk). Exports not started yet will read the scrubbed records.
+    let mut patterns = vec![contains_pattern(&id)];
+    patterns.extend(cust.source_id.as_deref().map(contains_pattern));
+    patterns.extend(cust.email.as_deref().map(contains_pattern));
+    let mentions: Vec<String> = (0..patterns.len()).map(|i| format!("data LIKE ${} ESCAPE '!'", i + 2)).collect();
+    let mut params = vec![Val::from(p)];
+    params.extend(patterns.into_iter().map(Val::from));
+    let mut exports: Vec<String> = c
+        .query(
+            &format!(
+                "SELECT DISTINCT export_id FROM export_chunks WHERE project_id = $1 AND ({}) \
+                 UNION SELECT id FROM exports WHERE project_id = $1 AND status = 'IN_PROGRESS'",
+                mentions.join(" OR ")
+            ),
+            &params,
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_>>()?;
+    exports.sort();
+    for e in &exports {
+        if crate::ops::exports::delete(c, p, e)? {
+            n.exports += 1;
+        }
+    }
 
     n.orders = count(
         c,

@@ -113,6 +113,18 @@ fn lock(c: &mut dyn Conn, p: &str, id: &str) -> Result<()> {
     c.lock_key(&format!("export:{p}:{id}"))
 }
 
+/// Deletes an export and its CSV in the caller's transaction; false if there was none. A
+/// run still building it finds it gone at its next chunk and stops.
+pub(crate) fn delete(c: &mut dyn Conn, p: &str, id: &str) -> Result<bool> {
+    lock(c, p, id)?;
+    let n = c.execute("DELETE FROM exports WHERE project_id = $1 AND id = $2", &[p.into(), id.into()])?;
+    c.execute(
+        "DELETE FROM export_chunks WHERE project_id = $1 AND export_id = $2",
+        &[p.into(), id.into()],
+    )?;
+    Ok(n > 0)
+}
+
 fn set_internal(stored: &mut Value, key: &str, v: Value) {
     if !stored["_internal"].is_object() {
         stored["_internal"] = json!({});
@@ -456,18 +468,9 @@ impl Store {
     pub async fn delete_export(&self, t: &Tenant, id: String) -> Result<()> {
         let p = t.project_id().to_string();
         self.write(move |c| {
-            lock(c, &p, &id)?;
-            let n = c.execute(
-                "DELETE FROM exports WHERE project_id = $1 AND id = $2",
-                &[p.clone().into(), id.clone().into()],
-            )?;
-            if n == 0 {
+            if !delete(c, &p, &id)? {
                 return Err(StoreError::not_found("export", id));
             }
-            c.execute(
-                "DELETE FROM export_chunks WHERE project_id = $1 AND export_id = $2",
-                &[p.into(), id.into()],
-            )?;
             Ok(())
         })
         .await
