@@ -2,7 +2,7 @@
 //! per-project cap on requests in progress, and a global overload guard.
 //!
 //! Limiter state exists only for what has authenticated (projects and live keys), plus a
-//! size-capped LRU of client IPs, and idle entries are dropped. An idle GCRA bucket is
+//! fixed table of client IPs allocated at start, and idle entries are dropped. An idle GCRA bucket is
 //! indistinguishable from a fresh one, so dropping it loses nothing. See
 //! docs/ARCHITECTURE.md for the worst-case memory of each structure.
 
@@ -34,8 +34,11 @@ pub const DEFAULT_LIMITS: RateLimits = RateLimits {
     per_client_ip_per_minute: Some(600),
     max_in_flight: Some(256),
 };
-/// Client IPs tracked at once; the least recently seen is evicted beyond this.
-pub const MAX_TRACKED_IPS: usize = 100_000;
+/// Slots of the client-IP table (a power of two). The table is allocated and written once
+/// at start, so a flood of new client IPs cannot move the server's memory at all.
+pub const MAX_TRACKED_IPS: usize = 1 << 17;
+/// Slots per set of the client-IP table: an IP can live in any of these.
+const IP_WAYS: usize = 4;
 /// Buckets idle this long are dropped (they would have refilled completely).
 pub const IDLE_EVICTION: Duration = Duration::from_secs(120);
 
@@ -126,7 +129,7 @@ impl Buckets {
 /// anonymous caller chooses, so this map is the one that fills to its cap under a flood;
 /// a governor limiter per entry plus a string key cost about 300 bytes, this about 80
 /// with the map's own overhead.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct IpBucket {
     /// Theoretical arrival time, in nanoseconds since the limiter's epoch.
     tat: u64,
@@ -162,9 +165,72 @@ impl IpBucket {
             retry_after: Duration::ZERO,
         }
     }
+}
 
-    fn idle(&self, now: u64) -> bool {
-        self.tat.saturating_add(IDLE_EVICTION.as_nanos() as u64) <= now
+/// One slot of the client-IP table. `tag` is a keyed 64-bit hash of (project, IP), never
+/// 0 for a used slot; a collision (odds 2^-64 per pair) would make two clients share a
+/// bucket, never crash or grow anything.
+#[derive(Clone, Copy, Default)]
+struct IpSlot {
+    tag: u64,
+    bucket: IpBucket,
+}
+
+/// Client-IP buckets in a set-associative table of fixed size: an IP hashes to one set
+/// of `IP_WAYS` slots. A bucket whose arrival time has passed is exactly a fresh bucket,
+/// so such slots are free to reuse; only when every slot of a set is still "ahead" does a
+/// newcomer replace the one closest to full (its client gets at most one burst early).
+/// With the default 600/min a bucket stays ahead for 100 ms per request, so even 10,000
+/// new IPs a second keep about 1,000 of 131,072 slots busy.
+struct IpTable {
+    slots: Box<[IpSlot]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl IpTable {
+    fn new(slots: usize) -> Self {
+        let sets = (slots / IP_WAYS).max(1).next_power_of_two();
+        // Written, not merely reserved: the pages are resident from the start, so RSS
+        // under a flood of new IPs stays where it was at start-up.
+        let slots: Vec<IpSlot> = std::iter::repeat_n(IpSlot::default(), sets * IP_WAYS).collect();
+        IpTable {
+            slots: slots.into_boxed_slice(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn check(&mut self, project: &str, ip: IpAddr, per_minute: u32, burst: u32, now: u64) -> Decision {
+        let tag = std::hash::BuildHasher::hash_one(&self.hasher, (project, ip)) | 1;
+        let sets = self.slots.len() / IP_WAYS;
+        // The low bit is forced to 1 above; take the set from the high bits.
+        let set = ((tag >> 32) as usize) & (sets - 1);
+        let ways = &mut self.slots[set * IP_WAYS..(set + 1) * IP_WAYS];
+        let i = match ways.iter().position(|s| s.tag == tag) {
+            Some(i) => i,
+            None => {
+                // The free slot, else the bucket closest to full (earliest arrival time).
+                let victim = ways
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| if s.tag == 0 { 0 } else { s.bucket.tat.max(1) })
+                    .map_or(0, |(i, _)| i);
+                ways[victim] = IpSlot {
+                    tag,
+                    bucket: IpBucket { tat: 0, per_minute, burst },
+                };
+                victim
+            }
+        };
+        let slot = &mut ways[i];
+        if (slot.bucket.per_minute, slot.bucket.burst) != (per_minute, burst) {
+            slot.bucket = IpBucket { tat: 0, per_minute, burst };
+        }
+        slot.bucket.check(now)
+    }
+
+    /// Buckets still ahead of now: the clients the table actually remembers.
+    fn live(&self, now: u64) -> usize {
+        self.slots.iter().filter(|s| s.tag != 0 && s.bucket.tat > now).count()
     }
 }
 
@@ -172,11 +238,8 @@ impl IpBucket {
 pub struct LocalLimiter {
     projects: Buckets,
     keys: Buckets,
-    /// Keyed by a keyed hash of the project id (a collision, at odds of 2^-64, would only
-    /// make two projects share a client IP's bucket) and the client's address.
-    ips: Mutex<lru::LruCache<(u64, IpAddr), IpBucket>>,
+    ips: Mutex<IpTable>,
     epoch: Instant,
-    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Default for LocalLimiter {
@@ -184,11 +247,8 @@ impl Default for LocalLimiter {
         LocalLimiter {
             projects: Buckets::default(),
             keys: Buckets::default(),
-            ips: Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(MAX_TRACKED_IPS).unwrap_or(std::num::NonZeroUsize::MIN),
-            )),
+            ips: Mutex::new(IpTable::new(MAX_TRACKED_IPS)),
             epoch: Instant::now(),
-            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 }
@@ -210,33 +270,29 @@ impl LocalLimiter {
             .unwrap_or(600);
         let burst = (per_minute / 10).max(1);
         let now = self.now();
-        let key = (std::hash::BuildHasher::hash_one(&self.hasher, project), ip);
         let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = ips.get_or_insert_mut(key, || IpBucket { tat: 0, per_minute, burst });
-        if (bucket.per_minute, bucket.burst) != (per_minute, burst) {
-            *bucket = IpBucket { tat: 0, per_minute, burst };
-        }
-        bucket.check(now)
+        ips.check(project, ip, per_minute, burst, now)
     }
 
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Drops idle buckets; returns the entries left (projects, keys, IPs).
+    /// Drops idle buckets; returns the entries left (projects, keys, live client IPs).
+    /// The client-IP table needs no sweep: a slot whose bucket has refilled is free.
     pub fn evict_idle(&self) -> (usize, usize, usize) {
         let p = self.projects.evict_idle();
         let k = self.keys.evict_idle();
-        let now = self.now();
-        let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
-        while ips.peek_lru().is_some_and(|(_, b)| b.idle(now)) {
-            ips.pop_lru();
-        }
-        (p, k, ips.len())
+        (p, k, self.live_ips())
     }
 
     pub fn entries(&self) -> (usize, usize, usize) {
-        (self.projects.len(), self.keys.len(), self.ips.lock().map(|i| i.len()).unwrap_or(0))
+        (self.projects.len(), self.keys.len(), self.live_ips())
+    }
+
+    fn live_ips(&self) -> usize {
+        let now = self.now();
+        self.ips.lock().map(|t| t.live(now)).unwrap_or(0)
     }
 }
 
@@ -397,18 +453,18 @@ impl Limiter {
         // Narrowest first, stopping at the first refusal: one client IP or one key that is
         // over its budget does not drain the budgets of the whole project.
         let ip = ip.map(client_bucket);
-        let key_rate = limits.per_key_per_minute.unwrap_or(limits.per_minute);
-        let mut checks: Vec<(String, u32, u32)> = Vec::with_capacity(3);
-        if let Some(ip) = ip {
-            let per_ip = limits
-                .per_client_ip_per_minute
-                .or(DEFAULT_LIMITS.per_client_ip_per_minute)
-                .unwrap_or(600);
-            checks.push((format!("i:{project}:{ip}"), per_ip, (per_ip / 10).max(1)));
-        }
-        checks.push((format!("k:{key}"), key_rate, limits.burst.min(key_rate)));
-        checks.push((format!("p:{project}"), limits.per_minute, limits.burst));
         if let Some(r) = &self.redis {
+            let key_rate = limits.per_key_per_minute.unwrap_or(limits.per_minute);
+            let mut checks: Vec<(String, u32, u32)> = Vec::with_capacity(3);
+            if let Some(ip) = ip {
+                let per_ip = limits
+                    .per_client_ip_per_minute
+                    .or(DEFAULT_LIMITS.per_client_ip_per_minute)
+                    .unwrap_or(600);
+                checks.push((format!("i:{project}:{ip}"), per_ip, (per_ip / 10).max(1)));
+            }
+            checks.push((format!("k:{key}"), key_rate, limits.burst.min(key_rate)));
+            checks.push((format!("p:{project}"), limits.per_minute, limits.burst));
             let mut tightest: Option<Decision> = None;
             let mut failed = false;
             for (k, rate, burst) in &checks {
@@ -651,7 +707,6 @@ mod tests {
         assert_eq!(refused.retry_after, Duration::from_nanos(t));
         assert!(b.check(now + t).allowed, "one interval later, one more request fits");
         assert!(!b.check(now + t).allowed);
-        assert!(b.idle(now + 4 * t + IDLE_EVICTION.as_nanos() as u64));
     }
 
     proptest::proptest! {
@@ -674,13 +729,39 @@ mod tests {
     }
 
     #[test]
-    fn client_ips_are_capped() {
+    fn client_ip_table_has_a_fixed_size_and_forgets_only_refilled_buckets() {
+        let mut t = IpTable::new(64);
+        assert_eq!(t.slots.len(), 64);
+        let ip = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(i));
+        // One client on one request a minute spends its burst of 3 at time 0: throttled
+        // for the next three minutes.
+        assert!((0..3).all(|_| t.check("p", ip(7), 1, 3, 0).allowed));
+        assert!(!t.check("p", ip(7), 1, 3, 0).allowed);
+        // 10,000 other IPs (100 µs interval), one every 200 µs: each bucket has refilled
+        // before the next IP arrives, so its slot is free again and nobody is evicted.
+        let mut now = 0;
+        for i in 0..10_000u32 {
+            now += 200_000;
+            assert!(t.check("p", ip(1000 + i), 600_000, 1, now).allowed);
+        }
+        assert_eq!(t.slots.len(), 64, "the table never grows");
+        assert!(!t.check("p", ip(7), 1, 3, now).allowed, "the throttled client was not forgotten");
+        // The same IP under another project is another client.
+        assert!(t.check("q", ip(7), 1, 3, now).allowed);
+        // ip 7 in both projects and the flood's last IP, whose interval has not passed.
+        assert_eq!(t.live(now), 3);
+    }
+
+    #[test]
+    fn client_ip_table_stays_fixed_under_new_ips() {
         let l = LocalLimiter::default();
-        for i in 0..(MAX_TRACKED_IPS as u32 + 5000) {
+        for i in 0..(MAX_TRACKED_IPS as u32 * 2) {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(i));
             l.check_ip("p", ip, &DEFAULT_LIMITS);
         }
-        assert_eq!(l.entries().2, MAX_TRACKED_IPS);
+        let live = l.entries().2;
+        assert!(live > 0 && live <= MAX_TRACKED_IPS, "{live}");
+        assert_eq!(l.ips.lock().map(|t| t.slots.len()).unwrap_or(0), MAX_TRACKED_IPS);
     }
 
     #[test]
