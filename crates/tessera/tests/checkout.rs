@@ -146,6 +146,53 @@ async fn retries_with_one_key_redeem_once(server: Server) {
     assert_eq!(v["redemption"]["redeemed_quantity"], 1);
 }
 
+/// What a redemption answers and leaves behind: the voucher in the answer carries the
+/// counters after this redemption (taken from the guarded update, not read again), and a
+/// customer named with nothing new is not rewritten, while one with a new field is.
+async fn redemption_views_and_customer_writes(server: Server) {
+    let p = server.create_project("Views").await;
+    let (status, v) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/vouchers/GIFT-VIEW",
+            Some(json!({"type": "GIFT_VOUCHER", "gift": {"amount": 10000}, "redemption": {"quantity": 5}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, c) = server
+        .call(&p, Method::POST, "/v1/customers", Some(json!({"source_id": "ada", "name": "Ada"})))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    let created_updated_at = c["updated_at"].clone();
+    let body = |amount: i64, customer: Value| {
+        json!({"redeemables": [{"object": "voucher", "id": "GIFT-VIEW", "gift": {"credits": amount}}],
+               "order": {"amount": amount}, "customer": customer})
+    };
+    let (status, r) = redeem(&server, &p, body(3000, json!({"source_id": "ada"})), None).await;
+    assert_eq!(status, 200, "{r}");
+    let voucher = &r["redemptions"][0]["voucher"];
+    assert_eq!(voucher["redemption"]["redeemed_quantity"], 1, "{voucher}");
+    assert_eq!(voucher["gift"]["balance"], 7000, "{voucher}");
+    let (_, c) = server.call(&p, Method::GET, "/v1/customers/ada", None).await;
+    assert_eq!(c["updated_at"], created_updated_at, "nothing new about the customer: not rewritten");
+    assert_eq!(c["name"], "Ada");
+
+    let (status, r) = redeem(&server, &p, body(2000, json!({"source_id": "ada", "name": "Ada L."})), None).await;
+    assert_eq!(status, 200, "{r}");
+    let voucher = &r["redemptions"][0]["voucher"];
+    assert_eq!(voucher["redemption"]["redeemed_quantity"], 2, "{voucher}");
+    assert_eq!(voucher["gift"]["balance"], 5000, "{voucher}");
+    assert_eq!(r["redemptions"][0]["customer"]["name"], "Ada L.");
+    let (_, c) = server.call(&p, Method::GET, "/v1/customers/ada", None).await;
+    assert_eq!(c["name"], "Ada L.", "a changed field is written");
+    assert_ne!(c["updated_at"], created_updated_at);
+    // The stored voucher agrees with what the answers said.
+    let (_, v) = server.call(&p, Method::GET, "/v1/vouchers/GIFT-VIEW", None).await;
+    assert_eq!(v["redemption"]["redeemed_quantity"], 2);
+    assert_eq!(v["gift"]["balance"], 5000);
+}
+
 macro_rules! both_engines {
     ($($name:ident),*) => {
         mod sqlite {
@@ -171,5 +218,6 @@ macro_rules! both_engines {
 both_engines!(
     limited_code_holds_under_contention,
     gift_card_never_overdrawn,
-    retries_with_one_key_redeem_once
+    retries_with_one_key_redeem_once,
+    redemption_views_and_customer_writes
 );
