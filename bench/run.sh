@@ -8,12 +8,14 @@
 # Environment (defaults in brackets):
 #   BENCH_SMOKE=1             tiny run for CI (a few hundred codes, 3 s per scenario, low
 #                             rates); exits non-zero if any run had an error or no success
-#   BENCH_SCENARIOS           [ceiling validate redeem redeem-hot qualify]
+#   BENCH_SCENARIOS           [ceiling validate redeem redeem-hot qualify checkout]
 #   BENCH_RATES_CEILING       [2000 5000 10000 20000]  requests/s, one run per rate
 #   BENCH_RATES_VALIDATE      [1000 2000 4000]
 #   BENCH_RATES_REDEEM        [250 500 1000 1500]      each redeem uses a fresh code
 #   BENCH_RATES_REDEEM_HOT    [250 500 1000]
 #   BENCH_RATES_QUALIFY       [200 400 600]
+#   BENCH_RATES_CHECKOUT      [100 200 400]  flows/s: qualification, validation and
+#                             redemption of a fresh code (codes after redeem's) per flow
 #   BENCH_TIERS [1000]  BENCH_CUSTOMERS [1000]  promotion tiers and customers for qualify
 #                             (bench/promotions_setup.py; bench/qualify.sh is the
 #                             qualification benchmark with 100,000 codes)
@@ -26,9 +28,9 @@ cd "$(dirname "$0")/.."
 if [ "${BENCH_SMOKE:-0}" = 1 ]; then
   : "${BENCH_DURATION:=3}" "${BENCH_WARMUP:=1}" "${BENCH_CONNECTIONS:=8}" "${BENCH_VALIDATE_CODES:=100}"
   : "${BENCH_RATES_CEILING:=100}" "${BENCH_RATES_VALIDATE:=50}" "${BENCH_RATES_REDEEM:=40}" "${BENCH_RATES_REDEEM_HOT:=50}"
-  : "${BENCH_RATES_QUALIFY:=50}" "${BENCH_TIERS:=30}" "${BENCH_CUSTOMERS:=20}"
+  : "${BENCH_RATES_QUALIFY:=50}" "${BENCH_TIERS:=30}" "${BENCH_CUSTOMERS:=20}" "${BENCH_RATES_CHECKOUT:=20}"
 fi
-scenarios=(${BENCH_SCENARIOS:-ceiling validate redeem redeem-hot qualify})
+scenarios=(${BENCH_SCENARIOS:-ceiling validate redeem redeem-hot qualify checkout})
 duration=${BENCH_DURATION:-10}
 warmup=${BENCH_WARMUP:-2}
 connections=${BENCH_CONNECTIONS:-32}
@@ -40,6 +42,7 @@ rates() {
     redeem) echo "${BENCH_RATES_REDEEM:-250 500 1000 1500}" ;;
     redeem-hot) echo "${BENCH_RATES_REDEEM_HOT:-250 500 1000}" ;;
     qualify) echo "${BENCH_RATES_QUALIFY:-200 400 600}" ;;
+    checkout) echo "${BENCH_RATES_CHECKOUT:-100 200 400}" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
@@ -64,11 +67,15 @@ pid=$!
 for _ in $(seq 1 100); do curl -fsS "$url/health/ready" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "$url/health/ready" >/dev/null || { echo "server did not become ready; see $out/server.log" >&2; exit 1; }
 
-redeem_total=0
-if [[ " ${scenarios[*]} " == *" redeem "* ]]; then
-  for r in $(rates redeem); do redeem_total=$((redeem_total + $(codes_for "$r"))); done
-fi
-python3 bench/setup.py "$url" "$work" $((validate_codes + redeem_total))
+# Codes past validate's are handed out in scenario order, each once: redeem's and
+# checkout's runs consume theirs.
+consumed_total=0
+for s in redeem checkout; do
+  if [[ " ${scenarios[*]} " == *" $s "* ]]; then
+    for r in $(rates "$s"); do consumed_total=$((consumed_total + $(codes_for "$r"))); done
+  fi
+done
+python3 bench/setup.py "$url" "$work" $((validate_codes + consumed_total))
 { read -r app_id; read -r app_token; } <"$work/credentials"
 export TESSERA_APP_ID=$app_id TESSERA_APP_TOKEN=$app_token
 if [[ " ${scenarios[*]} " == *" qualify "* ]]; then
@@ -96,12 +103,14 @@ for s in "${scenarios[@]}"; do
       --label "$s@$r" --json-out "$out/runs/$s-$r.json")
     case $s in
       validate) args+=(--codes-file "$work/validate.txt") ;;
-      redeem)
+      redeem | checkout)
         n=$(codes_for "$r")
         last=$((next_code + n - 1))
-        sed -n "${next_code},${last}p;${last}q" "$work/codes.txt" >"$work/redeem.txt"
+        sed -n "${next_code},${last}p;${last}q" "$work/codes.txt" >"$work/$s.txt"
         next_code=$((last + 1))
-        args+=(--codes-file "$work/redeem.txt") ;;
+        args+=(--codes-file "$work/$s.txt")
+        # Checkout's qualifications name customers; qualify's setup creates these.
+        if [ "$s" = checkout ]; then args+=(--customers "${BENCH_CUSTOMERS:-1000}"); fi ;;
       redeem-hot) args+=(--hot-code HOT-BENCH) ;;
       qualify) args+=(--customers "${BENCH_CUSTOMERS:-1000}") ;;
     esac

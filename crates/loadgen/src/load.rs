@@ -5,16 +5,22 @@
 //! free connection, or behind a late scheduler, is part of it: a server that falls behind
 //! shows up as latency instead of as a quietly lower offered rate (coordinated omission).
 //!
+//! A "request" here is really a flow: the requests one sequence number stands for, sent
+//! back to back on the worker's connection (a checkout's qualification, validation and
+//! redemption); most scenarios' flows are a single request. The rate, the timeout and
+//! the latency are per flow, the latency ending with the last response.
+//!
 //! The scheduler is an OS thread sleeping with the kernel's precision (tens of
 //! microseconds), not a tokio timer: those tick in whole milliseconds, and every late
 //! wake-up would be reported as server latency.
 
 use crate::report::Stats;
-use crate::scenario::Plan;
+use crate::scenario::{said_valid, Plan};
 use anyhow::{Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::Request;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -149,16 +155,44 @@ async fn worker(
         }
         let done = Instant::now();
         match outcome {
-            Ok((status, body)) if status.is_success() && plan.accepts(&body) => stats.succeed(done - job.due, done),
-            Ok((status, body)) if status.is_success() => stats.fail("rejected_2xx", String::from_utf8_lossy(&body)),
-            Ok((status, body)) => stats.fail_status(status.as_u16(), String::from_utf8_lossy(&body)),
+            Ok(Answer::Ok) => stats.succeed(done - job.due, done),
+            Ok(Answer::Refused { kind, body }) => stats.fail(&kind, String::from_utf8_lossy(&body)),
             Err(f) => stats.fail(f.kind, f.detail),
         }
     }
 }
 
-async fn exchange(plan: &Plan, conn: &mut Option<Conn>, seq: u64) -> Result<(hyper::StatusCode, Bytes), Failure> {
-    let req = plan.request(seq)?;
+/// How a flow ended when every request it sent got an HTTP answer.
+enum Answer {
+    Ok,
+    /// `kind` names the step and the answer (`validate_status_400`, `rejected_2xx`).
+    Refused {
+        kind: String,
+        body: Bytes,
+    },
+}
+
+async fn exchange(plan: &Plan, conn: &mut Option<Conn>, seq: u64) -> Result<Answer, Failure> {
+    for step in plan.flow(seq)? {
+        let (status, body) = send(plan, conn, step.request).await?;
+        let refused = if !status.is_success() {
+            format!("status_{}", status.as_u16())
+        } else if step.must_be_valid && !said_valid(&body) {
+            "rejected_2xx".to_string()
+        } else {
+            continue;
+        };
+        // The flow stops here: a shop does not redeem a code its validation refused.
+        let kind = match step.name {
+            "" => refused,
+            name => format!("{name}_{refused}"),
+        };
+        return Ok(Answer::Refused { kind, body });
+    }
+    Ok(Answer::Ok)
+}
+
+async fn send(plan: &Plan, conn: &mut Option<Conn>, req: Request<Full<Bytes>>) -> Result<(hyper::StatusCode, Bytes), Failure> {
     if conn.as_ref().is_none_or(Conn::is_closed) {
         *conn = Some(connect(plan).await?);
     }

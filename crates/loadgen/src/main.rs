@@ -12,7 +12,7 @@ mod scenario;
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use load::Settings;
-use scenario::{Plan, Scenario, Target};
+use scenario::{CodeLine, Plan, Scenario, Target};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +37,8 @@ struct Cli {
     app_token: String,
     #[arg(long, value_enum)]
     scenario: Scenario,
-    /// Offered load in requests per second, kept whatever the response times (open loop).
+    /// Offered load in requests (checkout: flows) per second, kept whatever the response
+    /// times (open loop).
     #[arg(long)]
     rate: f64,
     /// Measured seconds, after the warm-up.
@@ -55,7 +56,9 @@ struct Cli {
     /// Seconds from a request's due time after which it counts as `timeout`.
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
-    /// Codes, one a line: validate cycles through them, redeem uses each once in order.
+    /// Codes, one a line, `CODE` or `CODE,CUSTOMER_SOURCE_ID` (the customer the code was
+    /// published to, named in its validations and redemptions): validate cycles through
+    /// them, redeem and checkout use each once in order.
     #[arg(long)]
     codes_file: Option<PathBuf>,
     /// The code every redeem-hot request redeems (and every flood request validates).
@@ -71,6 +74,13 @@ struct Cli {
     /// Distinct customers (source ids c-0, c-1, ...) the requests rotate through.
     #[arg(long, default_value_t = 1000)]
     customers: u64,
+    /// Customer source ids, one a line, to rotate through instead of c-0, c-1, ...
+    #[arg(long, conflicts_with = "customers")]
+    customers_file: Option<PathBuf>,
+    /// Product source ids, comma-separated, one cart line each, instead of the default
+    /// 5-line cart of product ids p1 to p5 (which no catalogue holds).
+    #[arg(long, value_delimiter = ',')]
+    cart_products: Vec<String>,
     /// Write the result as JSON here.
     #[arg(long)]
     json_out: Option<PathBuf>,
@@ -113,12 +123,22 @@ fn main() -> Result<()> {
         _ => Vec::new(),
     };
     let (_, total) = settings.counts();
-    if cli.scenario == Scenario::Redeem && (codes.len() as u64) < total {
+    if cli.scenario.consumes_codes() && (codes.len() as u64) < total {
         bail!(
-            "redeem uses one code per request: {total} requests need {total} codes, the file has {}",
+            "{} uses one code per flow: {total} flows (warm-up included) need {total} codes, the file has {}",
+            cli.scenario.name(),
             codes.len()
         );
     }
+    let customers = match &cli.customers_file {
+        Some(path) => read_lines(path)?,
+        None => Vec::new(),
+    };
+    let products: Vec<String> = cli.cart_products.iter().map(|p| p.trim().to_string()).collect();
+    ensure!(
+        products.iter().all(|p| !p.is_empty()),
+        "--cart-products has an empty product source id"
+    );
     let hot_code = match (cli.scenario, &cli.hot_code) {
         (Scenario::RedeemHot | Scenario::Flood, None) => bail!("the {} scenario needs --hot-code", cli.scenario.name()),
         (Scenario::Publish, None) => bail!("the publish scenario needs --hot-code naming the campaign"),
@@ -132,7 +152,12 @@ fn main() -> Result<()> {
         codes,
         hot_code,
         cli.customers,
-    )?;
+    )?
+    .with_customers(customers);
+    let plan = match products.as_slice() {
+        [] => plan,
+        products => plan.with_products(products),
+    };
     let plan = match (cli.scenario, &cli.client_id, &cli.client_token, &cli.origin) {
         (Scenario::Flood, Some(id), Some(token), Some(origin)) => plan.with_client(id, token, origin)?,
         (Scenario::Flood, ..) => bail!("the flood scenario needs --client-id, --client-token and --origin"),
@@ -175,9 +200,20 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn read_codes(path: &PathBuf) -> Result<Vec<String>> {
+fn read_codes(path: &PathBuf) -> Result<Vec<CodeLine>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let codes: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    let mut codes = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let parsed = CodeLine::parse(line).with_context(|| format!("{} line {}", path.display(), n + 1))?;
+        codes.extend(parsed);
+    }
     ensure!(!codes.is_empty(), "{} holds no codes", path.display());
     Ok(codes)
+}
+
+fn read_lines(path: &PathBuf) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    ensure!(!lines.is_empty(), "{} is empty", path.display());
+    Ok(lines)
 }

@@ -60,10 +60,6 @@ impl Stats {
         }
     }
 
-    pub fn fail_status(&mut self, status: u16, body: impl Into<String>) {
-        self.fail(&format!("status_{status}"), body);
-    }
-
     pub fn merge(&mut self, other: Stats) -> Result<()> {
         self.requests += other.requests;
         self.ok += other.ok;
