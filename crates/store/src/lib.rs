@@ -197,7 +197,14 @@ impl Store {
             }
             Ok(v)
         };
-        let result = self.write_unmarked(f).await;
+        // Only a request's first write may be shed under overload: nothing of the request
+        // has committed yet, so the refusal leaves it all undone. Every API mutation is
+        // audited, so the audit claim marks exactly that write.
+        let sheddable = audit.is_some();
+        let result = match &*self.engine {
+            Engine::Sqlite(b) => b.write_with(f, sheddable).await,
+            Engine::Postgres(b) => b.write(f).await,
+        };
         if result.is_err() {
             if let Some(claim) = &claim {
                 claim.release();

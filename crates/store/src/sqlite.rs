@@ -21,12 +21,13 @@ pub const MAX_BATCH: usize = 512;
 /// Commands waiting for the writer. Callers wait (backpressure) beyond this.
 pub const QUEUE_CAPACITY: usize = 8192;
 const READ_POOL_SIZE: u32 = 8;
-/// Longest a request's write may wait in the queue before the writer refuses it (503,
-/// retryable) instead of running it. Past its capacity the writer's queue only grows, and
-/// every caller behind it waits longer (at 2,500 offered redemptions a second on a node
-/// that commits 2,000, callers waited seconds and timed out, and work done for them was
-/// wasted). Refusing the late ones keeps the others near normal latency. Background
-/// writes (code generation, imports, relays) are never refused: they simply wait.
+/// Longest an API request's first write may wait in the queue before the writer refuses
+/// it (503, retryable) instead of running it. Past the writer's capacity its queue only
+/// grows (up to `QUEUE_CAPACITY` commands, seconds of work), every caller behind it waits
+/// longer, and callers that gave up still get their work done for nothing. Refusing the
+/// late ones keeps the others near normal latency. Background writes (code generation,
+/// imports, relays) and a request's later writes (its first one committed, or its
+/// idempotent response) are never refused: they wait.
 pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(500);
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -328,15 +329,23 @@ impl SqliteBackend {
         T: Send + 'static,
         F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
     {
+        self.write_with(f, false).await
+    }
+
+    /// `write`, refused without running if it waits longer than `MAX_QUEUE_WAIT` when
+    /// `sheddable`: for the first write of an API request, which nothing has committed
+    /// for yet, so a refusal leaves the request all undone.
+    pub async fn write_with<T, F>(&self, f: F, sheddable: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        // Writes made while serving an API request carry its request id; only those have a
-        // caller waiting on a deadline.
-        let in_request = crate::ops::idempotency::REQUEST_ID.try_with(|r| !r.is_empty()).unwrap_or(false);
         let job = Box::new(TypedJob {
             f: Some(f),
             outcome: None,
             reply: tx,
-            queued_at: in_request.then(std::time::Instant::now),
+            queued_at: sheddable.then(std::time::Instant::now),
         });
         self.queued.fetch_add(1, Ordering::Relaxed);
         if self.jobs.send(Msg::Job(job)).await.is_err() {

@@ -1,7 +1,8 @@
-//! The embedded writer refuses a request's write that waited too long in its queue, and
-//! only that: background writes queued behind the same stall still run.
+//! The embedded writer refuses an API request's first write that waited too long in its
+//! queue, and only that: background writes queued behind the same stall still run.
 
 use std::time::Duration;
+use tessera_store::ops::audit::{AuditMark, AUDIT};
 use tessera_store::ops::idempotency::REQUEST_ID;
 use tessera_store::sqlite::MAX_QUEUE_WAIT;
 use tessera_store::{Store, StoreError};
@@ -12,6 +13,17 @@ impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// What the API's audit middleware sets for a mutation: its first write carries it.
+fn mark() -> AuditMark {
+    AuditMark::new(
+        "proj_test".into(),
+        "key:app_test".into(),
+        "POST /v1/test".into(),
+        "/v1/test".into(),
+        Vec::new(),
+    )
 }
 
 async fn count_rows(store: &Store) -> i64 {
@@ -48,11 +60,14 @@ async fn late_request_writes_are_refused_and_nothing_of_them_is_written() {
     // Behind it: one write made while serving a request, one background write.
     let request_write = {
         let store = store.clone();
-        tokio::spawn(REQUEST_ID.scope("req_test".to_string(), async move {
-            store
-                .write(|c| c.execute("INSERT INTO shed_probe (n) VALUES (1)", &[]).map(|_| ()))
-                .await
-        }))
+        tokio::spawn(REQUEST_ID.scope(
+            "req_test".to_string(),
+            AUDIT.scope(mark(), async move {
+                store
+                    .write(|c| c.execute("INSERT INTO shed_probe (n) VALUES (1)", &[]).map(|_| ()))
+                    .await
+            }),
+        ))
     };
     let background_write = {
         let store = store.clone();
@@ -78,12 +93,45 @@ async fn late_request_writes_are_refused_and_nothing_of_them_is_written() {
 
     // Once the queue is short again, a request's write goes through.
     let ok = REQUEST_ID
-        .scope("req_test_2".to_string(), async {
-            store
-                .write(|c| c.execute("INSERT INTO shed_probe (n) VALUES (3)", &[]).map(|_| ()))
-                .await
-        })
+        .scope(
+            "req_test_2".to_string(),
+            AUDIT.scope(mark(), async {
+                store
+                    .write(|c| c.execute("INSERT INTO shed_probe (n) VALUES (3)", &[]).map(|_| ()))
+                    .await
+            }),
+        )
         .await;
     assert!(ok.is_ok(), "{ok:?}");
     assert_eq!(count_rows(&store).await, 2);
+
+    // A request's later write, once its first has committed, waits out the same stall:
+    // refusing it would leave the request half done.
+    let later = AUDIT
+        .scope(mark(), async {
+            store
+                .write(|c| c.execute("INSERT INTO shed_probe (n) VALUES (4)", &[]).map(|_| ()))
+                .await
+                .expect("the request's first write");
+            let blocker = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .write(move |_| {
+                            std::thread::sleep(stall);
+                            Ok(())
+                        })
+                        .await
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let second = store
+                .write(|c| c.execute("INSERT INTO shed_probe (n) VALUES (5)", &[]).map(|_| ()))
+                .await;
+            blocker.await.expect("join").expect("stall");
+            second
+        })
+        .await;
+    assert!(later.is_ok(), "{later:?}");
+    assert_eq!(count_rows(&store).await, 4);
 }
