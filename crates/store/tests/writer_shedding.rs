@@ -26,6 +26,23 @@ fn mark() -> AuditMark {
     )
 }
 
+/// Starts a background write that holds the writer well past the queue limit, and
+/// returns once it is running.
+async fn stall_writer(store: &Store) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+    let store = store.clone();
+    let stall = MAX_QUEUE_WAIT + Duration::from_millis(300);
+    let blocker = tokio::spawn(async move {
+        store
+            .write(move |_| {
+                std::thread::sleep(stall);
+                Ok(())
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    blocker
+}
+
 async fn count_rows(store: &Store) -> i64 {
     store
         .read(|c| c.query_one("SELECT COUNT(*) FROM shed_probe", &[])?.int(0))
@@ -43,19 +60,7 @@ async fn late_request_writes_are_refused_and_nothing_of_them_is_written() {
         .expect("create table");
 
     // A background write holds the writer well past the queue limit.
-    let stall = MAX_QUEUE_WAIT + Duration::from_millis(300);
-    let blocker = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .write(move |_| {
-                    std::thread::sleep(stall);
-                    Ok(())
-                })
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let blocker = stall_writer(&store).await;
 
     // Behind it: one write made while serving a request, one background write.
     let request_write = {
@@ -113,18 +118,7 @@ async fn late_request_writes_are_refused_and_nothing_of_them_is_written() {
                 .write(|c| c.execute("INSERT INTO shed_probe (n) VALUES (4)", &[]).map(|_| ()))
                 .await
                 .expect("the request's first write");
-            let blocker = {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    store
-                        .write(move |_| {
-                            std::thread::sleep(stall);
-                            Ok(())
-                        })
-                        .await
-                })
-            };
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let blocker = stall_writer(&store).await;
             let second = store
                 .write(|c| c.execute("INSERT INTO shed_probe (n) VALUES (5)", &[]).map(|_| ()))
                 .await;
