@@ -458,11 +458,11 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, queued: Arc<Atomic
 /// without running them: nothing of them is written, and their idempotency keys are
 /// released, so a retry runs them afresh.
 fn shed_late(batch: &mut Vec<Box<dyn WriteJob>>) {
-    let late = |j: &Box<dyn WriteJob>| j.queued_at().is_some_and(|t| t.elapsed() > MAX_QUEUE_WAIT);
-    if !batch.iter().any(late) {
+    let late = |j: &dyn WriteJob| j.queued_at().is_some_and(|t| t.elapsed() > MAX_QUEUE_WAIT);
+    if !batch.iter().any(|j| late(j.as_ref())) {
         return;
     }
-    let (shed, keep): (Vec<_>, Vec<_>) = batch.drain(..).partition(late);
+    let (shed, keep): (Vec<_>, Vec<_>) = batch.drain(..).partition(|j| late(j.as_ref()));
     *batch = keep;
     metrics::counter!("tessera_shed_total", "reason" => "writer_queue").increment(shed.len() as u64);
     for job in shed {
