@@ -150,6 +150,19 @@ impl Store {
         }
     }
 
+    /// `read` for bounded point lookups on the checkout path; on SQLite it runs on the
+    /// calling thread when a connection is idle (see `SqliteBackend::read_short`).
+    pub async fn read_short<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    {
+        match &*self.engine {
+            Engine::Sqlite(b) => b.read_short(f).await,
+            Engine::Postgres(b) => b.read(f).await,
+        }
+    }
+
     /// Runs `f` in a write transaction. When the request carries an `Idempotency-Key`, the
     /// first write of the request also marks the key `applied` in the same transaction, so
     /// the record and the effect commit together and a retry can never apply it twice.

@@ -15,6 +15,13 @@ use tessera_store::ops::org::Management;
 
 use tessera_store::Store;
 
+// Request handling allocates many small short-lived objects (JSON trees, SQL parameters)
+// on several threads; glibc's malloc spent about a quarter of the SQLite writer thread's
+// time and of a validation's CPU in profiles (bench/RESULTS.md). mimalloc's per-thread
+// free lists serve that pattern at a fraction of the cost.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tessera",

@@ -1712,7 +1712,7 @@ impl Store {
                 .await;
         }
         let cache = self.promos.clone();
-        self.read(move |c| {
+        self.read_short(move |c| {
             let promos = cache.get(c, t.project_id())?;
             let e = evaluate(c, &t, promos, &req, tessera_domain::time::now(), None, &rid)?;
             Ok(validation_json(&e, &tracking_id(&req, e.customer.as_ref()), None))
@@ -2379,6 +2379,6 @@ impl Store {
         let t = t.clone();
         let cache = self.promos.clone();
         let rid = crate::ops::idempotency::current_request_id();
-        self.read(move |c| qualify_in(c, &t, &cache, &req, &rid)).await
+        self.read_short(move |c| qualify_in(c, &t, &cache, &req, &rid)).await
     }
 }
