@@ -28,6 +28,11 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             format!("JSON nesting is deeper than {MAX_JSON_DEPTH} levels"),
         ));
     }
+    // Plain serde_json first: tracking the path costs on every field, and only a refused
+    // body needs it. Same acceptance either way (neither checks for trailing input).
+    if let Ok(v) = T::deserialize(&mut serde_json::Deserializer::from_slice(bytes)) {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -73,5 +78,29 @@ where
             return Err(too_large());
         }
         parse_body(&bytes).map(ApiJson)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Inner {
+        amount: i64,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Outer {
+        order: Inner,
+    }
+
+    #[test]
+    fn a_refused_body_names_the_field_and_a_good_one_parses() {
+        let ok: Outer = parse_body(br#"{"order": {"amount": 5}}"#).expect("a valid body parses");
+        assert_eq!(ok.order.amount, 5);
+        let err = parse_body::<Outer>(br#"{"order": {"amount": "five"}}"#).expect_err("a string is not an amount");
+        assert_eq!(err.key, "invalid_payload");
+        assert!(err.details.starts_with("'order.amount': invalid type"), "{}", err.details);
     }
 }
