@@ -14,9 +14,14 @@ impl Drop for Dir {
     }
 }
 
-fn open() -> (Dir, Store) {
+/// A fresh database with an empty `probe` table.
+async fn open() -> (Dir, Store) {
     let dir = Dir(std::env::temp_dir().join(format!("tessera-short-{}", &tessera_domain::secrets::new_token()[..16])));
     let store = Store::open_sqlite(&dir.0).expect("open sqlite");
+    store
+        .write(|c| c.execute("CREATE TABLE probe (n INTEGER)", &[]).map(|_| ()))
+        .await
+        .expect("create table");
     (dir, store)
 }
 
@@ -29,11 +34,7 @@ async fn count(store: &Store) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_reads_run_on_the_calling_thread_and_see_commits() {
-    let (_dir, store) = open();
-    store
-        .write(|c| c.execute("CREATE TABLE probe (n INTEGER)", &[]).map(|_| ()))
-        .await
-        .expect("create table");
+    let (_dir, store) = open().await;
     assert_eq!(count(&store).await, 0);
     store
         .write(|c| c.execute("INSERT INTO probe (n) VALUES (1)", &[]).map(|_| ()))
@@ -48,11 +49,7 @@ async fn short_reads_run_on_the_calling_thread_and_see_commits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_reads_wait_for_a_connection_when_all_are_busy() {
-    let (_dir, store) = open();
-    store
-        .write(|c| c.execute("CREATE TABLE probe (n INTEGER)", &[]).map(|_| ()))
-        .await
-        .expect("create table");
+    let (_dir, store) = open().await;
     // Occupy every read connection until the barrier opens.
     const HOLDERS: usize = 8;
     let hold = Arc::new(Barrier::new(HOLDERS + 1));
