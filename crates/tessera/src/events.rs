@@ -35,10 +35,13 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 /// Deliveries in flight on this node, per project and per webhook. A receiver that never
 /// answers holds at most `PER_WEBHOOK` slots until its timeouts, and one tenant's
 /// receivers together at most `PER_PROJECT`, so it takes eight tenants with dead
-/// receivers to fill a node, never one.
-const IN_FLIGHT: usize = 256;
-const PER_PROJECT: usize = 32;
-const PER_WEBHOOK: usize = 16;
+/// receivers to fill a node, never one. `PER_WEBHOOK` is also one receiver's throughput
+/// ceiling: each claim round is a write queued behind checkouts, so a webhook gets about
+/// `PER_WEBHOOK` deliveries per round trip through the writer. At 16 one webhook topped
+/// out near 700 deliveries a second behind 1,000 redemptions a second (bench/RESULTS.md).
+const IN_FLIGHT: usize = 1024;
+const PER_PROJECT: usize = 128;
+const PER_WEBHOOK: usize = 64;
 /// Claim rounds are at least this far apart while deliveries flow, so each claim (a
 /// write) carries a batch instead of one delivery, and checkout keeps the writer.
 const CLAIM_SPACING: Duration = Duration::from_millis(5);
