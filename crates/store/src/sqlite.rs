@@ -232,8 +232,10 @@ impl r2d2::ManageConnection for ReadManager {
         conn.execute_batch("SELECT 1")
     }
 
-    fn has_broken(&self, _conn: &mut Connection) -> bool {
-        false
+    /// A connection handed back inside a transaction (its read panicked between BEGIN and
+    /// COMMIT) would fail every later BEGIN and pin an old snapshot: drop it instead.
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        !conn.is_autocommit()
     }
 }
 

@@ -85,3 +85,35 @@ async fn short_reads_wait_for_a_connection_when_all_are_busy() {
         .expect("short read task");
     assert_eq!(n, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_panics_does_not_leave_a_connection_inside_its_transaction() {
+    let (_dir, store) = open().await;
+    let panicked = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .read_short(|_| -> tessera_store::Result<()> { panic!("a bug in a read") })
+                .await
+        })
+    };
+    assert!(panicked.await.is_err(), "the read's task panicked");
+    // Every connection of the pool at once, so the one the panic left would be among them.
+    const READERS: usize = 8;
+    let together = Arc::new(Barrier::new(READERS));
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        let (store, together) = (store.clone(), together.clone());
+        readers.push(tokio::spawn(async move {
+            store
+                .read(move |c| {
+                    together.wait();
+                    c.query_one("SELECT COUNT(*) FROM probe", &[])?.int(0)
+                })
+                .await
+        }));
+    }
+    for r in readers {
+        assert_eq!(r.await.expect("reader task").expect("every connection reads"), 0);
+    }
+}
