@@ -66,7 +66,7 @@ pub async fn client_validate(state: State<AppState>, auth: Auth<Tenant>, body: A
     security(("X-App-Id" = [], "X-App-Token" = [])))]
 pub async fn redeem(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(req): ApiJson<CheckoutRequest>) -> ApiResult<Response> {
     Ok(match s.store.redeem(&t, req).await? {
-        RedeemResult::Succeeded(v) => Json(v).into_response(),
+        RedeemResult::Succeeded(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
         RedeemResult::Failed {
             code,
             key,
@@ -271,7 +271,13 @@ pub async fn legacy_redeem(
     let q: RollbackQuery = serde_urlencoded::from_str(q.0.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad_request("invalid_query_params", "Invalid query parameters", e.to_string()))?;
     Ok(match s.store.redeem(&t, legacy_request(code, body, q.tracking_id)).await? {
-        RedeemResult::Succeeded(v) => Json(v["redemptions"].get(0).cloned().unwrap_or(Value::Null)).into_response(),
+        RedeemResult::Succeeded(body) => {
+            let v: Value = serde_json::from_str(&body).map_err(|e| {
+                tracing::error!(error = %e, "redemption response is not JSON");
+                ApiError::internal()
+            })?;
+            Json(v["redemptions"].get(0).cloned().unwrap_or(Value::Null)).into_response()
+        }
         RedeemResult::Failed {
             code,
             key,

@@ -12,10 +12,11 @@ use crate::ops::org::Tenant;
 use crate::ops::outbox;
 use crate::ops::promotions::{tier_json, PromoSet, TierEntry};
 use crate::ops::rules::{rules_for, CompiledRule};
-use crate::ops::views;
+use crate::ops::views::{self, VoucherView};
 use crate::ops::vouchers::{find_voucher, get_campaign_rec, ledger_entry, VoucherRecord};
 use crate::{Result, Store, StoreError};
 use jiff::Timestamp;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -953,7 +954,8 @@ fn order_json(calc: &Calculator<'_>, order: &Order, customer: Option<&Customer>)
             v
         })
         .collect();
-    json!({
+    // `json!` copies a `Value` it is given by serializing it again: the items go in after.
+    let mut v = json!({
         "id": order.id,
         "source_id": order.source_id,
         "status": order.status,
@@ -966,12 +968,13 @@ fn order_json(calc: &Calculator<'_>, order: &Order, customer: Option<&Customer>)
         "applied_discount_amount": t.discount_amount,
         "items_applied_discount_amount": t.items_discount_amount,
         "total_applied_discount_amount": t.total_discount_amount,
-        "items": items,
         "metadata": order.metadata,
         "customer_id": customer.map(|c| c.id.clone()),
         "customer": customer.map(|c| json!({"id": c.id, "object": "customer"})),
         "object": "order",
-    })
+    });
+    v["items"] = Value::Array(items);
+    v
 }
 
 fn error_json(
@@ -1090,12 +1093,118 @@ fn tracking_id(req: &CheckoutRequest, customer: Option<&Customer>) -> String {
 /// The customer as a redemption (and an activity entry) shows them: Voucherify's
 /// `SimpleCustomer`.
 pub(crate) fn simple_customer(c: &Customer) -> Value {
-    json!({"id": c.id, "source_id": c.source_id, "name": c.name, "email": c.email, "metadata": c.metadata, "object": "customer"})
+    serde_json::to_value(SimpleCustomer::new(c)).unwrap_or(Value::Null)
+}
+
+#[derive(Serialize)]
+struct SimpleCustomer<'a> {
+    id: &'a str,
+    source_id: &'a Option<String>,
+    name: &'a Option<String>,
+    email: &'a Option<String>,
+    metadata: &'a Map<String, Value>,
+    object: &'static str,
+}
+
+impl<'a> SimpleCustomer<'a> {
+    fn new(c: &'a Customer) -> Self {
+        SimpleCustomer {
+            id: &c.id,
+            source_id: &c.source_id,
+            name: &c.name,
+            email: &c.email,
+            metadata: &c.metadata,
+            object: "customer",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Channel<'a> {
+    channel_id: &'a str,
+    channel_type: &'static str,
+}
+
+/// The order a redeemable left behind, shown with the stored order's id and status:
+/// written straight from the evaluation's tree instead of from an edited copy of it.
+struct OrderAs<'a> {
+    base: &'a Value,
+    id: &'a str,
+    status: OrderStatus,
+}
+
+impl Serialize for OrderAs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(fields) = self.base else {
+            return self.base.serialize(s);
+        };
+        let mut map = s.serialize_map(None)?;
+        let (mut id, mut status) = (false, false);
+        for (k, v) in fields {
+            match k.as_str() {
+                "id" => {
+                    map.serialize_entry(k, self.id)?;
+                    id = true;
+                }
+                "status" => {
+                    map.serialize_entry(k, &self.status)?;
+                    status = true;
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        if !id {
+            map.serialize_entry("id", self.id)?;
+        }
+        if !status {
+            map.serialize_entry("status", &self.status)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct GiftAmount {
+    amount: i64,
+}
+
+#[derive(Serialize)]
+struct SessionRef<'a> {
+    key: &'a str,
+}
+
+/// A voucher's successful redemption as it is stored, sent as an event and answered:
+/// serialized once, from borrowed parts, on the single writer's thread.
+#[derive(Serialize)]
+struct VoucherRedemption<'a> {
+    id: &'a str,
+    object: &'static str,
+    date: &'a str,
+    customer_id: Option<&'a str>,
+    tracking_id: &'a str,
+    metadata: &'a Map<String, Value>,
+    amount: i64,
+    redemption: Option<&'a str>,
+    result: &'static str,
+    status: &'static str,
+    order: Option<OrderAs<'a>>,
+    channel: &'a Channel<'a>,
+    customer: Option<SimpleCustomer<'a>>,
+    related_object_type: &'static str,
+    related_object_id: &'a str,
+    voucher: VoucherView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gift: Option<GiftAmount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<SessionRef<'a>>,
 }
 
 /// What a redemption request produced.
 pub enum RedeemResult {
-    Succeeded(Value),
+    /// The response body, already JSON: its redemptions are the same text as their
+    /// stored records, so they are not built and serialized a second time.
+    Succeeded(String),
     /// Nothing was redeemed; the failure records committed.
     Failed {
         code: u16,
@@ -1202,7 +1311,7 @@ fn redeem_in_tx(
     let promos = cache.get(c, p)?;
     lock_vouchers(c, t, req, &promos)?;
     let session_key = req.session.as_ref().and_then(|s| s.key.clone());
-    let e = evaluate(c, t, promos, req, now, session_key.as_deref(), request_id)?;
+    let mut e = evaluate(c, t, promos, req, now, session_key.as_deref(), request_id)?;
     // The customer named in the request is created or updated with the redemption.
     let customer = match &req.customer {
         Some(input) if input.id.is_some() || input.source_id.is_some() => Some(customers::upsert_for_checkout(c, p, input.clone())?),
@@ -1296,7 +1405,16 @@ fn redeem_in_tx(
     }
     let applicable: Vec<&Outcome> = e.outcomes.iter().filter(|o| matches!(o.status, Status::Applicable)).collect();
     let parent_id = (applicable.len() > 1 || e.outcomes.len() > 1).then(|| new_id("r"));
-    let mut children = Vec::new();
+    let no_metadata = Map::new();
+    let metadata = req.metadata.as_ref().unwrap_or(&no_metadata);
+    let customer_id = customer.as_ref().map(|c| c.id.as_str());
+    let typed_channel = Channel {
+        channel_id: t.app_id(),
+        channel_type: "API",
+    };
+    // Each child's stored JSON (also its event and its part of the response), its id
+    // and what it redeemed.
+    let mut children: Vec<(String, String, String)> = Vec::new();
     for o in &applicable {
         if let (Some(tier), Some(a)) = (&o.tier, &o.applied) {
             let id = new_id("r");
@@ -1309,6 +1427,7 @@ fn redeem_in_tx(
                 "related_object_type": "promotion_tier", "related_object_id": tier.tier.id,
                 "promotion_tier": tier_json(&tier.tier, &tier.campaign, &e.promos.categories, &e.promos.rules),
             });
+            let data = body.to_string();
             c.execute(
                 "INSERT INTO redemptions (project_id, id, object, parent_id, campaign_id, customer_id, order_id, tracking_id, result, status, amount, discount_amount, order_amount, created_at, data, promotion_tier_id) \
                  VALUES ($1, $2, 'redemption', $3, $4, $5, $6, $7, 'SUCCESS', 'SUCCEEDED', 0, $8, $9, $10, $11, $12)",
@@ -1323,12 +1442,12 @@ fn redeem_in_tx(
                     a.total().into(),
                     order.amount.into(),
                     now_s.clone().into(),
-                    body.to_string().into(),
+                    data.clone().into(),
                     tier.tier.id.clone().into(),
                 ],
             )?;
-            outbox::emit(c, p, "redemption.succeeded", &id, &body)?;
-            children.push(body);
+            outbox::emit_json(c, p, "redemption.succeeded", &id, data.clone())?;
+            children.push((data, id, tier.tier.id.clone()));
             continue;
         }
         let (Some(rec), Some(a)) = (&o.voucher, &o.applied) else { continue };
@@ -1375,22 +1494,31 @@ fn redeem_in_tx(
         fresh.counters.gift_balance = row.opt_int(0)?;
         fresh.counters.redeemed_quantity = row.int(1)?;
         fresh.counters.redeemed_amount = row.int(2)?;
-        let mut body = json!({
-            "id": id, "object": "redemption", "date": now_s, "customer_id": customer.as_ref().map(|c| c.id.clone()),
-            "tracking_id": tracking, "metadata": req.metadata.clone().unwrap_or_default(), "amount": credits,
-            "redemption": parent_id, "result": "SUCCESS", "status": "SUCCEEDED",
-            "order": o.order_after.clone().map(|mut ord| { ord["id"] = json!(order.id); ord["status"] = json!(order.status); ord }),
-            "channel": channel, "customer": customer.as_ref().map(simple_customer),
-            "related_object_type": "voucher", "related_object_id": rec.voucher.id,
-            "voucher": views::voucher(&fresh),
-        });
-        if fresh.voucher.kind == VoucherType::GiftVoucher {
-            body["gift"] = json!({"amount": credits});
-        }
-        if let Some(s) = &session_key {
-            body["session"] = json!({"key": s});
-        }
-        let data = body.to_string();
+        let body = VoucherRedemption {
+            id: &id,
+            object: "redemption",
+            date: &now_s,
+            customer_id,
+            tracking_id: &tracking,
+            metadata,
+            amount: credits,
+            redemption: parent_id.as_deref(),
+            result: "SUCCESS",
+            status: "SUCCEEDED",
+            order: o.order_after.as_ref().map(|base| OrderAs {
+                base,
+                id: &order.id,
+                status: order.status,
+            }),
+            channel: &typed_channel,
+            customer: customer.as_ref().map(SimpleCustomer::new),
+            related_object_type: "voucher",
+            related_object_id: &rec.voucher.id,
+            voucher: VoucherView::new(&fresh),
+            gift: (fresh.voucher.kind == VoucherType::GiftVoucher).then_some(GiftAmount { amount: credits }),
+            session: session_key.as_deref().map(|key| SessionRef { key }),
+        };
+        let data = serde_json::to_string(&body).map_err(|e| StoreError::Internal(e.to_string()))?;
         c.execute(
             "INSERT INTO redemptions (project_id, id, object, parent_id, voucher_id, campaign_id, customer_id, order_id, tracking_id, result, status, amount, discount_amount, order_amount, created_at, data) \
              VALUES ($1, $2, 'redemption', $3, $4, $5, $6, $7, $8, 'SUCCESS', 'SUCCEEDED', $9, $10, $13, $11, $12)",
@@ -1410,58 +1538,100 @@ fn redeem_in_tx(
                 order.amount.into(),
             ],
         )?;
-        outbox::emit_json(c, p, "redemption.succeeded", &id, data)?;
-        children.push(body);
+        outbox::emit_json(c, p, "redemption.succeeded", &id, data.clone())?;
+        children.push((data, id, rec.voucher.id.clone()));
     }
     save_order(c, p, &order)?;
     let order_view = {
-        let mut o = e.calc_order.clone();
+        let mut o = std::mem::take(&mut e.calc_order);
         o["id"] = json!(order.id);
         o["status"] = json!(order.status);
         o["redemptions"] = match &parent_id {
             Some(pid) => {
-                json!({pid.clone(): {"date": now_s, "related_object_type": "redemption", "related_object_id": pid, "stacked": children.iter().map(|c| c["id"].clone()).collect::<Vec<_>>()}})
+                json!({pid.clone(): {"date": now_s, "related_object_type": "redemption", "related_object_id": pid, "stacked": children.iter().map(|(_, id, _)| id.as_str()).collect::<Vec<_>>()}})
             }
-            None => json!(children
-                .iter()
-                .map(|c| (
-                    c["id"].as_str().unwrap_or_default().to_string(),
-                    json!({"date": now_s, "related_object_type": "voucher", "related_object_id": c["related_object_id"]})
-                ))
-                .collect::<Map<String, Value>>()),
+            None => Value::Object(
+                children
+                    .iter()
+                    .map(|(_, id, related)| {
+                        (
+                            id.clone(),
+                            json!({"date": now_s, "related_object_type": "voucher", "related_object_id": related}),
+                        )
+                    })
+                    .collect(),
+            ),
         };
         o
     };
-    let mut response = json!({
-        "redemptions": children,
-        "order": order_view,
-        "inapplicable_redeemables": e.outcomes.iter().filter(|o| matches!(o.status, Status::Inapplicable { .. })).map(|o| redeemable_json(o, &e.request_id, &e.promos)).collect::<Vec<_>>(),
-        "skipped_redeemables": e.outcomes.iter().filter(|o| matches!(o.status, Status::Skipped { .. })).map(|o| redeemable_json(o, &e.request_id, &e.promos)).collect::<Vec<_>>(),
-    });
-    if let Some(pid) = &parent_id {
-        let parent = json!({
-            "id": pid, "object": "redemption", "date": now_s, "customer_id": customer.as_ref().map(|c| c.id.clone()),
-            "tracking_id": tracking, "metadata": req.metadata.clone().unwrap_or_default(), "amount": 0, "redemption": null,
-            "result": "SUCCESS", "status": "SUCCEEDED", "order": order_view, "channel": channel,
-            "customer": customer.as_ref().map(simple_customer), "related_object_type": "redemption", "related_object_id": pid,
-        });
-        c.execute(
-            "INSERT INTO redemptions (project_id, id, object, customer_id, order_id, tracking_id, result, status, created_at, data) \
-             VALUES ($1, $2, 'redemption', $3, $4, $5, 'SUCCESS', 'SUCCEEDED', $6, $7)",
-            &[
-                p.into(),
-                pid.clone().into(),
-                customer.as_ref().map(|c| c.id.clone()).into(),
-                order.id.clone().into(),
-                tracking.clone().into(),
-                now_s.clone().into(),
-                parent.to_string().into(),
-            ],
-        )?;
-        outbox::emit(c, p, "redemption.succeeded", pid, &parent)?;
-        response["parent_redemption"] = parent;
+    let listed = |pick: fn(&Status) -> bool| {
+        Value::Array(
+            e.outcomes
+                .iter()
+                .filter(|o| pick(&o.status))
+                .map(|o| redeemable_json(o, &e.request_id, &e.promos))
+                .collect(),
+        )
+    };
+    let inapplicable = listed(|s| matches!(s, Status::Inapplicable { .. }));
+    let skipped = listed(|s| matches!(s, Status::Skipped { .. }));
+    let parent = match &parent_id {
+        Some(pid) => {
+            let parent = json!({
+                "id": pid, "object": "redemption", "date": now_s, "customer_id": customer.as_ref().map(|c| c.id.clone()),
+                "tracking_id": tracking, "metadata": req.metadata.clone().unwrap_or_default(), "amount": 0, "redemption": null,
+                "result": "SUCCESS", "status": "SUCCEEDED", "order": order_view, "channel": channel,
+                "customer": customer.as_ref().map(simple_customer), "related_object_type": "redemption", "related_object_id": pid,
+            })
+            .to_string();
+            c.execute(
+                "INSERT INTO redemptions (project_id, id, object, customer_id, order_id, tracking_id, result, status, created_at, data) \
+                 VALUES ($1, $2, 'redemption', $3, $4, $5, 'SUCCESS', 'SUCCEEDED', $6, $7)",
+                &[
+                    p.into(),
+                    pid.clone().into(),
+                    customer.as_ref().map(|c| c.id.clone()).into(),
+                    order.id.clone().into(),
+                    tracking.clone().into(),
+                    now_s.clone().into(),
+                    parent.clone().into(),
+                ],
+            )?;
+            outbox::emit_json(c, p, "redemption.succeeded", pid, parent.clone())?;
+            Some(parent)
+        }
+        None => None,
+    };
+    // The response is assembled as text around the children's stored JSON.
+    let order_text = order_view.to_string();
+    let (inapplicable, skipped) = (inapplicable.to_string(), skipped.to_string());
+    let mut out = String::with_capacity(
+        children.iter().map(|(d, _, _)| d.len() + 1).sum::<usize>()
+            + order_text.len()
+            + inapplicable.len()
+            + skipped.len()
+            + parent.as_ref().map_or(0, String::len)
+            + 120,
+    );
+    out.push_str("{\"redemptions\":[");
+    for (i, (data, _, _)) in children.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(data);
     }
-    Ok(RedeemResult::Succeeded(response))
+    out.push_str("],\"order\":");
+    out.push_str(&order_text);
+    out.push_str(",\"inapplicable_redeemables\":");
+    out.push_str(&inapplicable);
+    out.push_str(",\"skipped_redeemables\":");
+    out.push_str(&skipped);
+    if let Some(parent) = &parent {
+        out.push_str(",\"parent_redemption\":");
+        out.push_str(parent);
+    }
+    out.push('}');
+    Ok(RedeemResult::Succeeded(out))
 }
 
 fn save_order(c: &mut dyn Conn, p: &str, o: &Order) -> Result<()> {
