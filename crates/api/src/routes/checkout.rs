@@ -21,8 +21,9 @@ use tessera_store::Tenant;
 #[utoipa::path(post, path = "/v1/validations", tag = "Validations", request_body = CheckoutRequest,
     responses((status = 200, description = "`{valid, redeemables, skipped_redeemables, inapplicable_redeemables, order, tracking_id, stacking_rules}`"), (status = 400, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
-pub async fn validate(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(req): ApiJson<CheckoutRequest>) -> ApiResult<Json<Value>> {
-    Ok(Json(s.store.validate_checkout(&t, req).await?))
+pub async fn validate(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(req): ApiJson<CheckoutRequest>) -> ApiResult<Response> {
+    let body = s.store.validate_checkout_text(&t, req).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 fn failure(code: u16, key: String, message: String, details: String, body: Value) -> Response {
@@ -56,7 +57,7 @@ pub async fn client_redeem(state: State<AppState>, auth: Auth<Tenant>, body: Api
 #[utoipa::path(post, path = "/client/v1/validations", tag = "Client-side", request_body = CheckoutRequest,
     responses((status = 200, description = "As POST /v1/validations"), (status = 400, body = ErrorBody)),
     security(("X-Client-Application-Id" = [], "X-Client-Token" = [])))]
-pub async fn client_validate(state: State<AppState>, auth: Auth<Tenant>, body: ApiJson<CheckoutRequest>) -> ApiResult<Json<Value>> {
+pub async fn client_validate(state: State<AppState>, auth: Auth<Tenant>, body: ApiJson<CheckoutRequest>) -> ApiResult<Response> {
     validate(state, auth, body).await
 }
 
