@@ -191,6 +191,26 @@ async fn redemption_views_and_customer_writes(server: Server) {
     let (_, v) = server.call(&p, Method::GET, "/v1/vouchers/GIFT-VIEW", None).await;
     assert_eq!(v["redemption"]["redeemed_quantity"], 2);
     assert_eq!(v["gift"]["balance"], 5000);
+
+    // A customer named by a source id nobody has yet is created by the redemption, and
+    // the next one finds and updates that same customer.
+    let (status, r) = redeem(&server, &p, body(1000, json!({"source_id": "grace", "name": "Grace"})), None).await;
+    assert_eq!(status, 200, "{r}");
+    let created = r["redemptions"][0]["customer"]["id"].clone();
+    assert!(created.as_str().is_some_and(|id| id.starts_with("cust_")), "{r}");
+    let (status, r) = redeem(
+        &server,
+        &p,
+        body(1000, json!({"source_id": "grace", "email": "grace@example.com"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["redemptions"][0]["customer"]["id"], created);
+    let (_, c) = server.call(&p, Method::GET, "/v1/customers/grace", None).await;
+    assert_eq!(c["id"], created);
+    assert_eq!(c["name"], "Grace");
+    assert_eq!(c["email"], "grace@example.com");
 }
 
 macro_rules! both_engines {

@@ -115,8 +115,21 @@ pub fn upsert_for_checkout(c: &mut dyn Conn, project_id: &str, input: CustomerIn
     upsert_with(c, project_id, input, false)
 }
 
+/// `upsert_for_checkout` for a customer the caller has just read in this transaction
+/// by the input's own `source_id`, on SQLite: its single writer runs one transaction at a
+/// time, so that read is current, and looking the customer up twice more (by source id,
+/// then by id to lock it) was three lookups and document parses per redemption.
+pub fn upsert_for_checkout_read(c: &mut dyn Conn, project_id: &str, input: CustomerInput, read: Customer) -> Result<Customer> {
+    debug_assert!(!c.is_postgres() && input.id.is_none() && input.source_id == read.source_id);
+    apply_upsert(c, project_id, input, Some(read), false)
+}
+
 fn upsert_with(c: &mut dyn Conn, project_id: &str, input: CustomerInput, touch: bool) -> Result<Customer> {
     let existing = find_for_upsert(c, project_id, &input)?;
+    apply_upsert(c, project_id, input, existing, touch)
+}
+
+fn apply_upsert(c: &mut dyn Conn, project_id: &str, input: CustomerInput, existing: Option<Customer>, touch: bool) -> Result<Customer> {
     let now = now_string();
     let created = existing.is_none();
     let cust = match &existing {

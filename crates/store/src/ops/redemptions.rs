@@ -1445,7 +1445,16 @@ fn redeem_in_tx(
     let mut e = evaluate(c, t, promos, req, now, session_key.as_deref(), request_id)?;
     // The customer named in the request is created or updated with the redemption.
     let customer = match &req.customer {
-        Some(input) if input.id.is_some() || input.source_id.is_some() => Some(customers::upsert_for_checkout(c, p, input.clone())?),
+        Some(input) if input.id.is_some() || input.source_id.is_some() => {
+            let read_by_source = match (&input.id, &input.source_id, &e.customer) {
+                (None, Some(s), Some(found)) if !c.is_postgres() && found.source_id.as_ref() == Some(s) => Some(found.clone()),
+                _ => None,
+            };
+            Some(match read_by_source {
+                Some(found) => customers::upsert_for_checkout_read(c, p, input.clone(), found)?,
+                None => customers::upsert_for_checkout(c, p, input.clone())?,
+            })
+        }
         _ => e.customer.clone(),
     };
     let tracking = tracking_id(req, customer.as_ref());
