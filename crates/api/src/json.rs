@@ -8,6 +8,13 @@ use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 use tessera_domain::limits::{MAX_BODY_BYTES, MAX_JSON_DEPTH};
 
+/// A body already written as JSON text, sent as it is instead of parsed and serialized
+/// again.
+pub fn json_text(body: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 pub struct ApiJson<T>(pub T);
 
 pub fn too_large() -> ApiError {

@@ -84,7 +84,7 @@ async fn method_not_allowed(OriginalUri(uri): OriginalUri, req: Request) -> Resp
 }
 
 async fn openapi_json(State(_): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], openapi::json()).into_response()
+    json::json_text(openapi::json())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -2,7 +2,7 @@
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::json::ApiJson;
+use crate::json::{json_text, ApiJson};
 use crate::routes::{list_body, query_map};
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
@@ -22,8 +22,7 @@ use tessera_store::Tenant;
     responses((status = 200, description = "`{valid, redeemables, skipped_redeemables, inapplicable_redeemables, order, tracking_id, stacking_rules}`"), (status = 400, body = ErrorBody)),
     security(("X-App-Id" = [], "X-App-Token" = [])))]
 pub async fn validate(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(req): ApiJson<CheckoutRequest>) -> ApiResult<Response> {
-    let body = s.store.validate_checkout_text(&t, req).await?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(json_text(s.store.validate_checkout_text(&t, req).await?))
 }
 
 fn failure(code: u16, key: String, message: String, details: String, body: Value) -> Response {
@@ -67,7 +66,7 @@ pub async fn client_validate(state: State<AppState>, auth: Auth<Tenant>, body: A
     security(("X-App-Id" = [], "X-App-Token" = [])))]
 pub async fn redeem(State(s): State<AppState>, Auth(t): Auth<Tenant>, ApiJson(req): ApiJson<CheckoutRequest>) -> ApiResult<Response> {
     Ok(match s.store.redeem(&t, req).await? {
-        RedeemResult::Succeeded(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        RedeemResult::Succeeded(body) => json_text(body),
         RedeemResult::Failed {
             code,
             key,

@@ -1458,7 +1458,10 @@ fn redeem_in_tx(
         _ => e.customer.clone(),
     };
     let tracking = tracking_id(req, customer.as_ref());
-    let channel = json!({"channel_id": t.app_id(), "channel_type": "API"});
+    let channel = Channel {
+        channel_id: t.app_id(),
+        channel_type: "API",
+    };
     if !e.valid {
         let first = e.outcomes.iter().find_map(|o| match &o.status {
             Status::Inapplicable {
@@ -1548,10 +1551,6 @@ fn redeem_in_tx(
     let no_metadata = Map::new();
     let metadata = req.metadata.as_ref().unwrap_or(&no_metadata);
     let customer_id = customer.as_ref().map(|c| c.id.as_str());
-    let typed_channel = Channel {
-        channel_id: t.app_id(),
-        channel_type: "API",
-    };
     // Each child's stored JSON (also its event and its part of the response), its id
     // and what it redeemed.
     let mut children: Vec<(String, String, String)> = Vec::new();
@@ -1650,7 +1649,7 @@ fn redeem_in_tx(
                 id: &order.id,
                 status: order.status,
             }),
-            channel: &typed_channel,
+            channel: &channel,
             customer: customer.as_ref().map(SimpleCustomer::new),
             related_object_type: "voucher",
             related_object_id: &rec.voucher.id,
