@@ -123,12 +123,21 @@ impl Store {
         }
     }
 
-    /// Writes waiting for the SQLite writer (always 0 on PostgreSQL).
     /// Operations waiting for the SQLite writer or for a PostgreSQL worker.
     pub fn write_queue_depth(&self) -> usize {
         match &*self.engine {
             Engine::Sqlite(b) => b.queue_depth(),
             Engine::Postgres(b) => b.queue_depth(),
+        }
+    }
+
+    /// A signal that changes after each commit of this process's SQLite writer, for
+    /// consumers of new rows to wake on; `None` on PostgreSQL, where other nodes commit
+    /// too and consumers poll.
+    pub fn commits(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match &*self.engine {
+            Engine::Sqlite(b) => Some(b.commits()),
+            Engine::Postgres(_) => None,
         }
     }
 

@@ -88,6 +88,8 @@ pub struct SqliteBackend {
     readers: r2d2::Pool<ReadManager>,
     read_slots: Arc<tokio::sync::Semaphore>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Counts the writer's commits, so relays can wake on new events instead of polling.
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
     /// The checkpointer thread stops once this is dropped.
     _checkpointer_alive: Arc<()>,
 }
@@ -274,9 +276,11 @@ impl SqliteBackend {
         let (tx, rx) = mpsc::channel::<Msg>(QUEUE_CAPACITY);
         let queued = Arc::new(AtomicUsize::new(0));
         let queued_w = queued.clone();
+        let commits = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let commits_w = commits.clone();
         let writer = std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, queued_w))
+            .spawn(move || writer_loop(conn, rx, queued_w, &commits_w))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteBackend {
             path,
@@ -285,8 +289,14 @@ impl SqliteBackend {
             readers,
             read_slots: Arc::new(tokio::sync::Semaphore::new(READ_POOL_SIZE as usize)),
             writer: std::sync::Mutex::new(Some(writer)),
+            commits,
             _checkpointer_alive: alive,
         })
+    }
+
+    /// Changes after every group the writer commits.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     pub fn path(&self) -> &Path {
@@ -451,7 +461,7 @@ fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<()>) -> Result<(), Sto
     Ok(())
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, queued: Arc<AtomicUsize>) {
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, queued: Arc<AtomicUsize>, commits: &tokio::sync::watch::Sender<u64>) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
     while stop.is_none() {
@@ -472,6 +482,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, queued: Arc<Atomic
             shed_late(&mut batch);
             if !batch.is_empty() {
                 apply_group(&conn, &mut batch);
+                commits.send_modify(|n| *n = n.wrapping_add(1));
             }
             queued.fetch_sub(n, Ordering::Relaxed);
         }

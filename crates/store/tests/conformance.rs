@@ -8,6 +8,7 @@ use tessera_domain::list;
 use tessera_domain::order::OrderInput;
 use tessera_domain::product::{ProductInput, SkuInput};
 use tessera_domain::project::ProjectInput;
+use tessera_store::ops::events::Room;
 use tessera_store::{IdemBegin, KeyKind, Store, StoreError, Tenant};
 
 fn pg_base_url() -> String {
@@ -160,7 +161,118 @@ conformance!(
     categories_rules_and_stacks,
     exports_chunk_resume_and_isolate,
     deletion_between_relay_read_and_fan_out,
+    fan_out_claims_what_the_sender_has_room_for,
 );
+
+/// The fan-out claims, in its own write, as many new deliveries as the sender has room
+/// for (per webhook, per project, in all) and leaves the rest due in the table; a claim
+/// round then takes only those, and an attempt settles a fan-out's claim like any other.
+async fn fan_out_claims_what_the_sender_has_room_for(ctx: Ctx) {
+    use tessera_store::ops::events::AttemptResult;
+    let s = &ctx.store;
+    let (_t, created) = ctx.tenant().await;
+    let p = created.project.id.clone();
+    let mut hooks = Vec::new();
+    for url in ["https://a.example.com/hook", "https://b.example.com/hook"] {
+        let h = s
+            .create_webhook(p.clone(), url.into(), vec!["redemption.succeeded".into()], true)
+            .await
+            .expect("webhook");
+        hooks.push(h.id);
+    }
+    let (a, b) = (hooks[0].clone(), hooks[1].clone());
+    let (before, known) = s.outbox_batch("webhooks", 1000).await.expect("batch");
+    let pp = p.clone();
+    s.write_unmarked(move |c| {
+        for i in 0..3 {
+            let id = format!("r_{i}");
+            tessera_store::ops::outbox::emit(c, &pp, "redemption.succeeded", &id, &serde_json::json!({"id": id}))?;
+        }
+        Ok(())
+    })
+    .await
+    .expect("emit");
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = s.outbox_batch("webhooks", 1000).await.expect("batch").1;
+        if events.len() == known.len() + 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(events.len(), known.len() + 3);
+    // Webhook A has room for one, B for any; the project for four in all.
+    let room = Room {
+        total: 10,
+        webhooks: [(a.clone(), 1)].into_iter().collect(),
+        project_default: 4,
+        webhook_default: 10,
+        lease_secs: 60,
+        ..Room::default()
+    };
+    let out = s.fan_out_webhooks("webhooks", before, events, room).await.expect("fan out");
+    assert_eq!(out.made, 6, "three events, two webhooks");
+    let count = |id: &str| out.claimed.iter().filter(|d| d.webhook_id == id).count();
+    assert_eq!((count(&a), count(&b)), (1, 3));
+    for d in &out.claimed {
+        assert_eq!(d.attempts, 0);
+        assert!(d.target_url.ends_with(".example.com/hook"));
+        let body: serde_json::Value = serde_json::from_str(&d.body).expect("the body is JSON");
+        assert_eq!(body["id"], d.id.as_str());
+        assert_eq!(body["event"]["id"], d.event_id.as_str());
+        assert!(body["data"]["id"].as_str().is_some_and(|r| r.starts_with("r_")), "{body}");
+    }
+    let listed = s.list_deliveries(p.clone(), a.clone(), None, 10).await.expect("list");
+    let stored = listed.iter().find(|d| d["id"] == out.claimed[0].id.as_str()).expect("listed");
+    assert_eq!(stored["status"], "delivering");
+
+    assert_eq!(
+        s.due_webhooks().await.expect("due"),
+        vec![(p.clone(), a.clone())],
+        "only A has deliveries waiting"
+    );
+    // Claimed with a lease that has already run out, as if their node had stopped.
+    let claimed = s
+        .claim_deliveries(vec![(p.clone(), a.clone(), 10), (p.clone(), b.clone(), 10)], -1)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2, "A's two waiting deliveries, none the fan-out holds");
+    assert!(claimed
+        .iter()
+        .all(|d| d.webhook_id == a && out.claimed.iter().all(|o| o.id != d.id)));
+    assert_eq!(
+        s.due_webhooks().await.expect("due"),
+        vec![(p.clone(), a.clone())],
+        "run-out claims are due"
+    );
+    let mut again = s
+        .claim_deliveries(vec![(p.clone(), a.clone(), 10), (p.clone(), b.clone(), 10)], 60)
+        .await
+        .expect("claim");
+    let mut ids: Vec<String> = claimed.iter().map(|d| d.id.clone()).collect();
+    ids.sort();
+    again.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(
+        again.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        ids,
+        "taken back once their lease ran out"
+    );
+    assert!(s.due_webhooks().await.expect("due").is_empty());
+
+    let result = AttemptResult {
+        started_at: tessera_domain::time::now_string(),
+        duration_ms: 2,
+        status_code: Some(200),
+        error: None,
+        response: Some("ok".into()),
+    };
+    s.record_attempts(vec![(out.claimed[0].clone(), result, true, None)])
+        .await
+        .expect("record");
+    let done = s.list_deliveries(p, a, Some("succeeded".into()), 10).await.expect("list");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["id"], out.claimed[0].id.as_str());
+}
 
 /// The relay reads a batch, then fans it out in a later transaction. A permanent deletion
 /// committed in between must win: the delivery is made from the scrubbed payload, since
@@ -193,8 +305,8 @@ async fn deletion_between_relay_read_and_fan_out(ctx: Ctx) {
         .clone();
     assert!(event.payload.contains("Erin Erased"), "the batch was read before the deletion");
     s.permanently_delete_customer(&t, c.id.clone()).await.expect("delete");
-    let made = s.fan_out_webhooks("webhooks", from, stale).await.expect("fan out");
-    assert_eq!(made, 1);
+    let made = s.fan_out_webhooks("webhooks", from, stale, Room::default()).await.expect("fan out");
+    assert_eq!(made.made, 1);
     let listed = s.list_deliveries(p.clone(), hook.id.clone(), None, 10).await.expect("list");
     let id = listed[0]["id"].as_str().expect("delivery id").to_string();
     let delivery = s.get_delivery(p, hook.id, id).await.expect("delivery");
@@ -242,11 +354,12 @@ async fn event_relay_and_webhook_delivery_lifecycle(ctx: Ctx) {
     assert_eq!(from, before, "nothing consumed yet");
     assert_eq!(events_after.len(), events.len() + 2);
     let made = s
-        .fan_out_webhooks("webhooks", from.clone(), events_after.clone())
+        .fan_out_webhooks("webhooks", from.clone(), events_after.clone(), Room::default())
         .await
         .expect("fan out");
-    assert_eq!(made, 1, "one subscribed event, one webhook");
-    let again = s.fan_out_webhooks("webhooks", from.clone(), events_after).await;
+    assert_eq!(made.made, 1, "one subscribed event, one webhook");
+    assert!(made.claimed.is_empty(), "no room, nothing claimed");
+    let again = s.fan_out_webhooks("webhooks", from.clone(), events_after, Room::default()).await;
     assert!(
         matches!(again, Err(tessera_store::StoreError::Conflict { .. })),
         "a second relay with the same batch loses: {again:?}"

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tessera_store::ops::events::{AttemptResult, Due, Event};
+use tessera_store::ops::events::{AttemptResult, Due, Event, Room};
 use tessera_store::Store;
 use tokio::sync::Semaphore;
 
@@ -35,16 +35,14 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 /// Deliveries in flight on this node, per project and per webhook. A receiver that never
 /// answers holds at most `PER_WEBHOOK` slots until its timeouts, and one tenant's
 /// receivers together at most `PER_PROJECT`, so it takes eight tenants with dead
-/// receivers to fill a node, never one. `PER_WEBHOOK` is also one receiver's throughput
-/// ceiling: each claim round is a write queued behind checkouts, so a webhook gets about
-/// `PER_WEBHOOK` deliveries per round trip through the writer. At 16 one webhook topped
-/// out near 700 deliveries a second behind 1,000 redemptions a second (bench/RESULTS.md).
+/// receivers to fill a node, never one.
 const IN_FLIGHT: usize = 1024;
 const PER_PROJECT: usize = 128;
 const PER_WEBHOOK: usize = 64;
-/// Claim rounds are at least this far apart while deliveries flow, so each claim (a
-/// write) carries a batch instead of one delivery, and checkout keeps the writer.
-const CLAIM_SPACING: Duration = Duration::from_millis(5);
+/// The webhook loop's rounds (each an outbox read, a look for due deliveries and, with
+/// new events, one fan-out write) are at least this far apart, so each write carries a
+/// batch and checkout keeps the writer.
+const ROUND_SPACING: Duration = Duration::from_millis(5);
 /// Attempts recorded per transaction, at most.
 const RECORD_BATCH: usize = 500;
 /// The start of a receiver's answer kept in the delivery log.
@@ -67,19 +65,6 @@ fn age_secs(stored: &str) -> f64 {
 /// Starts every relay and the webhook sender; returns their tasks for shutdown.
 pub async fn start(store: Store, settings: EventSettings) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
-    // New deliveries wake this node's sender at once instead of at its next poll.
-    let fanned_out = Arc::new(tokio::sync::Notify::new());
-    let (s, wake) = (store.clone(), fanned_out.clone());
-    tasks.push(tokio::spawn(relay(store.clone(), "webhooks", move |from, events| {
-        let (s, wake) = (s.clone(), wake.clone());
-        async move {
-            let made = s.fan_out_webhooks("webhooks", from, events).await?;
-            if made > 0 {
-                wake.notify_one();
-            }
-            Ok(())
-        }
-    })));
     let s = store.clone();
     tasks.push(tokio::spawn(relay(store.clone(), "stats", move |from, events| {
         let s = s.clone();
@@ -112,7 +97,7 @@ pub async fn start(store: Store, settings: EventSettings) -> anyhow::Result<Vec<
             .await
         }));
     }
-    tasks.push(tokio::spawn(send_webhooks(store, settings, fanned_out)));
+    tasks.push(tokio::spawn(send_webhooks(store, settings)));
     Ok(tasks)
 }
 
@@ -274,10 +259,99 @@ fn later(d: Duration) -> String {
     tessera_domain::time::format(ts)
 }
 
-/// Claims due deliveries and sends each on its own task, within the node's and the
-/// webhook's in-flight caps: each round asks, per webhook with work, for no more than
-/// that webhook has room for.
-async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<tokio::sync::Notify>) {
+/// This node's delivery slots: the in-flight caps, per node, project and webhook.
+struct Slots {
+    global: Arc<Semaphore>,
+    per_hook: HashMap<String, Arc<Semaphore>>,
+    per_project: HashMap<String, Arc<Semaphore>>,
+}
+
+impl Slots {
+    fn hook(&mut self, id: &str) -> Arc<Semaphore> {
+        self.per_hook
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_WEBHOOK)))
+            .clone()
+    }
+
+    fn project(&mut self, id: &str) -> Arc<Semaphore> {
+        self.per_project
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_PROJECT)))
+            .clone()
+    }
+
+    /// What the fan-out may claim for this node now.
+    fn room(&self, lease_secs: i64) -> Room {
+        Room {
+            total: self.global.available_permits(),
+            projects: self.per_project.iter().map(|(k, s)| (k.clone(), s.available_permits())).collect(),
+            webhooks: self.per_hook.iter().map(|(k, s)| (k.clone(), s.available_permits())).collect(),
+            project_default: PER_PROJECT,
+            webhook_default: PER_WEBHOOK,
+            lease_secs,
+        }
+    }
+
+    /// For each webhook with deliveries waiting, how many to claim: no more than it, its
+    /// project and the node have room for.
+    fn quota(&mut self, hooks: Vec<(String, String)>) -> Vec<(String, String, i64)> {
+        let mut left = self.global.available_permits();
+        let mut quota = Vec::new();
+        // A different order each round: the first webhooks listed must not take the free
+        // room every time while others wait.
+        let mut hooks = hooks;
+        {
+            use rand::seq::SliceRandom;
+            hooks.shuffle(&mut rand::rng());
+        }
+        let mut project_left: HashMap<String, usize> = HashMap::new();
+        for (project_id, webhook_id) in hooks {
+            if left == 0 {
+                break;
+            }
+            let project_room = match project_left.get_mut(&project_id) {
+                Some(r) => r,
+                None => {
+                    let r = self.project(&project_id).available_permits();
+                    project_left.entry(project_id.clone()).or_insert(r)
+                }
+            };
+            let room = self.hook(&webhook_id).available_permits().min(left).min(*project_room);
+            if room > 0 {
+                *project_room -= room;
+                quota.push((project_id, webhook_id, room as i64));
+                left -= room;
+            }
+        }
+        quota
+    }
+
+    /// Takes a delivery's three slots. Only the webhook loop takes them, and it asked for
+    /// no more than were free, so they are there; `None` is a surprise, and the
+    /// delivery's lease brings it back.
+    fn take(&mut self, d: &Due) -> Option<[tokio::sync::OwnedSemaphorePermit; 3]> {
+        let (hook, project) = (self.hook(&d.webhook_id), self.project(&d.project_id));
+        Some([
+            self.global.clone().try_acquire_owned().ok()?,
+            project.try_acquire_owned().ok()?,
+            hook.try_acquire_owned().ok()?,
+        ])
+    }
+
+    /// Forgets the slots of webhooks and projects with nothing in flight.
+    fn forget_idle(&mut self) {
+        self.per_hook.retain(|_, s| s.available_permits() < PER_WEBHOOK);
+        self.per_project.retain(|_, s| s.available_permits() < PER_PROJECT);
+    }
+}
+
+/// The webhook side, in one loop so that one owner hands out delivery slots. Each round:
+/// new events are fanned out into deliveries, and those with room are claimed in the
+/// same write and sent at once; then deliveries waiting in the table (retries come due,
+/// replays, claims of a stopped node, deliveries there was no room for) are claimed and
+/// sent. On SQLite a round starts as soon as a commit may have added events.
+async fn send_webhooks(store: Store, settings: EventSettings) {
     let client = match reqwest::Client::builder()
         .timeout(settings.webhook_timeout)
         .connect_timeout(settings.webhook_timeout.min(Duration::from_secs(5)))
@@ -296,115 +370,114 @@ async fn send_webhooks(store: Store, settings: EventSettings, fanned_out: Arc<to
             return;
         }
     };
-    let global = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut per_hook: HashMap<String, Arc<Semaphore>> = HashMap::new();
-    let mut per_project: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let mut slots = Slots {
+        global: Arc::new(Semaphore::new(IN_FLIGHT)),
+        per_hook: HashMap::new(),
+        per_project: HashMap::new(),
+    };
     let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Finished>(IN_FLIGHT * 4);
     tokio::spawn(record_finished(store.clone(), done_rx));
     // A finished delivery frees room: look for more work at once.
     let freed = Arc::new(tokio::sync::Notify::new());
+    let mut commits = store.commits();
+    // A claim must outlast the attempt it was made for; a crash leaves it to run out.
     let lease = settings.webhook_timeout.as_secs() as i64 + 30;
-    let mut last_round = tokio::time::Instant::now();
+    let spawn = |slots: &mut Slots, d: Due| {
+        let Some(held) = slots.take(&d) else {
+            tracing::warn!(delivery = %d.id, "no room for a claimed delivery; its lease will bring it back");
+            return;
+        };
+        let (client, settings, done, freed) = (client.clone(), settings.clone(), done_tx.clone(), freed.clone());
+        tokio::spawn(async move {
+            let finished = deliver(&client, &settings, d).await;
+            drop(held);
+            let _ = done.send(finished).await;
+            freed.notify_one();
+        });
+    };
     loop {
-        tokio::time::sleep_until(last_round + CLAIM_SPACING).await;
-        last_round = tokio::time::Instant::now();
-        let free = global.available_permits();
-        let mut quota = Vec::new();
-        if free > 0 {
-            let hooks = match store.due_webhooks().await {
-                Ok(h) => h,
+        let round = tokio::time::Instant::now();
+        let mut busy = false;
+        // New events.
+        match store.outbox_batch("webhooks", BATCH).await {
+            Ok((from, events)) => {
+                let lag = events.first().map(|e| age_secs(&e.created_at)).unwrap_or(0.0);
+                metrics::gauge!("tessera_outbox_lag_seconds", "consumer" => "webhooks").set(lag);
+                let n = events.len();
+                if n > 0 {
+                    busy = n == BATCH as usize;
+                    match store.fan_out_webhooks("webhooks", from, events, slots.room(lease)).await {
+                        Ok(made) => {
+                            metrics::counter!("tessera_outbox_events_total", "consumer" => "webhooks").increment(n as u64);
+                            // What had no room waits in the table for the claim step
+                            // below, this round or when slots free up.
+                            for d in made.claimed {
+                                spawn(&mut slots, d);
+                            }
+                        }
+                        // Another node's relay moved the cursor first: read again.
+                        Err(tessera_store::StoreError::Conflict { .. }) => busy = true,
+                        Err(e) => {
+                            metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
+                            tracing::warn!(error = %e, "webhook fan-out failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
+                tracing::warn!(error = %e, "the webhook relay cannot read the outbox; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        // Deliveries waiting in the table.
+        if slots.global.available_permits() > 0 {
+            match store.due_webhooks().await {
+                Ok(hooks) if !hooks.is_empty() => {
+                    let quota = slots.quota(hooks);
+                    if !quota.is_empty() {
+                        match store.claim_deliveries(quota, lease).await {
+                            Ok(due) => {
+                                for d in due {
+                                    spawn(&mut slots, d);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot claim webhook deliveries; retrying");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    }
+                }
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot look for webhook deliveries; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            // A different order each round: the first webhooks listed must not take the
-            // free room every time while others wait.
-            let mut hooks = hooks;
-            {
-                use rand::seq::SliceRandom;
-                hooks.shuffle(&mut rand::rng());
-            }
-            let mut left = free;
-            let mut project_left: HashMap<String, usize> = HashMap::new();
-            for (project_id, webhook_id) in hooks {
-                let project_room = project_left.entry(project_id.clone()).or_insert_with(|| {
-                    per_project
-                        .entry(project_id.clone())
-                        .or_insert_with(|| Arc::new(Semaphore::new(PER_PROJECT)))
-                        .available_permits()
-                });
-                let room = per_hook
-                    .entry(webhook_id.clone())
-                    .or_insert_with(|| Arc::new(Semaphore::new(PER_WEBHOOK)))
-                    .available_permits()
-                    .min(left)
-                    .min(*project_room);
-                if room > 0 {
-                    *project_room -= room;
-                    quota.push((project_id, webhook_id, room as i64));
-                    left -= room;
-                }
-                if left == 0 {
-                    break;
                 }
             }
         }
-        if quota.is_empty() {
-            // Idle, or every receiver with work has its share in flight. Forget the
-            // semaphores of webhooks with nothing in flight.
-            per_hook.retain(|_, s| s.available_permits() < PER_WEBHOOK);
-            per_project.retain(|_, s| s.available_permits() < PER_PROJECT);
+        if !busy {
+            slots.forget_idle();
+            // Wake on a commit (new events, perhaps), a freed slot, or the poll that
+            // finds retries come due and other nodes' events.
+            let committed = async {
+                match commits.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = fanned_out.notified() => {}
+                _ = committed => {}
                 _ = freed.notified() => {}
             }
-            continue;
         }
-        let due = match store.claim_deliveries(quota, lease).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot claim webhook deliveries; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if due.is_empty() {
-            // Another node took them first (PostgreSQL): do not spin on the same answer.
-            tokio::time::sleep(IDLE_POLL).await;
-            continue;
-        }
-        for d in due {
-            let hook = per_hook
-                .entry(d.webhook_id.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(PER_WEBHOOK)))
-                .clone();
-            let project = per_project
-                .entry(d.project_id.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(PER_PROJECT)))
-                .clone();
-            // Only this loop takes permits, and it asked for no more than were free, so
-            // all three are there; the fallback keeps a surprise from losing the delivery.
-            let (Ok(slot), Ok(project_slot), Ok(hook_slot)) = (
-                global.clone().try_acquire_owned(),
-                project.try_acquire_owned(),
-                hook.try_acquire_owned(),
-            ) else {
-                tracing::warn!(delivery = %d.id, "no room for a claimed delivery; its lease will bring it back");
-                continue;
-            };
-            let (client, settings, done, freed) = (client.clone(), settings.clone(), done_tx.clone(), freed.clone());
-            tokio::spawn(async move {
-                let finished = deliver(&client, &settings, d).await;
-                drop(hook_slot);
-                drop(project_slot);
-                drop(slot);
-                let _ = done.send(finished).await;
-                freed.notify_one();
-            });
-        }
+        tokio::time::sleep_until(round + ROUND_SPACING).await;
     }
 }
 

@@ -182,6 +182,106 @@ pub struct Due {
     pub lease_until: String,
 }
 
+/// Room the sender has for new deliveries right now: what the fan-out may hand it
+/// already claimed. Projects and webhooks not listed have the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Room {
+    pub total: usize,
+    pub projects: std::collections::HashMap<String, usize>,
+    pub webhooks: std::collections::HashMap<String, usize>,
+    pub project_default: usize,
+    pub webhook_default: usize,
+    /// How long a claim made by the fan-out holds, in seconds.
+    pub lease_secs: i64,
+}
+
+impl Room {
+    fn take(&mut self, project_id: &str, webhook_id: &str) -> bool {
+        if self.total == 0 {
+            return false;
+        }
+        let project = *self.projects.get(project_id).unwrap_or(&self.project_default);
+        let webhook = *self.webhooks.get(webhook_id).unwrap_or(&self.webhook_default);
+        if project == 0 || webhook == 0 {
+            return false;
+        }
+        self.projects.insert(project_id.to_string(), project - 1);
+        self.webhooks.insert(webhook_id.to_string(), webhook - 1);
+        self.total -= 1;
+        true
+    }
+}
+
+/// What a fan-out made: how many deliveries, and those claimed for the caller to send.
+#[derive(Debug, Default)]
+pub struct FanOut {
+    pub made: usize,
+    pub claimed: Vec<Due>,
+}
+
+fn lease_end(lease_secs: i64) -> Result<String> {
+    Ok(tessera_domain::time::format(
+        tessera_domain::time::now()
+            .checked_add(jiff::SignedDuration::from_secs(lease_secs))
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+    ))
+}
+
+/// A delivery's body: the envelope, then the event's stored payload as `data`, spliced
+/// in as text (it is JSON already; parsing it into a tree to write it out again was most
+/// of a fan-out's cost).
+fn delivery_body(id: &str, e: &Event, w: &Webhook, now: &str, data: &str) -> Result<String> {
+    #[derive(Serialize)]
+    struct Source<'a> {
+        id: &'a str,
+        object: &'static str,
+        target_url: &'a str,
+    }
+    #[derive(Serialize)]
+    struct EventRef<'a> {
+        id: &'a str,
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        created_at: &'a str,
+        entity_id: Option<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        id: &'a str,
+        project_id: &'a str,
+        created_at: &'a str,
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        source: Source<'a>,
+        event: EventRef<'a>,
+    }
+    let mut body = serde_json::to_string(&Envelope {
+        id,
+        project_id: &e.project_id,
+        created_at: now,
+        event_type: &e.event_type,
+        source: Source {
+            id: &w.id,
+            object: "webhook",
+            target_url: &w.target_url,
+        },
+        event: EventRef {
+            id: &e.id,
+            event_type: &e.event_type,
+            created_at: &e.created_at,
+            entity_id: e.resource_id.as_deref(),
+        },
+    })
+    .map_err(|err| StoreError::Internal(format!("delivery body: {err}")))?;
+    // The envelope is an object, so its text ends with `}`.
+    body.pop();
+    body.reserve(data.len() + 9);
+    body.push_str(",\"data\":");
+    body.push_str(data);
+    body.push('}');
+    Ok(body)
+}
+
 /// What one attempt found.
 #[derive(Debug, Clone)]
 pub struct AttemptResult {
@@ -409,10 +509,14 @@ impl Store {
 
     /// The webhook consumer: turns each event into one delivery per active webhook of its
     /// project subscribed to its type (and created before it), and advances the cursor,
-    /// in one transaction.
-    pub async fn fan_out_webhooks(&self, consumer: &'static str, from: String, events: Vec<Event>) -> Result<usize> {
+    /// in one transaction. Deliveries within `room` are made already claimed for
+    /// `room.lease_secs` and handed back to be sent at once; the rest wait, due now, for
+    /// a claim round. A delivery claimed here costs one write less and reaches its
+    /// receiver without waiting for that round.
+    pub async fn fan_out_webhooks(&self, consumer: &'static str, from: String, events: Vec<Event>, room: Room) -> Result<FanOut> {
         self.write_unmarked(move |c| {
-            let Some(last) = events.last() else { return Ok(0) };
+            let mut room = room;
+            let Some(last) = events.last() else { return Ok(FanOut::default()) };
             let to = last.position.clone();
             let mut hooks: std::collections::HashMap<String, Vec<Webhook>> = std::collections::HashMap::new();
             // Which webhooks each event goes to, decided before anything is written.
@@ -441,39 +545,60 @@ impl Store {
             }
             let payloads = current_payloads(c, targets.iter().map(|(e, _)| e.id.clone()).collect())?;
             let now = now_string();
-            let mut made = 0;
+            let until = lease_end(room.lease_secs)?;
+            let mut out = FanOut::default();
             for (e, matching) in targets {
                 // An event gone from the outbox has nothing left to deliver.
                 let Some(payload) = payloads.get(&e.id) else { continue };
-                let data: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+                // The stored text goes into the body as it is; only checked, not rebuilt.
+                let data = if serde_json::from_str::<serde::de::IgnoredAny>(payload).is_ok() {
+                    payload.as_str()
+                } else {
+                    "null"
+                };
                 for w in matching.into_iter().map(|i| &hooks[&e.project_id][i]) {
                     let id = new_id("whs");
                     // The body is fixed here, once: every retry sends exactly these bytes.
-                    let body = json!({
-                        "id": id, "project_id": e.project_id, "created_at": now, "type": e.event_type,
-                        "data": data,
-                        "source": {"id": w.id, "object": "webhook", "target_url": w.target_url},
-                        "event": {"id": e.id, "type": e.event_type, "created_at": e.created_at, "entity_id": e.resource_id},
-                    })
-                    .to_string();
+                    let body = delivery_body(&id, e, w, &now, data)?;
+                    let claimed = room.take(&e.project_id, &w.id);
+                    let (status, lease): (&str, Option<String>) = if claimed {
+                        ("delivering", Some(until.clone()))
+                    } else {
+                        ("pending", None)
+                    };
                     c.execute(
-                        "INSERT INTO webhook_deliveries (project_id, id, webhook_id, event_id, event_type, body, status, attempts, next_attempt_at, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+                        "INSERT INTO webhook_deliveries (project_id, id, webhook_id, event_id, event_type, body, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $8, $8)",
                         &[
                             e.project_id.clone().into(),
-                            id.into(),
+                            id.clone().into(),
                             w.id.clone().into(),
                             e.id.clone().into(),
                             e.event_type.clone().into(),
-                            body.into(),
+                            body.clone().into(),
+                            status.into(),
                             now.clone().into(),
+                            lease.into(),
                         ],
                     )?;
-                    made += 1;
+                    out.made += 1;
+                    if claimed {
+                        out.claimed.push(Due {
+                            project_id: e.project_id.clone(),
+                            id,
+                            webhook_id: w.id.clone(),
+                            event_id: e.id.clone(),
+                            body,
+                            attempts: 0,
+                            target_url: w.target_url.clone(),
+                            secret: w.secret.clone(),
+                            lease_until: until.clone(),
+                        });
+                    }
                 }
             }
             advance(c, consumer, &from, &to)?;
-            Ok(made)
+            Ok(out)
         })
         .await
     }
@@ -483,9 +608,12 @@ impl Store {
         self.read(move |c| {
             let now = now_string();
             c.query(
-                "SELECT w.project_id, w.id FROM webhooks w WHERE w.active = 1 AND EXISTS (SELECT 1 FROM webhook_deliveries d \
-                 WHERE d.project_id = w.project_id AND d.webhook_id = w.id AND ((d.status = 'pending' AND d.next_attempt_at <= $1) \
-                 OR (d.status = 'delivering' AND d.lease_until < $1))) LIMIT 10000",
+                // Two EXISTS, not one with an OR: each is a range on the `due` index,
+                // where the OR made SQLite walk every delivery the webhook ever had.
+                "SELECT w.project_id, w.id FROM webhooks w WHERE w.active = 1 AND (EXISTS (SELECT 1 FROM webhook_deliveries d \
+                 WHERE d.project_id = w.project_id AND d.webhook_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= $1) \
+                 OR EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.project_id = w.project_id AND d.webhook_id = w.id \
+                 AND d.status = 'delivering' AND d.lease_until < $1)) LIMIT 10000",
                 &[now.into()],
             )?
             .iter()
@@ -501,19 +629,23 @@ impl Store {
     pub async fn claim_deliveries(&self, quota: Vec<(String, String, i64)>, lease_secs: i64) -> Result<Vec<Due>> {
         self.write_unmarked(move |c| {
             let now = now_string();
-            let until = tessera_domain::time::format(
-                tessera_domain::time::now()
-                    .checked_add(jiff::SignedDuration::from_secs(lease_secs))
-                    .map_err(|e| StoreError::Internal(e.to_string()))?,
-            );
+            let until = lease_end(lease_secs)?;
             // SKIP LOCKED lets every PostgreSQL node claim a different share at once.
             let lock = if c.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" };
-            let sql = format!(
-                "UPDATE webhook_deliveries SET status = 'delivering', lease_until = $1 WHERE (project_id, id) IN (\
-                 SELECT project_id, id FROM webhook_deliveries WHERE project_id = $2 AND webhook_id = $3 \
-                 AND ((status = 'pending' AND next_attempt_at <= $4) OR (status = 'delivering' AND lease_until < $4)) \
-                 ORDER BY next_attempt_at LIMIT $5{lock}) \
-                 RETURNING project_id, id, webhook_id, event_id, body, attempts"
+            // Claims whose node stopped first (they are the oldest), then deliveries due.
+            // Each is its own range on the `due` index: one query with an OR of the two
+            // made SQLite read every delivery the webhook ever had, on every round.
+            let sql = |which: &str| {
+                format!(
+                    "UPDATE webhook_deliveries SET status = 'delivering', lease_until = $1 WHERE (project_id, id) IN (\
+                     SELECT project_id, id FROM webhook_deliveries WHERE project_id = $2 AND webhook_id = $3 AND {which} \
+                     ORDER BY next_attempt_at LIMIT $5{lock}) \
+                     RETURNING project_id, id, webhook_id, event_id, body, attempts"
+                )
+            };
+            let (expired, due) = (
+                sql("status = 'delivering' AND lease_until < $4"),
+                sql("status = 'pending' AND next_attempt_at <= $4"),
             );
             let mut out = Vec::new();
             for (project_id, webhook_id, n) in quota {
@@ -525,16 +657,23 @@ impl Store {
                     continue;
                 };
                 let (target_url, secret) = (hook.text(0)?, hook.text(1)?);
-                let rows = c.query(
-                    &sql,
-                    &[
-                        until.clone().into(),
-                        project_id.into(),
-                        webhook_id.into(),
-                        now.clone().into(),
-                        Val::Int(n),
-                    ],
-                )?;
+                let mut rows = Vec::new();
+                for sql in [&expired, &due] {
+                    let left = n - rows.len() as i64;
+                    if left <= 0 {
+                        break;
+                    }
+                    rows.extend(c.query(
+                        sql,
+                        &[
+                            until.clone().into(),
+                            project_id.clone().into(),
+                            webhook_id.clone().into(),
+                            now.clone().into(),
+                            Val::Int(left),
+                        ],
+                    )?);
+                }
                 for r in rows {
                     out.push(Due {
                         project_id: r.text(0)?,
