@@ -13,6 +13,8 @@ pub mod jobs;
 pub mod migrations;
 pub mod ops;
 pub mod postgres;
+#[cfg(test)]
+mod query_plans;
 pub mod sqlite;
 
 use conn::Conn;

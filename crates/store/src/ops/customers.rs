@@ -254,6 +254,11 @@ fn emit(c: &mut dyn Conn, project_id: &str, kind: &str, cust: &Customer) -> Resu
     crate::ops::outbox::emit(c, project_id, kind, &cust.id, &payload).map(|_| ())
 }
 
+/// A customer's last order (the order index ends with `created_at, id`, so this is the
+/// end of the customer's range, not a walk of the project's orders).
+pub(crate) const LAST_ORDER_SQL: &str = "SELECT total_amount, created_at FROM orders WHERE project_id = $1 AND customer_id = $2 \
+     AND status <> 'CANCELED' ORDER BY created_at DESC, id DESC LIMIT 1";
+
 /// Order statistics per customer, from the orders table (canceled orders excluded).
 pub(crate) fn summaries(c: &mut dyn Conn, project_id: &str, ids: &[String]) -> Result<HashMap<String, CustomerSummary>> {
     let mut out = HashMap::new();
@@ -265,10 +270,7 @@ pub(crate) fn summaries(c: &mut dyn Conn, project_id: &str, ids: &[String]) -> R
         let (count, total) = (row.int(0)?, row.int(1)?);
         let mut s = CustomerSummary::default();
         if count > 0 {
-            let last = c.query_one(
-                "SELECT total_amount, created_at FROM orders WHERE project_id = $1 AND customer_id = $2 AND status <> 'CANCELED' ORDER BY created_at DESC, id DESC LIMIT 1",
-                &[project_id.into(), id.into()],
-            )?;
+            let last = c.query_one(LAST_ORDER_SQL, &[project_id.into(), id.into()])?;
             s.orders.total_count = count;
             s.orders.total_amount = total;
             s.orders.average_amount = total / count;

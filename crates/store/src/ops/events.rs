@@ -293,6 +293,30 @@ pub struct AttemptResult {
     pub response: Option<String>,
 }
 
+/// Webhooks with a delivery due now (or whose claim by a stopped node ran out). Two
+/// EXISTS, not one with an OR: each is a range on the `due` index, where the OR made
+/// SQLite walk every delivery the webhook ever had.
+pub(crate) const DUE_WEBHOOKS_SQL: &str = "SELECT w.project_id, w.id FROM webhooks w WHERE w.active = 1 AND (\
+     EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.project_id = w.project_id AND d.webhook_id = w.id \
+     AND d.status = 'pending' AND d.next_attempt_at <= $1) \
+     OR EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.project_id = w.project_id AND d.webhook_id = w.id \
+     AND d.status = 'delivering' AND d.lease_until < $1)) LIMIT 10000";
+
+pub(crate) const CLAIM_RUN_OUT: &str = "status = 'delivering' AND lease_until < $4";
+pub(crate) const CLAIM_DUE: &str = "status = 'pending' AND next_attempt_at <= $4";
+
+/// Claims up to `$5` of one webhook's deliveries matching `which` (one of the two above;
+/// each a range on the `due` index, where one query with an OR of both read every
+/// delivery the webhook ever had).
+pub(crate) fn claim_sql(which: &str, lock: &str) -> String {
+    format!(
+        "UPDATE webhook_deliveries SET status = 'delivering', lease_until = $1 WHERE (project_id, id) IN (\
+         SELECT project_id, id FROM webhook_deliveries WHERE project_id = $2 AND webhook_id = $3 AND {which} \
+         ORDER BY next_attempt_at LIMIT $5{lock}) \
+         RETURNING project_id, id, webhook_id, event_id, body, attempts"
+    )
+}
+
 impl Store {
     pub async fn create_webhook(&self, project_id: String, target_url: String, events: Vec<String>, active: bool) -> Result<Webhook> {
         self.write(move |c| {
@@ -607,18 +631,10 @@ impl Store {
     pub async fn due_webhooks(&self) -> Result<Vec<(String, String)>> {
         self.read(move |c| {
             let now = now_string();
-            c.query(
-                // Two EXISTS, not one with an OR: each is a range on the `due` index,
-                // where the OR made SQLite walk every delivery the webhook ever had.
-                "SELECT w.project_id, w.id FROM webhooks w WHERE w.active = 1 AND (EXISTS (SELECT 1 FROM webhook_deliveries d \
-                 WHERE d.project_id = w.project_id AND d.webhook_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= $1) \
-                 OR EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.project_id = w.project_id AND d.webhook_id = w.id \
-                 AND d.status = 'delivering' AND d.lease_until < $1)) LIMIT 10000",
-                &[now.into()],
-            )?
-            .iter()
-            .map(|r| Ok((r.text(0)?, r.text(1)?)))
-            .collect()
+            c.query(DUE_WEBHOOKS_SQL, &[now.into()])?
+                .iter()
+                .map(|r| Ok((r.text(0)?, r.text(1)?)))
+                .collect()
         })
         .await
     }
@@ -633,20 +649,7 @@ impl Store {
             // SKIP LOCKED lets every PostgreSQL node claim a different share at once.
             let lock = if c.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" };
             // Claims whose node stopped first (they are the oldest), then deliveries due.
-            // Each is its own range on the `due` index: one query with an OR of the two
-            // made SQLite read every delivery the webhook ever had, on every round.
-            let sql = |which: &str| {
-                format!(
-                    "UPDATE webhook_deliveries SET status = 'delivering', lease_until = $1 WHERE (project_id, id) IN (\
-                     SELECT project_id, id FROM webhook_deliveries WHERE project_id = $2 AND webhook_id = $3 AND {which} \
-                     ORDER BY next_attempt_at LIMIT $5{lock}) \
-                     RETURNING project_id, id, webhook_id, event_id, body, attempts"
-                )
-            };
-            let (expired, due) = (
-                sql("status = 'delivering' AND lease_until < $4"),
-                sql("status = 'pending' AND next_attempt_at <= $4"),
-            );
+            let (expired, due) = (claim_sql(CLAIM_RUN_OUT, lock), claim_sql(CLAIM_DUE, lock));
             let mut out = Vec::new();
             for (project_id, webhook_id, n) in quota {
                 let hook = c.query_opt(

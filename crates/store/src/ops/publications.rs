@@ -146,6 +146,11 @@ fn record(
     Ok(body)
 }
 
+/// A customer's first publication of a campaign (the customer index ends with
+/// `created_at`, so this is one index step).
+pub(crate) const JOIN_ONCE_SQL: &str = "SELECT id FROM publications WHERE project_id = $1 AND customer_id = $2 AND campaign_id = $3 \
+     ORDER BY created_at LIMIT 1";
+
 fn publish_in(c: &mut dyn Conn, t: &Tenant, input: &PublicationInput, join_once: bool) -> Result<Value> {
     let p = t.project_id();
     if let Some(sid) = &input.source_id {
@@ -198,10 +203,7 @@ fn publish_in(c: &mut dyn Conn, t: &Tenant, input: &PublicationInput, join_once:
     // A customer's publications of one campaign are decided one at a time.
     c.lock_key(&format!("campaign-customer:{p}:{}:{}", campaign.id, customer.id))?;
     if join_once || campaign.join_once {
-        if let Some(r) = c.query_opt(
-            "SELECT id FROM publications WHERE project_id = $1 AND customer_id = $2 AND campaign_id = $3 ORDER BY created_at LIMIT 1",
-            &[p.into(), customer.id.clone().into(), campaign.id.clone().into()],
-        )? {
+        if let Some(r) = c.query_opt(JOIN_ONCE_SQL, &[p.into(), customer.id.clone().into(), campaign.id.clone().into()])? {
             if let Some(existing) = load(c, p, &r.text(0)?)? {
                 return Ok(existing);
             }

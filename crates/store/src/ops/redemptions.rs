@@ -1946,17 +1946,27 @@ fn rollback_one(
     Ok(body)
 }
 
+/// The discount a redemption (single, or a stack's parent) gave. A union, not
+/// `id = $2 OR parent_id = $2`: SQLite cannot use an index for that OR under the shared
+/// `project_id = $1`, and read the whole project's redemptions.
+pub(crate) const ROLLED_BACK_DISCOUNT_SQL: &str = "SELECT CAST(COALESCE(SUM(discount_amount), 0) AS BIGINT) FROM (\
+     SELECT discount_amount FROM redemptions WHERE project_id = $1 AND id = $2 AND object = 'redemption' \
+     UNION ALL SELECT discount_amount FROM redemptions WHERE project_id = $1 AND parent_id = $2 AND object = 'redemption') AS r";
+
+/// An order's redemptions still standing (singles and stacks' parents).
+pub(crate) const ORDER_REMAINING_SQL: &str = "SELECT COUNT(*) FROM redemptions WHERE project_id = $1 AND order_id = $2 \
+     AND object = 'redemption' AND parent_id IS NULL AND result = 'SUCCESS' AND status = 'SUCCEEDED'";
+
+/// A stack's redemptions still standing, in id order (the parent index ends with the id).
+pub(crate) const STACK_CHILDREN_SQL: &str = "SELECT id, voucher_id FROM redemptions \
+     WHERE project_id = $1 AND parent_id = $2 AND object = 'redemption' AND status = 'SUCCEEDED' ORDER BY id LIMIT 30";
+
 /// Rollback order mode WITH_ORDER: the stored order loses the discounts of the rolled
 /// back redemptions. When no successful redemption of the order remains, every discount
 /// field returns to zero; otherwise the rolled-back amount comes off the order-level
 /// discount first, then the item-level one.
 fn revert_order(c: &mut dyn Conn, p: &str, redemption_id: &str) -> Result<Option<Value>> {
-    let rolled_back = c
-        .query_one(
-            "SELECT CAST(COALESCE(SUM(discount_amount), 0) AS BIGINT) FROM redemptions WHERE project_id = $1 AND (id = $2 OR parent_id = $2) AND object = 'redemption'",
-            &[p.into(), redemption_id.into()],
-        )?
-        .int(0)?;
+    let rolled_back = c.query_one(ROLLED_BACK_DISCOUNT_SQL, &[p.into(), redemption_id.into()])?.int(0)?;
     let Some(row) = c.query_opt(
         "SELECT order_id FROM redemptions WHERE project_id = $1 AND id = $2",
         &[p.into(), redemption_id.into()],
@@ -1968,13 +1978,7 @@ fn revert_order(c: &mut dyn Conn, p: &str, redemption_id: &str) -> Result<Option
     let Some(mut order) = docs::find_by_id::<Order>(c, &crate::ops::orders::TABLE, p, &order_id)? else {
         return Ok(None);
     };
-    let remaining = c
-        .query_one(
-            "SELECT COUNT(*) FROM redemptions WHERE project_id = $1 AND order_id = $2 AND object = 'redemption' AND parent_id IS NULL \
-             AND result = 'SUCCESS' AND status = 'SUCCEEDED'",
-            &[p.into(), order_id.into()],
-        )?
-        .int(0)?;
+    let remaining = c.query_one(ORDER_REMAINING_SQL, &[p.into(), order_id.into()])?.int(0)?;
     if remaining == 0 {
         order.discount_amount = 0;
         order.items_discount_amount = 0;
@@ -2102,32 +2106,51 @@ impl Store {
             let p = t.project_id().to_string();
             let (data, parent, _, status) = load_redemption(c, &p, &id)?;
             if parent.is_some() {
-                return Err(bad("invalid_redemption_parent", "Invalid redemption", "Roll back the parent redemption instead."));
+                return Err(bad(
+                    "invalid_redemption_parent",
+                    "Invalid redemption",
+                    "Roll back the parent redemption instead.",
+                ));
             }
             let with_order = rollback_order_mode(c, &p)? == tessera_domain::stacking::RollbackOrderMode::WithOrder;
             if data["related_object_type"] != "redemption" {
                 let r = rollback_one(c, &t, &id, None, reason.as_deref(), tracking_id.as_deref(), &metadata)?;
                 let order = if with_order { revert_order(c, &p, &id)? } else { None };
-                return Ok(json!({"rollbacks": [r.clone()], "parent_rollback": r, "order": order.unwrap_or_else(|| data["order"].clone())}));
+                return Ok(
+                    json!({"rollbacks": [r.clone()], "parent_rollback": r, "order": order.unwrap_or_else(|| data["order"].clone())}),
+                );
             }
             if status == "ROLLED_BACK" {
-                return Err(bad("already_rolled_back", "Already rolled back", "Redemption has been already rolled back."));
+                return Err(bad(
+                    "already_rolled_back",
+                    "Already rolled back",
+                    "Redemption has been already rolled back.",
+                ));
             }
             let prr = new_id("rr");
-            let children = c.query(
-                "SELECT id, voucher_id FROM redemptions WHERE project_id = $1 AND parent_id = $2 AND object = 'redemption' AND status = 'SUCCEEDED' ORDER BY id LIMIT 30",
-                &[p.clone().into(), id.clone().into()],
-            )?;
+            let children = c.query(STACK_CHILDREN_SQL, &[p.clone().into(), id.clone().into()])?;
             // Every voucher lock before the customer's, sorted, as a redemption takes them.
             let mut vouchers = children.iter().map(|r| r.opt_text(1)).collect::<Result<Vec<_>>>()?;
             vouchers.sort();
             for v in vouchers.into_iter().flatten() {
                 c.lock_key(&format!("voucher:{p}:{v}"))?;
             }
-            let data = if lock_customer_of(c, &p, &data)? { load_redemption(c, &p, &id)?.0 } else { data };
+            let data = if lock_customer_of(c, &p, &data)? {
+                load_redemption(c, &p, &id)?.0
+            } else {
+                data
+            };
             let mut rollbacks = Vec::new();
             for row in children {
-                rollbacks.push(rollback_one(c, &t, &row.text(0)?, Some(&prr), reason.as_deref(), tracking_id.as_deref(), &metadata)?);
+                rollbacks.push(rollback_one(
+                    c,
+                    &t,
+                    &row.text(0)?,
+                    Some(&prr),
+                    reason.as_deref(),
+                    tracking_id.as_deref(),
+                    &metadata,
+                )?);
             }
             let now_s = now_string();
             let mut pdata = data.clone();
@@ -2145,7 +2168,14 @@ impl Store {
             c.execute(
                 "INSERT INTO redemptions (project_id, id, object, redemption_id, customer_id, result, status, created_at, data) \
                  VALUES ($1, $2, 'redemption_rollback', $3, $4, 'SUCCESS', 'SUCCEEDED', $5, $6)",
-                &[p.clone().into(), prr.clone().into(), id.clone().into(), data["customer_id"].as_str().map(str::to_string).into(), now_s.into(), parent_rollback.to_string().into()],
+                &[
+                    p.clone().into(),
+                    prr.clone().into(),
+                    id.clone().into(),
+                    data["customer_id"].as_str().map(str::to_string).into(),
+                    now_s.into(),
+                    parent_rollback.to_string().into(),
+                ],
             )?;
             outbox::emit(c, &p, "redemption.rollback.succeeded", &prr, &parent_rollback)?;
             let order = if with_order { revert_order(c, &p, &id)? } else { None };

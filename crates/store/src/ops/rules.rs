@@ -120,14 +120,13 @@ impl CompiledRule {
     }
 }
 
+pub(crate) const RULES_FOR_SQL: &str = "SELECT rule_id FROM rule_assignments WHERE project_id = $1 AND related_object_id = $2 LIMIT 10";
+
 /// The rules that apply to a voucher: its own, its campaign's, and explicit assignments.
 pub fn rules_for(c: &mut dyn Conn, p: &str, ids: &[String], object_ids: &[&str]) -> Result<Vec<CompiledRule>> {
     let mut wanted: Vec<String> = ids.to_vec();
     for oid in object_ids {
-        for r in c.query(
-            "SELECT rule_id FROM rule_assignments WHERE project_id = $1 AND related_object_id = $2 LIMIT 10",
-            &[p.into(), (*oid).into()],
-        )? {
+        for r in c.query(RULES_FOR_SQL, &[p.into(), (*oid).into()])? {
             wanted.push(r.text(0)?);
         }
     }

@@ -80,15 +80,15 @@ pub(crate) fn refresh_member(c: &mut dyn Conn, p: &str, cust: &Customer) -> Resu
     Ok(())
 }
 
+pub(crate) const MEMBERSHIPS_SQL: &str =
+    "SELECT segment_id FROM segment_members WHERE project_id = $1 AND customer_id = $2 ORDER BY segment_id";
+
 /// The segment ids a customer belongs to (one index range).
 pub(crate) fn memberships(c: &mut dyn Conn, p: &str, customer_id: &str) -> Result<Vec<String>> {
-    c.query(
-        "SELECT segment_id FROM segment_members WHERE project_id = $1 AND customer_id = $2 ORDER BY segment_id",
-        &[p.into(), customer_id.into()],
-    )?
-    .iter()
-    .map(|r| r.text(0))
-    .collect()
+    c.query(MEMBERSHIPS_SQL, &[p.into(), customer_id.into()])?
+        .iter()
+        .map(|r| r.text(0))
+        .collect()
 }
 
 fn count_members(c: &mut dyn Conn, p: &str, id: &str) -> Result<i64> {
