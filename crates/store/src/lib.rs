@@ -15,6 +15,8 @@ pub mod ops;
 pub mod postgres;
 #[cfg(test)]
 mod query_plans;
+#[cfg(test)]
+mod query_plans_lists;
 pub mod sqlite;
 
 use conn::Conn;

@@ -5,7 +5,7 @@
 //! columns named, on a database with the real schema.
 
 use crate::conn::Val;
-use crate::ops::{customers, events, publications, redemptions, rules, segments};
+use crate::ops::{activity, customers, events, publications, redemptions, rules, segments};
 use crate::Store;
 
 async fn plan(store: &Store, sql: &str, params: usize) -> String {
@@ -14,6 +14,18 @@ async fn plan(store: &Store, sql: &str, params: usize) -> String {
         .read(move |c| {
             let args: Vec<Val> = (0..params).map(|i| Val::Text(format!("x{i}"))).collect();
             let rows = c.query(&sql, &args)?;
+            rows.iter().map(|r| r.text(3)).collect::<crate::Result<Vec<_>>>()
+        })
+        .await
+        .map(|lines| lines.join("\n"))
+        .unwrap_or_else(|e| panic!("cannot explain: {e}"))
+}
+
+async fn plan_with(store: &Store, sql: &str, params: Vec<Val>) -> String {
+    let sql = format!("EXPLAIN QUERY PLAN {sql}");
+    store
+        .read(move |c| {
+            let rows = c.query(&sql, &params)?;
             rows.iter().map(|r| r.text(3)).collect::<crate::Result<Vec<_>>>()
         })
         .await
@@ -110,6 +122,44 @@ async fn checkout_lookups_take_one_customer_or_object() {
         &["publications USING INDEX publications_customer (project_id=? AND customer_id=? AND campaign_id=?)"],
     );
     assert!(!first.contains("TEMP B-TREE"), "{first}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_activity_reads_the_customers_rows() {
+    let (s, dir) = store();
+    let base = activity::ActivityQuery {
+        limit: 10,
+        ascending: false,
+        starting_after_id: None,
+        starting_after: None,
+        since: None,
+        until: None,
+        campaign_id: None,
+        campaign_type: None,
+        category: None,
+        kind: None,
+        with_total: false,
+    };
+    let dated = activity::ActivityQuery {
+        since: Some("2026-01-01T00:00:00.000Z".into()),
+        until: Some("2026-12-01T00:00:00.000Z".into()),
+        ascending: true,
+        ..base.clone()
+    };
+    let cursor = ("2026-06-01T00:00:00.000Z".to_string(), "r_1".to_string());
+    for (table, index) in [
+        ("publications", "publications_customer (project_id=? AND customer_id=?)"),
+        ("redemptions", "redemptions_customer_campaign (project_id=? AND customer_id=?)"),
+    ] {
+        let source = activity::SOURCES.iter().find(|x| x.table == table).expect("source");
+        for (q, cur) in [(&base, None), (&dated, None), (&base, Some(&cursor))] {
+            let (sql, params) = source.page_sql("p", "c", q, cur);
+            let found = plan_with(&s, &sql, params).await;
+            assert_uses(&found, &[index]);
+        }
+    }
     drop(s);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1219,5 +1219,21 @@ async fn every_mutating_operation_in_the_openapi_document_is_audited() {
         problems.push(format!("a refused POST /v1/vouchers/{{code}} left audit entries: {entries:?}"));
     }
     assert!(problems.is_empty(), "audit log problems:\n{}", problems.join("\n"));
+
+    // Paging back: `before` continues strictly older than the page before it.
+    let log = format!("/management/v1/projects/{}/audit-log", h.project.id);
+    let first = h.mgmt_get(&format!("{log}?limit=5")).await;
+    let first = first["data"].as_array().cloned().expect("a page");
+    assert_eq!(first.len(), 5, "the walk wrote more than five entries");
+    let oldest = first[4]["created_at"].as_str().expect("created_at").to_string();
+    let next = h.mgmt_get(&format!("{log}?limit=5&before={oldest}")).await;
+    let next = next["data"].as_array().cloned().expect("a page");
+    assert!(!next.is_empty(), "older entries exist");
+    for e in &next {
+        assert!(
+            e["created_at"].as_str().is_some_and(|t| t < oldest.as_str()),
+            "{e} is not before {oldest}"
+        );
+    }
     h.server.stop();
 }

@@ -80,8 +80,8 @@ pub struct ActivityPage {
     pub total: Option<i64>,
 }
 
-struct Source {
-    table: &'static str,
+pub(crate) struct Source {
+    pub(crate) table: &'static str,
     /// The column naming the customer.
     owner: &'static str,
     /// When the entry happened.
@@ -98,7 +98,14 @@ struct Source {
     only: &'static str,
 }
 
-const SOURCES: [Source; 4] = [
+/// The time of publications and redemptions, as an expression rather than the bare
+/// column. SQLite (without statistics) would otherwise order and bound by
+/// `*_created (project_id, created_at)` and walk the project's rows by time, testing each
+/// for the customer; the expression leaves it only the customer's index, and the sort
+/// is over the customer's own rows. (`query_plans.rs` pins this.)
+const TS_BY_CUSTOMER: &str = "(created_at || '')";
+
+pub(crate) const SOURCES: [Source; 4] = [
     Source {
         table: "outbox",
         owner: "resource_id",
@@ -113,7 +120,7 @@ const SOURCES: [Source; 4] = [
     Source {
         table: "publications",
         owner: "customer_id",
-        ts: "created_at",
+        ts: TS_BY_CUSTOMER,
         kind: "'customer.publication.succeeded'",
         kinds: &["customer.publication.succeeded"],
         doc: "data",
@@ -124,7 +131,7 @@ const SOURCES: [Source; 4] = [
     Source {
         table: "redemptions",
         owner: "customer_id",
-        ts: "created_at",
+        ts: TS_BY_CUSTOMER,
         kind: "CASE WHEN object = 'redemption_rollback' THEN 'customer.redemption.rollback.succeeded' \
                WHEN result = 'FAILURE' THEN 'customer.redemption.failed' ELSE 'customer.redemption.succeeded' END",
         kinds: &[
@@ -225,6 +232,23 @@ impl Source {
         q: &ActivityQuery,
         cursor: Option<&(String, String)>,
     ) -> Result<Vec<Entry>> {
+        let (sql, params) = self.page_sql(p, customer_id, q, cursor);
+        c.query(&sql, &params)?
+            .iter()
+            .map(|r| {
+                Ok(Entry {
+                    id: r.text(0)?,
+                    ts: r.text(1)?,
+                    kind: r.text(2)?,
+                    doc: r.text(3)?,
+                    category: self.category,
+                })
+            })
+            .collect()
+    }
+
+    /// The SQL of one page of this source, and its parameters.
+    pub(crate) fn page_sql(&self, p: &str, customer_id: &str, q: &ActivityQuery, cursor: Option<&(String, String)>) -> (String, Vec<Val>) {
         let mut w = self.filters(p, customer_id, q);
         let (cmp, dir) = if q.ascending { (">", "ASC") } else { ("<", "DESC") };
         if let Some(t) = &q.starting_after {
@@ -248,18 +272,7 @@ impl Source {
             w.sql.join(" AND "),
             w.params.len()
         );
-        c.query(&sql, &w.params)?
-            .iter()
-            .map(|r| {
-                Ok(Entry {
-                    id: r.text(0)?,
-                    ts: r.text(1)?,
-                    kind: r.text(2)?,
-                    doc: r.text(3)?,
-                    category: self.category,
-                })
-            })
-            .collect()
+        (sql, w.params)
     }
 
     fn count(&self, c: &mut dyn Conn, p: &str, customer_id: &str, q: &ActivityQuery) -> Result<i64> {

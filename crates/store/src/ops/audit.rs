@@ -108,13 +108,15 @@ impl Store {
             let rows = c.query(
                 "SELECT id, actor, action, resource, fields, request_id, created_at FROM audit_log \
                  WHERE scope = $1 AND ($2 = '' OR request_id = $2) AND ($3 = '' OR action = $3) AND ($4 = '' OR actor = $4) \
-                 AND ($5 = '' OR created_at < $5) ORDER BY created_at DESC, id DESC LIMIT $6",
+                 AND created_at < $5 ORDER BY created_at DESC, id DESC LIMIT $6",
                 &[
                     scope.into(),
                     f.request_id.unwrap_or_default().into(),
                     f.action.unwrap_or_default().into(),
                     f.actor.unwrap_or_default().into(),
-                    f.before.unwrap_or_default().into(),
+                    // A bound the planner can seek to, even when there is none: with
+                    // `($5 = '' OR created_at < $5)` every page back read from the newest.
+                    f.before.unwrap_or_else(|| "9999".into()).into(),
                     Val::Int(f.limit),
                 ],
             )?;

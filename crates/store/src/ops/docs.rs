@@ -104,11 +104,13 @@ pub fn list<T: DeserializeOwned>(
     filters: &[(&str, &str)],
     scope: &[(&str, Val)],
 ) -> Result<(Vec<T>, i64)> {
-    list_where(c, t, project_id, q, filters, scope, &[])
+    let sql = list_sql(t, project_id, q, filters, scope, &[], false);
+    run_list(c, sql)
 }
 
 /// `list` with extra conditions: each a clause from code whose `?`s take the values in
-/// order (`$1` is the project id), such as a membership subquery.
+/// order (`$1` is the project id), such as a membership subquery. The caller promises
+/// that each filter column and extra condition is an index lookup.
 pub fn list_where<T: DeserializeOwned>(
     c: &mut dyn Conn,
     t: &Table,
@@ -118,6 +120,29 @@ pub fn list_where<T: DeserializeOwned>(
     scope: &[(&str, Val)],
     extra: &[(&str, Vec<Val>)],
 ) -> Result<(Vec<T>, i64)> {
+    let sql = list_sql(t, project_id, q, filters, scope, extra, !c.is_postgres());
+    run_list(c, sql)
+}
+
+fn run_list<T: DeserializeOwned>(c: &mut dyn Conn, (count_sql, page_sql, params): (String, String, Vec<Val>)) -> Result<(Vec<T>, i64)> {
+    let total = c.query_one(&count_sql, &params[..params.len() - 2])?.int(0)?;
+    let rows = c.query(&page_sql, &params)?;
+    let items = rows.iter().map(|r| r.json(0)).collect::<Result<Vec<T>>>()?;
+    Ok((items, total))
+}
+
+/// The COUNT and page statements of a listing and their parameters; the page's LIMIT and
+/// OFFSET are the last two, which the COUNT does not take. `indexed_filters` says the
+/// filters and extra conditions are index lookups, and the engine is SQLite.
+pub(crate) fn list_sql(
+    t: &Table,
+    project_id: &str,
+    q: &ListQuery,
+    filters: &[(&str, &str)],
+    scope: &[(&str, Val)],
+    extra: &[(&str, Vec<Val>)],
+    indexed_filters: bool,
+) -> (String, String, Vec<Val>) {
     let mut clauses = vec!["project_id = $1".to_string()];
     let mut params: Vec<Val> = vec![project_id.into()];
     let push = |clause: &str, v: Val, clauses: &mut Vec<String>, params: &mut Vec<Val>| {
@@ -135,50 +160,54 @@ pub fn list_where<T: DeserializeOwned>(
     for (col, v) in scope {
         push(&format!("{col} = ?"), v.clone(), &mut clauses, &mut params);
     }
+    let mut selective = !extra.is_empty();
     for (name, col) in filters {
         if let Some(v) = q.filters.get(*name) {
             push(&format!("{col} = ?"), v.clone().into(), &mut clauses, &mut params);
+            selective = true;
         }
     }
+    // SQLite has no statistics: given an email or a segment it still walks the time index
+    // for the order or the date range, across the whole project. An expression can use no
+    // index, so it takes the filter's index and sorts those few rows.
+    let ts = |col: &str| {
+        if indexed_filters && selective {
+            format!("{col} || ''")
+        } else {
+            col.to_string()
+        }
+    };
     if let Some(v) = &q.created_before {
-        push("created_at < ?", v.clone().into(), &mut clauses, &mut params);
+        push(&format!("{} < ?", ts("created_at")), v.clone().into(), &mut clauses, &mut params);
     }
     if let Some(v) = &q.created_after {
-        push("created_at > ?", v.clone().into(), &mut clauses, &mut params);
+        push(&format!("{} > ?", ts("created_at")), v.clone().into(), &mut clauses, &mut params);
     }
     if let Some(v) = &q.updated_before {
-        push("updated_at < ?", v.clone().into(), &mut clauses, &mut params);
+        push(&format!("{} < ?", ts("updated_at")), v.clone().into(), &mut clauses, &mut params);
     }
     if let Some(v) = &q.updated_after {
-        push("updated_at > ?", v.clone().into(), &mut clauses, &mut params);
+        push(&format!("{} > ?", ts("updated_at")), v.clone().into(), &mut clauses, &mut params);
     }
     if let Some(v) = &q.starting_after {
         // Voucherify: alone it pages backwards from a date; with an ascending order, forwards.
-        let clause = if q.sort_explicit && !q.descending {
-            "created_at > ?"
-        } else {
-            "created_at < ?"
-        };
-        push(clause, v.clone().into(), &mut clauses, &mut params);
+        let op = if q.sort_explicit && !q.descending { ">" } else { "<" };
+        push(&format!("{} {op} ?", ts("created_at")), v.clone().into(), &mut clauses, &mut params);
     }
     let where_sql = clauses.join(" AND ");
-    let total = c
-        .query_one(&format!("SELECT COUNT(*) FROM {} WHERE {where_sql}", t.name), &params)?
-        .int(0)?;
     let dir = if q.descending { "DESC" } else { "ASC" };
     let col = q.sort.column();
     let n = params.len();
     // The engines disagree on where NULLs sort; say it explicitly for nullable columns.
     let nulls = if col == "created_at" { "" } else { " NULLS LAST" };
-    let sql = format!(
-        "SELECT data FROM {} WHERE {where_sql} ORDER BY {col} {dir}{nulls}, id {dir} LIMIT ${} OFFSET ${}",
+    let page_sql = format!(
+        "SELECT data FROM {} WHERE {where_sql} ORDER BY {} {dir}{nulls}, id {dir} LIMIT ${} OFFSET ${}",
         t.name,
+        ts(col),
         n + 1,
         n + 2
     );
     params.push(Val::Int(q.limit as i64));
     params.push(Val::Int(q.offset() as i64));
-    let rows = c.query(&sql, &params)?;
-    let items = rows.iter().map(|r| r.json(0)).collect::<Result<Vec<T>>>()?;
-    Ok((items, total))
+    (format!("SELECT COUNT(*) FROM {} WHERE {where_sql}", t.name), page_sql, params)
 }

@@ -2193,56 +2193,32 @@ impl Store {
         let t = t.clone();
         self.read(move |c| {
             let p = t.project_id();
-            let mut clauses = vec!["project_id = $1".to_string()];
-            let mut params: Vec<Val> = vec![p.into()];
-            let add = |clause: &str, v: Val, clauses: &mut Vec<String>, params: &mut Vec<Val>| {
-                params.push(v);
-                clauses.push(clause.replace('?', &format!("${}", params.len())));
-            };
+            let mut eq: Vec<(&'static str, Val)> = Vec::new();
             if let Some(r) = q.filters.get("result") {
-                add("result = ?", r.into(), &mut clauses, &mut params);
+                eq.push(("result", r.into()));
             }
             if let Some(camp) = q.filters.get("campaign") {
                 let cid = crate::ops::vouchers::load_campaign(c, p, camp)?
                     .map(|r| r.campaign.id)
                     .unwrap_or_default();
-                add("campaign_id = ?", cid.into(), &mut clauses, &mut params);
+                eq.push(("campaign_id", cid.into()));
             }
             if let Some(cust) = q.filters.get("customer") {
                 let id = docs::find::<Customer>(c, &customers::TABLE, p, cust)?
                     .map(|c| c.id)
                     .unwrap_or_default();
-                add("customer_id = ?", id.into(), &mut clauses, &mut params);
+                eq.push(("customer_id", id.into()));
             }
             if let Some(code) = q.filters.get("voucher_code") {
                 let id = find_voucher(c, &t, code)?.map(|v| v.voucher.id).unwrap_or_default();
-                add("voucher_id = ?", id.into(), &mut clauses, &mut params);
+                eq.push(("voucher_id", id.into()));
             }
             if let Some(pid) = q.filters.get("parent_redemption_id") {
-                add("parent_id = ?", pid.into(), &mut clauses, &mut params);
+                eq.push(("parent_id", pid.into()));
             }
-            if let Some(v) = &q.created_before {
-                add("created_at < ?", v.into(), &mut clauses, &mut params);
-            }
-            if let Some(v) = &q.created_after {
-                add("created_at > ?", v.into(), &mut clauses, &mut params);
-            }
-            let w = clauses.join(" AND ");
-            let total = c
-                .query_one(&format!("SELECT COUNT(*) FROM redemptions WHERE {w}"), &params)?
-                .int(0)?;
-            let dir = if q.descending { "DESC" } else { "ASC" };
-            let n = params.len();
-            params.push(Val::Int(q.limit as i64));
-            params.push(Val::Int(q.offset() as i64));
-            let rows = c.query(
-                &format!(
-                    "SELECT data FROM redemptions WHERE {w} ORDER BY created_at {dir}, id {dir} LIMIT ${} OFFSET ${}",
-                    n + 1,
-                    n + 2
-                ),
-                &params,
-            )?;
+            let (count_sql, page_sql, params) = list_redemptions_sql(p, eq, &q, !c.is_postgres());
+            let total = c.query_one(&count_sql, &params[..params.len() - 2])?.int(0)?;
+            let rows = c.query(&page_sql, &params)?;
             Ok((rows.iter().map(|r| r.json(0)).collect::<Result<Vec<Value>>>()?, total))
         })
         .await
@@ -2299,8 +2275,11 @@ impl Store {
                 let gift = |c: &mut dyn Conn, cond: &str| -> Result<i64> {
                     c.query_one(
                         &format!(
-                            "SELECT CAST(COALESCE(SUM(g.amount), 0) AS BIGINT) FROM gift_transactions g JOIN vouchers v ON v.project_id = g.project_id AND v.id = g.voucher_id \
-                             WHERE g.project_id = $1 AND v.campaign_id = $2 AND g.created_at >= $3 AND g.created_at < $4 AND {cond}"
+                            // The campaign's vouchers first, then each one's ledger: as a join,
+                            // SQLite read the project's whole gift ledger.
+                            "SELECT CAST(COALESCE(SUM(g.amount), 0) AS BIGINT) FROM gift_transactions g \
+                             WHERE g.project_id = $1 AND g.voucher_id IN (SELECT id FROM vouchers WHERE project_id = $1 AND campaign_id = $2) \
+                             AND g.created_at >= $3 AND g.created_at < $4 AND {cond}"
                         ),
                         &[p.clone().into(), cid.clone().into(), from.clone().into(), to.clone().into()],
                     )?
@@ -2735,4 +2714,48 @@ impl Store {
         let rid = crate::ops::idempotency::current_request_id();
         self.read_short(move |c| qualify_in(c, &t, &cache, &req, &rid)).await
     }
+}
+
+/// The COUNT and page statements of `list_redemptions` and their parameters; the page's
+/// LIMIT and OFFSET are the last two, which the COUNT does not take. `eq` holds the
+/// resolved equality filters, by column.
+pub(crate) fn list_redemptions_sql(
+    project_id: &str,
+    eq: Vec<(&'static str, Val)>,
+    q: &ListQuery,
+    sqlite: bool,
+) -> (String, String, Vec<Val>) {
+    // SQLite has no statistics: given a customer or parent it still walks
+    // redemptions_created for the order or the date range, across the whole project. An
+    // expression can use no index, so it takes the filter's index and sorts those few rows.
+    let by_owner = eq.iter().any(|(col, _)| matches!(*col, "customer_id" | "parent_id"));
+    let ts = if sqlite && by_owner { "created_at || ''" } else { "created_at" };
+    let mut clauses = vec!["project_id = $1".to_string()];
+    let mut params: Vec<Val> = vec![project_id.into()];
+    for (col, v) in eq {
+        params.push(v);
+        clauses.push(format!("{col} = ${}", params.len()));
+    }
+    if let Some(v) = &q.created_before {
+        params.push(v.into());
+        clauses.push(format!("{ts} < ${}", params.len()));
+    }
+    if let Some(v) = &q.created_after {
+        params.push(v.into());
+        clauses.push(format!("{ts} > ${}", params.len()));
+    }
+    let w = clauses.join(" AND ");
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let n = params.len();
+    params.push(Val::Int(q.limit as i64));
+    params.push(Val::Int(q.offset() as i64));
+    (
+        format!("SELECT COUNT(*) FROM redemptions WHERE {w}"),
+        format!(
+            "SELECT data FROM redemptions WHERE {w} ORDER BY {ts} {dir}, id {dir} LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        ),
+        params,
+    )
 }

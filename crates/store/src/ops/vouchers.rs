@@ -425,39 +425,57 @@ fn save_campaign(c: &mut dyn Conn, p: &str, camp: &Campaign, generation_status: 
 
 fn list_voucher_rows(c: &mut dyn Conn, t: &Tenant, q: &ListQuery) -> Result<(Vec<VoucherRecord>, i64)> {
     let p = t.project_id();
-    let mut clauses = vec!["project_id = $1".to_string()];
-    let mut params: Vec<Val> = vec![p.into()];
-    let add = |clause: &str, v: Val, clauses: &mut Vec<String>, params: &mut Vec<Val>| {
-        params.push(v);
-        clauses.push(clause.replace('?', &format!("${}", params.len())));
-    };
+    let mut eq: Vec<(&'static str, Val)> = Vec::new();
     if let Some(cid) = q.filters.get("campaign_id") {
-        add("campaign_id = ?", cid.into(), &mut clauses, &mut params);
+        eq.push(("campaign_id", cid.into()));
     }
     if let Some(name) = q.filters.get("campaign") {
         let cid = load_campaign(c, p, name)?.map(|r| r.campaign.id).unwrap_or_default();
-        add("campaign_id = ?", cid.into(), &mut clauses, &mut params);
+        eq.push(("campaign_id", cid.into()));
     }
     if let Some(code) = q.filters.get("code") {
-        add("code_key = ?", t.code_key(code).into(), &mut clauses, &mut params);
+        eq.push(("code_key", t.code_key(code).into()));
     }
     if let Some(cust) = q.filters.get("customer") {
-        add("holder_id = ?", cust.into(), &mut clauses, &mut params);
+        eq.push(("holder_id", cust.into()));
     }
-    if let Some(v) = &q.created_before {
-        add("created_at < ?", v.into(), &mut clauses, &mut params);
+    let (count_sql, page_sql, params) = list_vouchers_sql(p, eq, q, !c.is_postgres());
+    let total = c.query_one(&count_sql, &params[..params.len() - 2])?.int(0)?;
+    let rows = c.query(&page_sql, &params)?;
+    let mut cache = HashMap::new();
+    let items = rows.iter().map(|r| assemble(c, p, r, &mut cache)).collect::<Result<Vec<_>>>()?;
+    Ok((items, total))
+}
+
+/// The COUNT and page statements of the voucher listing and their parameters; the page's
+/// LIMIT and OFFSET are the last two, which the COUNT does not take. `eq` holds the
+/// resolved equality filters, by column.
+pub(crate) fn list_vouchers_sql(project_id: &str, eq: Vec<(&'static str, Val)>, q: &ListQuery, sqlite: bool) -> (String, String, Vec<Val>) {
+    // SQLite has no statistics: given a holder it still walks the whole project in id
+    // order. An expression can use no index, so it takes vouchers_holder and sorts that
+    // customer's few vouchers. A campaign can hold millions of codes, which such a sort
+    // would read on every page, so a campaign filter keeps the id order.
+    let by_holder = sqlite && eq.iter().any(|(col, _)| *col == "holder_id");
+    let expr = |col: &str| if by_holder { format!("{col} || ''") } else { col.to_string() };
+    let mut clauses = vec!["project_id = $1".to_string()];
+    let mut params: Vec<Val> = vec![project_id.into()];
+    for (col, v) in eq {
+        params.push(v);
+        clauses.push(format!("{col} = ${}", params.len()));
     }
-    if let Some(v) = &q.created_after {
-        add("created_at > ?", v.into(), &mut clauses, &mut params);
-    }
-    if let Some(v) = &q.updated_before {
-        add("updated_at < ?", v.into(), &mut clauses, &mut params);
-    }
-    if let Some(v) = &q.updated_after {
-        add("updated_at > ?", v.into(), &mut clauses, &mut params);
+    let bounds = [
+        ("created_at", "<", &q.created_before),
+        ("created_at", ">", &q.created_after),
+        ("updated_at", "<", &q.updated_before),
+        ("updated_at", ">", &q.updated_after),
+    ];
+    for (col, op, v) in bounds {
+        if let Some(v) = v {
+            params.push(v.into());
+            clauses.push(format!("{} {op} ${}", expr(col), params.len()));
+        }
     }
     let w = clauses.join(" AND ");
-    let total = c.query_one(&format!("SELECT COUNT(*) FROM vouchers WHERE {w}"), &params)?.int(0)?;
     let dir = if q.descending { "DESC" } else { "ASC" };
     // Ids are time-sortable and indexed with the project: ordering by id is ordering by
     // creation, without an index of its own.
@@ -469,17 +487,16 @@ fn list_voucher_rows(c: &mut dyn Conn, t: &Tenant, q: &ListQuery) -> Result<(Vec
     let n = params.len();
     params.push(Val::Int(q.limit as i64));
     params.push(Val::Int(q.offset() as i64));
-    let rows = c.query(
-        &format!(
-            "SELECT {VOUCHER_COLUMNS} FROM vouchers WHERE {w} ORDER BY {col} {dir}{nulls}, id {dir} LIMIT ${} OFFSET ${}",
+    (
+        format!("SELECT COUNT(*) FROM vouchers WHERE {w}"),
+        format!(
+            "SELECT {VOUCHER_COLUMNS} FROM vouchers WHERE {w} ORDER BY {} {dir}{nulls}, id {dir} LIMIT ${} OFFSET ${}",
+            expr(col),
             n + 1,
             n + 2
         ),
-        &params,
-    )?;
-    let mut cache = HashMap::new();
-    let items = rows.iter().map(|r| assemble(c, p, r, &mut cache)).collect::<Result<Vec<_>>>()?;
-    Ok((items, total))
+        params,
+    )
 }
 
 /// The result of a campaign creation: the campaign, and an async action when codes are
@@ -634,8 +651,14 @@ impl Store {
             c.lock_key(&format!("campaigns:{p}:{id}"))?;
             let of_campaign = "SELECT id FROM vouchers WHERE project_id = $1 AND campaign_id = $2";
             c.execute(&format!("DELETE FROM voucher_sessions WHERE project_id = $1 AND voucher_id IN ({of_campaign})"), &[p.clone().into(), id.clone().into()])?;
+            // Two statements: under one `project_id`, SQLite serves an OR of the two
+            // with no index and read the project's every assignment.
             c.execute(
-                &format!("DELETE FROM rule_assignments WHERE project_id = $1 AND (related_object_id = $2 OR related_object_id IN ({of_campaign}))"),
+                "DELETE FROM rule_assignments WHERE project_id = $1 AND related_object_id = $2",
+                &[p.clone().into(), id.clone().into()],
+            )?;
+            c.execute(
+                &format!("DELETE FROM rule_assignments WHERE project_id = $1 AND related_object_id IN ({of_campaign})"),
                 &[p.clone().into(), id.clone().into()],
             )?;
             c.execute("DELETE FROM vouchers WHERE project_id = $1 AND campaign_id = $2", &[p.clone().into(), id.clone().into()])?;
