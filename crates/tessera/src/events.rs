@@ -399,7 +399,7 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
         let round = tokio::time::Instant::now();
         let mut busy = false;
         // New events.
-        match store.outbox_batch("webhooks", BATCH).await {
+        match store.outbox_heads("webhooks", BATCH).await {
             Ok((from, events)) => {
                 let lag = events.first().map(|e| age_secs(&e.created_at)).unwrap_or(0.0);
                 metrics::gauge!("tessera_outbox_lag_seconds", "consumer" => "webhooks").set(lag);

@@ -54,9 +54,14 @@ fn row_to_event(r: &Row, postgres: bool) -> Result<Event> {
     })
 }
 
-/// The events after `position`, in commit order.
-pub fn read_after(c: &mut dyn Conn, position: &str, limit: i64) -> Result<Vec<Event>> {
-    let cols = "id, project_id, event_type, resource_id, payload, created_at";
+/// The events after `position`, in commit order; with `payload` false, each event's
+/// payload is left empty, for a consumer that reads it again itself.
+pub fn read_after(c: &mut dyn Conn, position: &str, limit: i64, payload: bool) -> Result<Vec<Event>> {
+    let cols = if payload {
+        "id, project_id, event_type, resource_id, payload, created_at"
+    } else {
+        "id, project_id, event_type, resource_id, '' AS payload, created_at"
+    };
     if c.is_postgres() {
         let (txid, seq) = position
             .split_once(':')
@@ -519,7 +524,19 @@ impl Store {
     pub async fn outbox_batch(&self, consumer: &'static str, limit: i64) -> Result<(String, Vec<Event>)> {
         self.read(move |c| {
             let from = cursor(c, consumer)?;
-            let events = read_after(c, &from, limit)?;
+            let events = read_after(c, &from, limit, true)?;
+            Ok((from, events))
+        })
+        .await
+    }
+
+    /// `outbox_batch` without the payloads, for the webhook fan-out: it reads them again
+    /// inside its own transaction (a deletion may scrub one in between), so copying a
+    /// redemption's few kilobytes here as well was wasted.
+    pub async fn outbox_heads(&self, consumer: &'static str, limit: i64) -> Result<(String, Vec<Event>)> {
+        self.read(move |c| {
+            let from = cursor(c, consumer)?;
+            let events = read_after(c, &from, limit, false)?;
             Ok((from, events))
         })
         .await
