@@ -8,7 +8,7 @@ use crate::conn::Val;
 use crate::ops::{activity, customers, events, publications, redemptions, rules, segments};
 use crate::Store;
 
-async fn plan(store: &Store, sql: &str, params: usize) -> String {
+pub(crate) async fn plan(store: &Store, sql: &str, params: usize) -> String {
     let sql = format!("EXPLAIN QUERY PLAN {sql}");
     store
         .read(move |c| {
@@ -33,7 +33,7 @@ async fn plan_with(store: &Store, sql: &str, params: Vec<Val>) -> String {
         .unwrap_or_else(|e| panic!("cannot explain: {e}"))
 }
 
-fn store() -> (Store, std::path::PathBuf) {
+pub(crate) fn store() -> (Store, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("tessera-plans-{}", tessera_domain::ids::new_id("t")));
     let store = Store::open_sqlite(&dir).unwrap_or_else(|e| panic!("open: {e}"));
     (store, dir)

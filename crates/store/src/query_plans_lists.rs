@@ -5,28 +5,10 @@
 
 use crate::conn::Val;
 use crate::ops::{customers, docs, redemptions, vouchers};
+use crate::query_plans::{plan, store};
 use crate::Store;
 use std::collections::BTreeMap;
 use tessera_domain::list::{ListQuery, SortField};
-
-async fn plan(store: &Store, sql: &str, params: usize) -> String {
-    let sql = format!("EXPLAIN QUERY PLAN {sql}");
-    store
-        .read(move |c| {
-            let args: Vec<Val> = (0..params).map(|i| Val::Text(format!("x{i}"))).collect();
-            let rows = c.query(&sql, &args)?;
-            rows.iter().map(|r| r.text(3)).collect::<crate::Result<Vec<_>>>()
-        })
-        .await
-        .map(|lines| lines.join("\n"))
-        .unwrap_or_else(|e| panic!("cannot explain: {e}"))
-}
-
-fn store() -> (Store, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("tessera-plans-{}", tessera_domain::ids::new_id("t")));
-    let store = Store::open_sqlite(&dir).unwrap_or_else(|e| panic!("open: {e}"));
-    (store, dir)
-}
 
 fn query(sort: SortField, descending: bool, filters: &[(&str, &str)]) -> ListQuery {
     ListQuery {
