@@ -61,7 +61,8 @@ struct Cli {
     /// them, redeem and checkout use each once in order.
     #[arg(long)]
     codes_file: Option<PathBuf>,
-    /// The code every redeem-hot request redeems (and every flood request validates).
+    /// The code every redeem-hot request redeems (and every flood request validates);
+    /// several, comma-separated, are redeemed together in one stacked request.
     #[arg(long)]
     hot_code: Option<String>,
     /// Client-side key id and token, and the Origin, for the flood scenario.

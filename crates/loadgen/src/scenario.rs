@@ -228,10 +228,11 @@ impl Plan {
     }
 
     /// The body of a validation or redemption of one code: stackable, as integrations send
-    /// it today.
-    fn redeem_body(&self, code: &str, customer: &str) -> Value {
+    /// it today. A comma-separated list stacks several codes in one request.
+    fn redeem_body(&self, codes: &str, customer: &str) -> Value {
+        let redeemables: Vec<Value> = codes.split(',').map(|code| json!({"object": "voucher", "id": code})).collect();
         json!({
-            "redeemables": [{"object": "voucher", "id": code}],
+            "redeemables": redeemables,
             "order": self.cart,
             "customer": {"source_id": customer},
         })
@@ -457,6 +458,27 @@ mod tests {
             assert_eq!(s.request.headers()["x-app-id"], "app");
             assert_eq!(s.request.headers()[CONTENT_TYPE], "application/json");
         }
+    }
+
+    #[test]
+    fn a_list_of_hot_codes_is_redeemed_as_one_stack() {
+        let target = Target::parse("http://127.0.0.1:9/base").expect("a valid URL");
+        let p = Plan::new(Scenario::RedeemHot, target, "app", "token", Vec::new(), "H1,H2,H3".to_string(), 10).expect("a valid plan");
+        let body = p.calls(4).expect("a call").remove(0).body.expect("a body");
+        let ids: Vec<&str> = body["redeemables"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["H1", "H2", "H3"]);
+        assert_eq!(
+            plan(Scenario::RedeemHot, Vec::new()).calls(0).expect("a call")[0]
+                .body
+                .as_ref()
+                .expect("a body")["redeemables"],
+            json!([{"object": "voucher", "id": "HOT"}])
+        );
     }
 
     #[test]

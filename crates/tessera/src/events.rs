@@ -259,18 +259,71 @@ fn later(d: Duration) -> String {
     tessera_domain::time::format(ts)
 }
 
-/// This node's delivery slots: the in-flight caps, per node, project and webhook.
+/// Claimed deliveries that may wait on this node for a free slot, beyond those in
+/// flight, per webhook, project and node. Without them every freed slot waited for the
+/// loop's next claim, a write queued behind the checkout's: at a few thousand events a
+/// second the rounds, not the receiver, set the pace, and lag grew while the machine sat
+/// half idle. Waiting costs memory only: in-flight caps are unchanged.
+/// A webhook's line holds a whole fan-out batch, so that a busy webhook's new events go
+/// straight from the fan-out to the line without a second write to claim them.
+const WAITING_PER_WEBHOOK: usize = BATCH as usize;
+const WAITING_PER_PROJECT: usize = BATCH as usize;
+const WAITING: usize = 4 * BATCH as usize;
+/// A waiting delivery starts only if its attempt can end this long before its lease runs
+/// out; later, it is left to the lease, so that no other claim can send it meanwhile.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// One webhook's in-flight slots and its claimed deliveries waiting for one, each with
+/// the time it was claimed.
+#[derive(Clone)]
+struct Hook {
+    project_id: Arc<str>,
+    slots: Arc<Semaphore>,
+    waiting: Arc<std::sync::Mutex<std::collections::VecDeque<(Due, std::time::Instant)>>>,
+}
+
+impl Hook {
+    fn waiting(&self) -> usize {
+        self.waiting.lock().map(|w| w.len()).unwrap_or(0)
+    }
+
+    fn wait(&self, d: Due) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.push_back((d, std::time::Instant::now()));
+        }
+    }
+
+    /// The next waiting delivery that can still finish inside its lease; those that
+    /// cannot are dropped here and sent again once their lease runs out.
+    fn next(&self, lease: Duration, timeout: Duration) -> Option<Due> {
+        let mut waiting = self.waiting.lock().ok()?;
+        while let Some((d, claimed)) = waiting.pop_front() {
+            if claimed.elapsed() + timeout + LEASE_MARGIN < lease {
+                return Some(d);
+            }
+            metrics::counter!("tessera_webhook_lease_expired_total").increment(1);
+        }
+        None
+    }
+}
+
+/// This node's delivery slots: the in-flight caps, per node, project and webhook, and
+/// the deliveries claimed and waiting for them.
 struct Slots {
     global: Arc<Semaphore>,
-    per_hook: HashMap<String, Arc<Semaphore>>,
+    per_hook: HashMap<String, Hook>,
     per_project: HashMap<String, Arc<Semaphore>>,
 }
 
 impl Slots {
-    fn hook(&mut self, id: &str) -> Arc<Semaphore> {
+    fn hook(&mut self, project_id: &str, id: &str) -> Hook {
         self.per_hook
             .entry(id.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(PER_WEBHOOK)))
+            .or_insert_with(|| Hook {
+                project_id: project_id.into(),
+                slots: Arc::new(Semaphore::new(PER_WEBHOOK)),
+                waiting: Arc::default(),
+            })
             .clone()
     }
 
@@ -281,22 +334,41 @@ impl Slots {
             .clone()
     }
 
-    /// What the fan-out may claim for this node now.
+    /// Free slots plus free waiting places: how many deliveries the node, each project
+    /// and each webhook may take on now.
     fn room(&self, lease_secs: i64) -> Room {
+        let mut project_waiting: HashMap<&str, usize> = HashMap::new();
+        let mut waiting = 0;
+        let mut webhooks = HashMap::new();
+        for (id, h) in &self.per_hook {
+            let n = h.waiting();
+            waiting += n;
+            *project_waiting.entry(&h.project_id).or_default() += n;
+            webhooks.insert(id.clone(), h.slots.available_permits() + WAITING_PER_WEBHOOK.saturating_sub(n));
+        }
+        let projects = self
+            .per_project
+            .iter()
+            .map(|(k, s)| {
+                let n = project_waiting.get(k.as_str()).copied().unwrap_or(0);
+                (k.clone(), s.available_permits() + WAITING_PER_PROJECT.saturating_sub(n))
+            })
+            .collect();
         Room {
-            total: self.global.available_permits(),
-            projects: self.per_project.iter().map(|(k, s)| (k.clone(), s.available_permits())).collect(),
-            webhooks: self.per_hook.iter().map(|(k, s)| (k.clone(), s.available_permits())).collect(),
-            project_default: PER_PROJECT,
-            webhook_default: PER_WEBHOOK,
+            total: self.global.available_permits() + WAITING.saturating_sub(waiting),
+            projects,
+            webhooks,
+            project_default: PER_PROJECT + WAITING_PER_PROJECT,
+            webhook_default: PER_WEBHOOK + WAITING_PER_WEBHOOK,
             lease_secs,
         }
     }
 
-    /// For each webhook with deliveries waiting, how many to claim: no more than it, its
-    /// project and the node have room for.
-    fn quota(&mut self, hooks: Vec<(String, String)>) -> Vec<(String, String, i64)> {
-        let mut left = self.global.available_permits();
+    /// For each webhook with deliveries waiting in the table, how many to claim: no more
+    /// than it, its project and the node have room for.
+    fn quota(&mut self, hooks: Vec<(String, String)>, lease_secs: i64) -> Vec<(String, String, i64)> {
+        let room = self.room(lease_secs);
+        let mut left = room.total;
         let mut quota = Vec::new();
         // A different order each round: the first webhooks listed must not take the free
         // room every time while others wait.
@@ -310,39 +382,36 @@ impl Slots {
             if left == 0 {
                 break;
             }
-            let project_room = match project_left.get_mut(&project_id) {
-                Some(r) => r,
-                None => {
-                    let r = self.project(&project_id).available_permits();
-                    project_left.entry(project_id.clone()).or_insert(r)
-                }
-            };
-            let room = self.hook(&webhook_id).available_permits().min(left).min(*project_room);
-            if room > 0 {
-                *project_room -= room;
-                quota.push((project_id, webhook_id, room as i64));
-                left -= room;
+            let project_room = project_left
+                .entry(project_id.clone())
+                .or_insert_with(|| room.projects.get(&project_id).copied().unwrap_or(room.project_default));
+            let hook_room = room.webhooks.get(&webhook_id).copied().unwrap_or(room.webhook_default);
+            let n = hook_room.min(left).min(*project_room);
+            if n > 0 {
+                *project_room -= n;
+                quota.push((project_id, webhook_id, n as i64));
+                left -= n;
             }
         }
         quota
     }
 
-    /// Takes a delivery's three slots. Only the webhook loop takes them, and it asked for
-    /// no more than were free, so they are there; `None` is a surprise, and the
-    /// delivery's lease brings it back.
-    fn take(&mut self, d: &Due) -> Option<[tokio::sync::OwnedSemaphorePermit; 3]> {
-        let (hook, project) = (self.hook(&d.webhook_id), self.project(&d.project_id));
-        Some([
-            self.global.clone().try_acquire_owned().ok()?,
-            project.try_acquire_owned().ok()?,
-            hook.try_acquire_owned().ok()?,
-        ])
+    /// Takes a delivery's three slots, if all are free.
+    fn take(&mut self, hook: &Hook) -> Option<[tokio::sync::OwnedSemaphorePermit; 3]> {
+        let project = self.project(&hook.project_id);
+        let global = self.global.clone().try_acquire_owned().ok()?;
+        let project = project.try_acquire_owned().ok()?;
+        let own = hook.slots.clone().try_acquire_owned().ok()?;
+        Some([global, project, own])
     }
 
-    /// Forgets the slots of webhooks and projects with nothing in flight.
+    /// Forgets the slots of webhooks and projects with nothing in flight or waiting.
     fn forget_idle(&mut self) {
-        self.per_hook.retain(|_, s| s.available_permits() < PER_WEBHOOK);
-        self.per_project.retain(|_, s| s.available_permits() < PER_PROJECT);
+        self.per_hook
+            .retain(|_, h| h.slots.available_permits() < PER_WEBHOOK || h.waiting() > 0);
+        let busy: std::collections::HashSet<Arc<str>> = self.per_hook.values().map(|h| h.project_id.clone()).collect();
+        self.per_project
+            .retain(|k, s| s.available_permits() < PER_PROJECT || busy.contains(k.as_str()));
     }
 }
 
@@ -382,18 +451,36 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
     let mut commits = store.commits();
     // A claim must outlast the attempt it was made for; a crash leaves it to run out.
     let lease = settings.webhook_timeout.as_secs() as i64 + 30;
-    let spawn = |slots: &mut Slots, d: Due| {
-        let Some(held) = slots.take(&d) else {
-            tracing::warn!(delivery = %d.id, "no room for a claimed delivery; its lease will bring it back");
-            return;
-        };
-        let (client, settings, done, freed) = (client.clone(), settings.clone(), done_tx.clone(), freed.clone());
-        tokio::spawn(async move {
-            let finished = deliver(&client, &settings, d).await;
-            drop(held);
-            let _ = done.send(finished).await;
-            freed.notify_one();
-        });
+    let lease_time = Duration::from_secs(lease as u64);
+    // Claimed deliveries join their webhook's waiting line; whoever holds free slots
+    // takes them from there. A sender keeps its slots and takes the next waiting delivery
+    // when it finishes, so a freed slot does not wait for the loop.
+    let pump = |slots: &mut Slots| {
+        let hooks: Vec<Hook> = slots.per_hook.values().filter(|h| h.waiting() > 0).cloned().collect();
+        for hook in hooks {
+            while hook.waiting() > 0 {
+                let Some(held) = slots.take(&hook) else { break };
+                let Some(first) = hook.next(lease_time, settings.webhook_timeout) else {
+                    break;
+                };
+                let (client, settings, done, freed, hook) =
+                    (client.clone(), settings.clone(), done_tx.clone(), freed.clone(), hook.clone());
+                tokio::spawn(async move {
+                    let mut d = Some(first);
+                    while let Some(due) = d {
+                        let finished = deliver(&client, &settings, due).await;
+                        let _ = done.send(finished).await;
+                        d = hook.next(lease_time, settings.webhook_timeout);
+                    }
+                    drop(held);
+                    freed.notify_one();
+                });
+            }
+        }
+    };
+    let wait = |slots: &mut Slots, d: Due| {
+        let hook = slots.hook(&d.project_id, &d.webhook_id);
+        hook.wait(d);
     };
     loop {
         let round = tokio::time::Instant::now();
@@ -412,8 +499,9 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
                             // What had no room waits in the table for the claim step
                             // below, this round or when slots free up.
                             for d in made.claimed {
-                                spawn(&mut slots, d);
+                                wait(&mut slots, d);
                             }
+                            pump(&mut slots);
                         }
                         // Another node's relay moved the cursor first: read again.
                         Err(tessera_store::StoreError::Conflict { .. }) => busy = true,
@@ -432,16 +520,18 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
             }
         }
         // Deliveries waiting in the table.
-        if slots.global.available_permits() > 0 {
+        pump(&mut slots);
+        if slots.room(lease).total > 0 {
             match store.due_webhooks().await {
                 Ok(hooks) if !hooks.is_empty() => {
-                    let quota = slots.quota(hooks);
+                    let quota = slots.quota(hooks, lease);
                     if !quota.is_empty() {
                         match store.claim_deliveries(quota, lease).await {
                             Ok(due) => {
                                 for d in due {
-                                    spawn(&mut slots, d);
+                                    wait(&mut slots, d);
                                 }
+                                pump(&mut slots);
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot claim webhook deliveries; retrying");
@@ -592,6 +682,50 @@ async fn send(client: &reqwest::Client, settings: &EventSettings, d: &Due, times
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn due(id: &str) -> Due {
+        Due {
+            project_id: "proj_a".into(),
+            id: id.into(),
+            webhook_id: "wh_a".into(),
+            event_id: format!("evt_{id}"),
+            body: "{}".into(),
+            attempts: 0,
+            target_url: "http://127.0.0.1:9/".into(),
+            secret: "s".into(),
+            lease_until: String::new(),
+        }
+    }
+
+    #[test]
+    fn waiting_deliveries_take_room_and_stale_ones_are_left_to_their_lease() {
+        let mut slots = Slots {
+            global: Arc::new(Semaphore::new(IN_FLIGHT)),
+            per_hook: HashMap::new(),
+            per_project: HashMap::new(),
+        };
+        let hook = slots.hook("proj_a", "wh_a");
+        let fresh = slots.room(40);
+        assert_eq!(fresh.webhooks["wh_a"], PER_WEBHOOK + WAITING_PER_WEBHOOK);
+        for i in 0..10 {
+            hook.wait(due(&i.to_string()));
+        }
+        let held = slots.take(&hook).expect("free slots");
+        let room = slots.room(40);
+        assert_eq!(room.webhooks["wh_a"], PER_WEBHOOK - 1 + WAITING_PER_WEBHOOK - 10);
+        assert_eq!(room.total, IN_FLIGHT - 1 + WAITING - 10);
+        // A project's waiting deliveries count against it once its slots are known.
+        assert_eq!(room.projects["proj_a"], PER_PROJECT - 1 + WAITING_PER_PROJECT - 10);
+        // With a lease long enough the first waiting delivery comes out, in order.
+        let next = hook.next(Duration::from_secs(40), Duration::from_secs(10));
+        assert_eq!(next.map(|d| d.id), Some("0".to_string()));
+        // With no time left inside the lease every waiting one is dropped, not sent.
+        assert!(hook.next(Duration::from_secs(10), Duration::from_secs(10)).is_none());
+        assert_eq!(hook.waiting(), 0);
+        drop(held);
+        slots.forget_idle();
+        assert!(slots.per_hook.is_empty() && slots.per_project.is_empty());
+    }
 
     #[test]
     fn urls_in_logs_carry_no_credentials() {
