@@ -830,49 +830,59 @@ impl Store {
     /// failures, rollbacks, and the discount and gift credits given. Applied with the
     /// cursor in one transaction, so exactly once.
     pub async fn apply_stats(&self, consumer: &'static str, from: String, events: Vec<Event>) -> Result<usize> {
-        self.write_unmarked(move |c| {
-            let Some(last) = events.last() else { return Ok(0) };
-            let to = last.position.clone();
-            let mut applied = 0;
-            for e in &events {
-                let (redemptions, failed, rolled_back, sign) = match e.event_type.as_str() {
-                    "redemption.succeeded" => (1, 0, 0, 1),
-                    "redemption.failed" => (0, 1, 0, 0),
-                    "redemption.rollback.succeeded" => (0, 0, 1, -1),
-                    _ => continue,
-                };
-                let p: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
-                let day: String = e.created_at.chars().take(10).collect();
-                let items = stats_items(&p);
-                if items.is_empty() {
-                    continue;
-                }
-                for r in items {
-                    for (scope, id) in [("voucher", r.voucher_id.as_deref()), ("campaign", r.campaign_id.as_deref())] {
-                        let Some(id) = id else { continue };
-                        c.execute(
-                            "INSERT INTO stats_daily (project_id, scope, scope_id, day, redemptions, failed, rolled_back, discount_amount, gift_amount) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                             ON CONFLICT (project_id, scope, scope_id, day) DO UPDATE SET \
-                             redemptions = stats_daily.redemptions + excluded.redemptions, failed = stats_daily.failed + excluded.failed, \
-                             rolled_back = stats_daily.rolled_back + excluded.rolled_back, \
-                             discount_amount = stats_daily.discount_amount + excluded.discount_amount, \
-                             gift_amount = stats_daily.gift_amount + excluded.gift_amount",
-                            &[
-                                e.project_id.clone().into(),
-                                scope.into(),
-                                id.into(),
-                                day.clone().into(),
-                                Val::Int(redemptions),
-                                Val::Int(failed),
-                                Val::Int(rolled_back),
-                                Val::Int(sign * r.discount),
-                                Val::Int(sign * r.gift),
-                            ],
-                        )?;
+        let Some(last) = events.last() else { return Ok(0) };
+        let to = last.position.clone();
+        // Parsed and summed here, on the relay's task, so the single writer runs one
+        // upsert per counter and day instead of parsing every payload and updating the
+        // campaign's row once per redemption.
+        let mut sums: std::collections::BTreeMap<(String, &'static str, String, String), [i64; 5]> = std::collections::BTreeMap::new();
+        let mut applied = 0;
+        for e in &events {
+            let (redemptions, failed, rolled_back, sign) = match e.event_type.as_str() {
+                "redemption.succeeded" => (1, 0, 0, 1),
+                "redemption.failed" => (0, 1, 0, 0),
+                "redemption.rollback.succeeded" => (0, 0, 1, -1),
+                _ => continue,
+            };
+            let p: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
+            let items = stats_items(&p);
+            if items.is_empty() {
+                continue;
+            }
+            let day: String = e.created_at.chars().take(10).collect();
+            for r in items {
+                for (scope, id) in [("voucher", r.voucher_id.as_deref()), ("campaign", r.campaign_id.as_deref())] {
+                    let Some(id) = id else { continue };
+                    let sum = sums.entry((e.project_id.clone(), scope, id.to_string(), day.clone())).or_default();
+                    for (total, add) in sum.iter_mut().zip([redemptions, failed, rolled_back, sign * r.discount, sign * r.gift]) {
+                        *total += add;
                     }
                 }
-                applied += 1;
+            }
+            applied += 1;
+        }
+        self.write_unmarked(move |c| {
+            for ((project_id, scope, id, day), [redemptions, failed, rolled_back, discount, gift]) in sums {
+                c.execute(
+                    "INSERT INTO stats_daily (project_id, scope, scope_id, day, redemptions, failed, rolled_back, discount_amount, gift_amount) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (project_id, scope, scope_id, day) DO UPDATE SET \
+                     redemptions = stats_daily.redemptions + excluded.redemptions, failed = stats_daily.failed + excluded.failed, \
+                     rolled_back = stats_daily.rolled_back + excluded.rolled_back, \
+                     discount_amount = stats_daily.discount_amount + excluded.discount_amount, \
+                     gift_amount = stats_daily.gift_amount + excluded.gift_amount",
+                    &[
+                        project_id.into(),
+                        scope.into(),
+                        id.into(),
+                        day.into(),
+                        Val::Int(redemptions),
+                        Val::Int(failed),
+                        Val::Int(rolled_back),
+                        Val::Int(discount),
+                        Val::Int(gift),
+                    ],
+                )?;
             }
             advance(c, consumer, &from, &to)?;
             Ok(applied)
