@@ -289,6 +289,38 @@ fn webhook_delivery_consistency(db: &mut dyn Db) -> Result<Found, String> {
     violations(db, WEBHOOK_DELIVERY_CONSISTENCY, &[])
 }
 
+/// Redemption counts exist from schema version 10.
+fn redemption_counts(db: &mut dyn Db) -> Result<Found, String> {
+    let rows = db.query("SELECT COALESCE(MAX(version), 0) AS v FROM tessera_migrations", &[])?;
+    let version = rows.rows.first().and_then(|r| r.first()).and_then(Val::int).unwrap_or(0);
+    if version < 10 {
+        return Ok(Found::default());
+    }
+    violations(db, REDEMPTION_COUNTS, &[])
+}
+
+/// Counts kept against succeeded redemptions counted from the redemptions themselves, by
+/// campaign, and by voucher for vouchers in no campaign, both ways round.
+const REDEMPTION_COUNTS: &str = concat!(
+    "SELECT k.project_id, k.scope_id, k.scope || ' count ' || CAST(k.n AS TEXT) || ' but ' || CAST(COALESCE(a.n, 0) AS TEXT) || ",
+    "' succeeded redemptions' AS problem FROM ",
+    "(SELECT project_id, scope, scope_id, CAST(SUM(succeeded) AS BIGINT) AS n FROM redemption_counts GROUP BY project_id, scope, scope_id) k ",
+    "LEFT JOIN (",
+    "SELECT project_id, 'campaign_id' AS scope, campaign_id AS scope_id, COUNT(*) AS n FROM redemptions ",
+    "WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NOT NULL GROUP BY project_id, campaign_id ",
+    "UNION ALL SELECT project_id, 'voucher_id', voucher_id, COUNT(*) FROM redemptions ",
+    "WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NULL AND voucher_id IS NOT NULL ",
+    "GROUP BY project_id, voucher_id",
+    ") a ON a.project_id = k.project_id AND a.scope = k.scope AND a.scope_id = k.scope_id WHERE k.n <> COALESCE(a.n, 0) ",
+    "UNION ALL SELECT a.project_id, a.scope_id, a.scope || ' has ' || CAST(a.n AS TEXT) || ' succeeded redemptions but no count' FROM (",
+    "SELECT project_id, 'campaign_id' AS scope, campaign_id AS scope_id, COUNT(*) AS n FROM redemptions ",
+    "WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NOT NULL GROUP BY project_id, campaign_id ",
+    "UNION ALL SELECT project_id, 'voucher_id', voucher_id, COUNT(*) FROM redemptions ",
+    "WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NULL AND voucher_id IS NOT NULL ",
+    "GROUP BY project_id, voucher_id",
+    ") a WHERE NOT EXISTS (SELECT 1 FROM redemption_counts k WHERE k.project_id = a.project_id AND k.scope = a.scope AND k.scope_id = a.scope_id)"
+);
+
 const CAMPAIGN_VOUCHER_COUNT: &str = concat!(
     "SELECT c.project_id, c.id AS campaign_id, 'vouchers_count ' || CAST(c.vouchers_count AS TEXT) || ' but ' || ",
     "CAST(COALESCE(v.n, 0) AS TEXT) || ' vouchers' AS problem FROM campaigns c ",
@@ -358,6 +390,12 @@ fn per_customer_limit(db: &mut dyn Db) -> Result<Found, String> {
 }
 
 pub const CHECKS: &[Check] = &[
+    Check {
+        name: "redemption_counts",
+        description: "the successful redemptions counted per campaign (per voucher outside campaigns), which \
+                      campaign.redemptions.count rules read, equal the succeeded, not rolled back redemptions",
+        run: Run::Custom(redemption_counts),
+    },
     Check {
         name: "voucher_redeemed_quantity",
         description: "each voucher's redeemed_quantity equals its number of succeeded, not rolled back redemptions",

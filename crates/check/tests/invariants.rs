@@ -162,6 +162,9 @@ fn per_customer_rule_exceeded() {
           SELECT t.project_id, 'r_forged', 'redemption', t.id, t.campaign_id, cu.id, 'SUCCESS', 'SUCCEEDED', '2999-01-01T00:00:00.000Z', '{}'
           FROM target t JOIN customers cu ON cu.project_id = t.project_id AND cu.source_id = 'cat' LIMIT 1;
         UPDATE vouchers SET redeemed_quantity = 1 WHERE id = (SELECT voucher_id FROM redemptions WHERE id = 'r_forged');
+        INSERT INTO redemption_counts (project_id, scope, scope_id, slot, succeeded)
+          SELECT project_id, CASE WHEN campaign_id IS NULL THEN 'voucher_id' ELSE 'campaign_id' END, COALESCE(campaign_id, voucher_id), 0, 1
+          FROM redemptions WHERE id = 'r_forged' ON CONFLICT (project_id, scope, scope_id, slot) DO UPDATE SET succeeded = succeeded + 1;
         INSERT INTO outbox (id, project_id, event_type, resource_id, payload, created_at)
           SELECT 'evt_forged', project_id, 'redemption.succeeded', id, '{}', created_at FROM redemptions WHERE id = 'r_forged';";
     let r = corrupt(sql);
@@ -179,9 +182,22 @@ fn single_use_code_twice_for_one_customer() {
           SELECT project_id, 'r_forged', 'redemption', voucher_id, customer_id, 'SUCCESS', 'SUCCEEDED', '2999-01-01T00:00:00.000Z', '{}'
           FROM redemptions WHERE voucher_id = (SELECT id FROM vouchers WHERE code = 'ONCE') AND result = 'SUCCESS';
         UPDATE vouchers SET redeemed_quantity = 2 WHERE code = 'ONCE';
+        INSERT INTO redemption_counts (project_id, scope, scope_id, slot, succeeded)
+          SELECT project_id, CASE WHEN campaign_id IS NULL THEN 'voucher_id' ELSE 'campaign_id' END, COALESCE(campaign_id, voucher_id), 0, 1
+          FROM redemptions WHERE id = 'r_forged' ON CONFLICT (project_id, scope, scope_id, slot) DO UPDATE SET succeeded = succeeded + 1;
         INSERT INTO outbox (id, project_id, event_type, resource_id, payload, created_at)
           SELECT 'evt_forged', project_id, 'redemption.succeeded', id, '{}', created_at FROM redemptions WHERE id = 'r_forged';";
     assert_fails(&corrupt(sql), &["per_customer_limit", "voucher_quantity_limit"]);
+}
+
+#[test]
+fn redemption_count_off_the_redemptions() {
+    let r = corrupt("UPDATE redemption_counts SET succeeded = succeeded + 1 WHERE rowid = (SELECT MIN(rowid) FROM redemption_counts)");
+    assert_fails(&r, &["redemption_counts"]);
+    let example = &r.get("redemption_counts").expect("check").examples[0];
+    assert!(example.contains("succeeded redemptions"), "{example}");
+    let missing = corrupt("DELETE FROM redemption_counts");
+    assert_fails(&missing, &["redemption_counts"]);
 }
 
 #[test]

@@ -531,6 +531,31 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX publications_customer;
     CREATE INDEX publications_customer ON publications (project_id, customer_id, campaign_id, created_at)
     "#,
+    // 10: successful redemptions per campaign (per voucher for standalone vouchers),
+    // kept with each redemption and rollback. A `campaign.redemptions.count` rule counted
+    // the campaign's redemptions on every check, inside the single writer for a
+    // redemption: a read that grew with the campaign. PostgreSQL spreads a campaign's
+    // count over a few slots so concurrent redemptions of its codes do not queue on one
+    // row; SQLite's single writer uses slot 0 only. Filled here from the redemptions
+    // table (one pass over it).
+    r#"
+    CREATE TABLE redemption_counts (
+        project_id TEXT NOT NULL REFERENCES projects (id),
+        scope TEXT NOT NULL,
+        scope_id TEXT NOT NULL,
+        slot BIGINT NOT NULL,
+        succeeded BIGINT NOT NULL,
+        PRIMARY KEY (project_id, scope, scope_id, slot)
+    );
+    INSERT INTO redemption_counts (project_id, scope, scope_id, slot, succeeded)
+        SELECT project_id, 'campaign_id', campaign_id, 0, COUNT(*) FROM redemptions
+        WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NOT NULL
+        GROUP BY project_id, campaign_id;
+    INSERT INTO redemption_counts (project_id, scope, scope_id, slot, succeeded)
+        SELECT project_id, 'voucher_id', voucher_id, 0, COUNT(*) FROM redemptions
+        WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NULL AND voucher_id IS NOT NULL
+        GROUP BY project_id, voucher_id
+    "#,
 ];
 
 pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {

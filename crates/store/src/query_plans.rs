@@ -52,6 +52,19 @@ fn assert_uses(plan: &str, wanted: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_cap_reads_its_count_not_its_redemptions() {
+    let (s, dir) = store();
+    let count = plan(&s, redemptions::CAMPAIGN_COUNT_SQL, 3).await;
+    assert_uses(
+        &count,
+        &["redemption_counts USING INDEX sqlite_autoindex_redemption_counts_1 (project_id=? AND scope=? AND scope_id=?)"],
+    );
+    assert!(!count.contains("redemptions "), "{count}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollbacks_find_a_stack_by_its_parent() {
     let (s, dir) = store();
     let sum = plan(&s, redemptions::ROLLED_BACK_DISCOUNT_SQL, 2).await;

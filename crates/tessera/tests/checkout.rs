@@ -213,6 +213,74 @@ async fn redemption_views_and_customer_writes(server: Server) {
     assert_eq!(c["email"], "grace@example.com");
 }
 
+/// A campaign-wide cap (`campaign.redemptions.count`) holds when many of its codes are
+/// redeemed at once, and a rollback gives its place back.
+async fn campaign_cap_holds_and_rollbacks_free_a_place(server: Server) {
+    let server = Arc::new(server);
+    let p = server.create_project("Cap").await;
+    let (status, campaign) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/campaigns",
+            Some(json!({"name": "Capped", "voucher": {"type": "DISCOUNT_VOUCHER", "discount": {"type": "AMOUNT", "amount_off": 100}, "redemption": {"quantity": 1}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{campaign}");
+    let cid = campaign["id"].as_str().expect("campaign id").to_string();
+    for i in 0..24 {
+        let (status, v) = server
+            .call(&p, Method::POST, &format!("/v1/campaigns/{cid}/vouchers/CAP-{i}"), Some(json!({})))
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, rule) = server
+        .call(
+            &p,
+            Method::POST,
+            "/v1/validation-rules",
+            Some(json!({"name": "First three", "rules": {"1": {"name": "campaign.redemptions.count", "conditions": {"$less_than": [3]}, "error": {"message": "Sold out"}}, "logic": "1"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{rule}");
+    let rid = rule["id"].as_str().expect("rule id");
+    let (status, a) = server
+        .call(
+            &p,
+            Method::POST,
+            &format!("/v1/validation-rules/{rid}/assignments"),
+            Some(json!({"related_object_type": "campaign", "related_object_id": cid})),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    let body = |i: usize| json!({"redeemables": [{"object": "voucher", "id": format!("CAP-{i}")}], "order": {"amount": 1000}, "customer": {"source_id": format!("c{i}")}});
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (server, p, b) = (server.clone(), p.clone(), body(i));
+        tasks.push(tokio::spawn(async move { redeem(&server, &p, b, None).await }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        let (status, r) = t.await.expect("join");
+        match status {
+            200 => won.push(r["redemptions"][0]["id"].as_str().expect("redemption id").to_string()),
+            400 | 409 => assert!(r["key"].is_string(), "{r}"),
+            other => panic!("unexpected status {other}: {r}"),
+        }
+    }
+    assert_eq!(won.len(), 3, "the cap lets exactly three through");
+    let (status, r) = redeem(&server, &p, body(20), None).await;
+    assert_eq!(status, 400, "still capped: {r}");
+    let (status, r) = server
+        .call(&p, Method::POST, &format!("/v1/redemptions/{}/rollback", won[0]), Some(json!({})))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = redeem(&server, &p, body(21), None).await;
+    assert_eq!(status, 200, "a rolled back redemption frees its place: {r}");
+    let (status, r) = redeem(&server, &p, body(22), None).await;
+    assert_eq!(status, 400, "capped again: {r}");
+}
+
 macro_rules! both_engines {
     ($($name:ident),*) => {
         mod sqlite {
@@ -239,5 +307,6 @@ both_engines!(
     limited_code_holds_under_contention,
     gift_card_never_overdrawn,
     retries_with_one_key_redeem_once,
-    redemption_views_and_customer_writes
+    redemption_views_and_customer_writes,
+    campaign_cap_holds_and_rollbacks_free_a_place
 );

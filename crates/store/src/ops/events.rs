@@ -854,7 +854,10 @@ impl Store {
                 for (scope, id) in [("voucher", r.voucher_id.as_deref()), ("campaign", r.campaign_id.as_deref())] {
                     let Some(id) = id else { continue };
                     let sum = sums.entry((e.project_id.clone(), scope, id.to_string(), day.clone())).or_default();
-                    for (total, add) in sum.iter_mut().zip([redemptions, failed, rolled_back, sign * r.discount, sign * r.gift]) {
+                    for (total, add) in sum
+                        .iter_mut()
+                        .zip([redemptions, failed, rolled_back, sign * r.discount, sign * r.gift])
+                    {
                         *total += add;
                     }
                 }

@@ -232,11 +232,12 @@ fn fetch_counts(
         out.insert(name, n + if identified { already } else { 0 });
     }
     if names.contains("campaign.redemptions.count") {
+        // On PostgreSQL concurrent redemptions of one campaign's codes could each read the
+        // count below a rule's limit and all commit; this lock, held to commit, makes the
+        // next one read the count after this one's redemption.
+        c.lock_key(&format!("redemption-count:{p}:{col}:{scope_id}"))?;
         let n = c
-            .query_one(
-                &format!("SELECT COUNT(*) FROM redemptions WHERE project_id = $1 AND {col} = $2 AND object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED'"),
-                &[p.into(), scope_id.clone().into()],
-            )?
+            .query_one(CAMPAIGN_COUNT_SQL, &[p.into(), col.into(), scope_id.clone().into()])?
             .int(0)?;
         out.insert("campaign.redemptions.count", n + already);
     }
@@ -253,6 +254,31 @@ fn held_by_others(c: &mut dyn Conn, p: &str, voucher_id: &str, my_session: Optio
         &[p.into(), voucher_id.into(), now.into(), my_session.unwrap_or("").into()],
     )?;
     Ok((row.int(0)?, row.int(1)?))
+}
+
+/// A campaign's (a standalone voucher's) successful redemptions: its slots' sum.
+pub(crate) const CAMPAIGN_COUNT_SQL: &str =
+    "SELECT CAST(COALESCE(SUM(succeeded), 0) AS BIGINT) FROM redemption_counts WHERE project_id = $1 AND scope = $2 AND scope_id = $3";
+
+/// Slots a campaign's count is spread over on PostgreSQL.
+const COUNT_SLOTS: i64 = 16;
+
+/// Adds `delta` to the successful redemptions of a redemption's campaign (of its voucher,
+/// for a standalone voucher): what `campaign.redemptions.count` reads. Every row counted
+/// by it is a successful redemption inserted here, or one rolled back.
+fn count_redemption(c: &mut dyn Conn, p: &str, campaign_id: Option<&str>, voucher_id: Option<&str>, delta: i64) -> Result<()> {
+    let (scope, id) = match (campaign_id, voucher_id) {
+        (Some(cid), _) => ("campaign_id", cid),
+        (None, Some(vid)) => ("voucher_id", vid),
+        (None, None) => return Ok(()),
+    };
+    let slot = if c.is_postgres() { rand::random_range(0..COUNT_SLOTS) } else { 0 };
+    c.execute(
+        "INSERT INTO redemption_counts (project_id, scope, scope_id, slot, succeeded) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (project_id, scope, scope_id, slot) DO UPDATE SET succeeded = redemption_counts.succeeded + excluded.succeeded",
+        &[p.into(), scope.into(), id.into(), Val::Int(slot), Val::Int(delta)],
+    )?;
+    Ok(())
 }
 
 fn rule_key(rules: &[CompiledRule]) -> &'static str {
@@ -1585,6 +1611,7 @@ fn redeem_in_tx(
                     tier.tier.id.clone().into(),
                 ],
             )?;
+            count_redemption(c, p, Some(&tier.tier.campaign_id), None, 1)?;
             outbox::emit_json(c, p, "redemption.succeeded", &id, data.clone())?;
             children.push((data, id, tier.tier.id.clone()));
             continue;
@@ -1677,6 +1704,7 @@ fn redeem_in_tx(
                 order.amount.into(),
             ],
         )?;
+        count_redemption(c, p, rec.voucher.campaign_id.as_deref(), Some(&rec.voucher.id), 1)?;
         outbox::emit_json(c, p, "redemption.succeeded", &id, data.clone())?;
         children.push((data, id, rec.voucher.id.clone()));
     }
@@ -1889,11 +1917,15 @@ fn rollback_one(
         }
     }
     data["status"] = json!("ROLLED_BACK");
-    let updated = c.execute(
-        "UPDATE redemptions SET status = 'ROLLED_BACK', rollback_id = $1, data = $2 WHERE project_id = $3 AND id = $4 AND status = 'SUCCEEDED'",
+    let updated = c.query_opt(
+        "UPDATE redemptions SET status = 'ROLLED_BACK', rollback_id = $1, data = $2 WHERE project_id = $3 AND id = $4 AND status = 'SUCCEEDED' \
+         RETURNING campaign_id, voucher_id",
         &[rr.clone().into(), data.to_string().into(), p.into(), id.into()],
     )?;
-    if updated != 1 {
+    if let Some(row) = &updated {
+        count_redemption(c, p, row.opt_text(0)?.as_deref(), row.opt_text(1)?.as_deref(), -1)?;
+    }
+    if updated.is_none() {
         return Err(bad(
             "already_rolled_back",
             "Already rolled back",
