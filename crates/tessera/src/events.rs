@@ -259,11 +259,11 @@ fn later(d: Duration) -> String {
     tessera_domain::time::format(ts)
 }
 
-/// Claimed deliveries that may wait on this node for a free slot, beyond those in
-/// flight, per webhook, project and node. Without them every freed slot waited for the
-/// loop's next claim, a write queued behind the checkout's: at a few thousand events a
-/// second the rounds, not the receiver, set the pace, and lag grew while the machine sat
-/// half idle. Waiting costs memory only: in-flight caps are unchanged.
+// Claimed deliveries may wait on this node for a free slot, beyond those in flight,
+// per webhook, project and node. Without the lines every freed slot waited for the
+// loop's next claim, a write queued behind the checkout's: at a few thousand events a
+// second the rounds, not the receiver, set the pace, and lag grew while the machine sat
+// half idle. Waiting costs memory only: in-flight caps are unchanged.
 /// A webhook's line holds a whole fan-out batch, so that a busy webhook's new events go
 /// straight from the fan-out to the line without a second write to claim them.
 const WAITING_PER_WEBHOOK: usize = BATCH as usize;
@@ -346,14 +346,16 @@ impl Slots {
             *project_waiting.entry(&h.project_id).or_default() += n;
             webhooks.insert(id.clone(), h.slots.available_permits() + WAITING_PER_WEBHOOK.saturating_sub(n));
         }
-        let projects = self
-            .per_project
+        // A project with deliveries waiting but none in flight has no semaphore yet: all
+        // its slots are free, and its waiting ones still count.
+        let mut projects: HashMap<String, usize> = project_waiting
             .iter()
-            .map(|(k, s)| {
-                let n = project_waiting.get(k.as_str()).copied().unwrap_or(0);
-                (k.clone(), s.available_permits() + WAITING_PER_PROJECT.saturating_sub(n))
-            })
+            .map(|(k, n)| (k.to_string(), PER_PROJECT + WAITING_PER_PROJECT.saturating_sub(*n)))
             .collect();
+        for (k, s) in &self.per_project {
+            let n = project_waiting.get(k.as_str()).copied().unwrap_or(0);
+            projects.insert(k.clone(), s.available_permits() + WAITING_PER_PROJECT.saturating_sub(n));
+        }
         Room {
             total: self.global.available_permits() + WAITING.saturating_sub(waiting),
             projects,
@@ -710,6 +712,8 @@ mod tests {
         for i in 0..10 {
             hook.wait(due(&i.to_string()));
         }
+        // Waiting deliveries count against their project before it has any in flight.
+        assert_eq!(slots.room(40).projects["proj_a"], PER_PROJECT + WAITING_PER_PROJECT - 10);
         let held = slots.take(&hook).expect("free slots");
         let room = slots.room(40);
         assert_eq!(room.webhooks["wh_a"], PER_WEBHOOK - 1 + WAITING_PER_WEBHOOK - 10);
