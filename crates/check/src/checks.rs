@@ -278,12 +278,16 @@ const WEBHOOK_DELIVERY_CONSISTENCY: &str = concat!(
     "WHERE d.attempts <> (SELECT COUNT(*) FROM webhook_attempts a WHERE a.project_id = d.project_id AND a.delivery_id = d.id)"
 );
 
-/// Webhook deliveries exist from schema version 3; older databases (and backups of them)
-/// have nothing to check.
-fn webhook_delivery_consistency(db: &mut dyn Db) -> Result<Found, String> {
+/// The database's schema version: checks of tables a later migration added pass on older
+/// databases (and backups of them), which have nothing to check.
+fn schema_version(db: &mut dyn Db) -> Result<i64, String> {
     let rows = db.query("SELECT COALESCE(MAX(version), 0) AS v FROM tessera_migrations", &[])?;
-    let version = rows.rows.first().and_then(|r| r.first()).and_then(Val::int).unwrap_or(0);
-    if version < 3 {
+    Ok(rows.rows.first().and_then(|r| r.first()).and_then(Val::int).unwrap_or(0))
+}
+
+/// Webhook deliveries exist from schema version 3.
+fn webhook_delivery_consistency(db: &mut dyn Db) -> Result<Found, String> {
+    if schema_version(db)? < 3 {
         return Ok(Found::default());
     }
     violations(db, WEBHOOK_DELIVERY_CONSISTENCY, &[])
@@ -291,9 +295,7 @@ fn webhook_delivery_consistency(db: &mut dyn Db) -> Result<Found, String> {
 
 /// Redemption counts exist from schema version 10.
 fn redemption_counts(db: &mut dyn Db) -> Result<Found, String> {
-    let rows = db.query("SELECT COALESCE(MAX(version), 0) AS v FROM tessera_migrations", &[])?;
-    let version = rows.rows.first().and_then(|r| r.first()).and_then(Val::int).unwrap_or(0);
-    if version < 10 {
+    if schema_version(db)? < 10 {
         return Ok(Found::default());
     }
     violations(db, REDEMPTION_COUNTS, &[])
@@ -302,23 +304,18 @@ fn redemption_counts(db: &mut dyn Db) -> Result<Found, String> {
 /// Counts kept against succeeded redemptions counted from the redemptions themselves, by
 /// campaign, and by voucher for vouchers in no campaign, both ways round.
 const REDEMPTION_COUNTS: &str = concat!(
+    "WITH k AS (SELECT project_id, scope, scope_id, CAST(SUM(succeeded) AS BIGINT) AS n FROM redemption_counts ",
+    "GROUP BY project_id, scope, scope_id), ",
+    "a AS (SELECT project_id, 'campaign_id' AS scope, campaign_id AS scope_id, COUNT(*) AS n FROM redemptions ",
+    "WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NOT NULL GROUP BY project_id, campaign_id ",
+    "UNION ALL SELECT project_id, 'voucher_id', voucher_id, COUNT(*) FROM redemptions ",
+    "WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NULL AND voucher_id IS NOT NULL ",
+    "GROUP BY project_id, voucher_id) ",
     "SELECT k.project_id, k.scope_id, k.scope || ' count ' || CAST(k.n AS TEXT) || ' but ' || CAST(COALESCE(a.n, 0) AS TEXT) || ",
-    "' succeeded redemptions' AS problem FROM ",
-    "(SELECT project_id, scope, scope_id, CAST(SUM(succeeded) AS BIGINT) AS n FROM redemption_counts GROUP BY project_id, scope, scope_id) k ",
-    "LEFT JOIN (",
-    "SELECT project_id, 'campaign_id' AS scope, campaign_id AS scope_id, COUNT(*) AS n FROM redemptions ",
-    "WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NOT NULL GROUP BY project_id, campaign_id ",
-    "UNION ALL SELECT project_id, 'voucher_id', voucher_id, COUNT(*) FROM redemptions ",
-    "WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NULL AND voucher_id IS NOT NULL ",
-    "GROUP BY project_id, voucher_id",
-    ") a ON a.project_id = k.project_id AND a.scope = k.scope AND a.scope_id = k.scope_id WHERE k.n <> COALESCE(a.n, 0) ",
-    "UNION ALL SELECT a.project_id, a.scope_id, a.scope || ' has ' || CAST(a.n AS TEXT) || ' succeeded redemptions but no count' FROM (",
-    "SELECT project_id, 'campaign_id' AS scope, campaign_id AS scope_id, COUNT(*) AS n FROM redemptions ",
-    "WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NOT NULL GROUP BY project_id, campaign_id ",
-    "UNION ALL SELECT project_id, 'voucher_id', voucher_id, COUNT(*) FROM redemptions ",
-    "WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NULL AND voucher_id IS NOT NULL ",
-    "GROUP BY project_id, voucher_id",
-    ") a WHERE NOT EXISTS (SELECT 1 FROM redemption_counts k WHERE k.project_id = a.project_id AND k.scope = a.scope AND k.scope_id = a.scope_id)"
+    "' succeeded redemptions' AS problem FROM k LEFT JOIN a ON a.project_id = k.project_id AND a.scope = k.scope AND a.scope_id = k.scope_id ",
+    "WHERE k.n <> COALESCE(a.n, 0) ",
+    "UNION ALL SELECT a.project_id, a.scope_id, a.scope || ' has ' || CAST(a.n AS TEXT) || ' succeeded redemptions but no count' FROM a ",
+    "WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.project_id = a.project_id AND k.scope = a.scope AND k.scope_id = a.scope_id)"
 );
 
 const CAMPAIGN_VOUCHER_COUNT: &str = concat!(
