@@ -269,6 +269,10 @@ fn later(d: Duration) -> String {
 const WAITING_PER_WEBHOOK: usize = BATCH as usize;
 const WAITING_PER_PROJECT: usize = BATCH as usize;
 const WAITING: usize = 4 * BATCH as usize;
+/// Deliveries a sender takes from its line before it gives its slots back. Without a
+/// bound, senders of webhooks whose lines never empty would keep their project's and the
+/// node's slots for good, and another webhook with deliveries waiting would get none.
+const IN_A_ROW: usize = 16;
 /// A waiting delivery starts only if its attempt can end this long before its lease runs
 /// out; later, it is left to the lease, so that no other claim can send it meanwhile.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
@@ -458,7 +462,13 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
     // takes them from there. A sender keeps its slots and takes the next waiting delivery
     // when it finishes, so a freed slot does not wait for the loop.
     let pump = |slots: &mut Slots| {
-        let hooks: Vec<Hook> = slots.per_hook.values().filter(|h| h.waiting() > 0).cloned().collect();
+        let mut hooks: Vec<Hook> = slots.per_hook.values().filter(|h| h.waiting() > 0).cloned().collect();
+        {
+            // Freed project and node slots go to the waiting webhooks in a new order each
+            // time, so no webhook is always served first.
+            use rand::seq::SliceRandom;
+            hooks.shuffle(&mut rand::rng());
+        }
         for hook in hooks {
             while hook.waiting() > 0 {
                 let Some(held) = slots.take(&hook) else { break };
@@ -469,10 +479,16 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
                     (client.clone(), settings.clone(), done_tx.clone(), freed.clone(), hook.clone());
                 tokio::spawn(async move {
                     let mut d = Some(first);
+                    let mut served = 0;
                     while let Some(due) = d {
                         let finished = deliver(&client, &settings, due).await;
                         let _ = done.send(finished).await;
-                        d = hook.next(lease_time, settings.webhook_timeout);
+                        served += 1;
+                        d = if served < IN_A_ROW {
+                            hook.next(lease_time, settings.webhook_timeout)
+                        } else {
+                            None
+                        };
                     }
                     drop(held);
                     freed.notify_one();
