@@ -219,6 +219,8 @@ fn webhook_delivery_off_its_event_or_its_attempts() {
     assert_fails(&r, &["webhook_delivery_consistency"]);
     let r = corrupt("UPDATE webhook_deliveries SET status = 'lost' WHERE id = (SELECT MIN(id) FROM webhook_deliveries)");
     assert_fails(&r, &["webhook_delivery_consistency"]);
+    let r = corrupt("UPDATE webhook_deliveries SET target_url = NULL WHERE id = (SELECT MIN(id) FROM webhook_deliveries)");
+    assert_fails(&r, &["webhook_delivery_consistency"]);
 }
 
 #[test]

@@ -556,6 +556,14 @@ const MIGRATIONS: &[&str] = &[
         WHERE object = 'redemption' AND result = 'SUCCESS' AND status = 'SUCCEEDED' AND campaign_id IS NULL AND voucher_id IS NOT NULL
         GROUP BY project_id, voucher_id
     "#,
+    // 11: a delivery made by the fan-out keeps no copy of its body (stored as ''): it is
+    // built again, byte for byte, from the delivery's columns and its outbox event, so
+    // the webhook's URL at fan-out time (part of the body) is kept with it. A stored body
+    // of a few kilobytes put each delivery on a page of its own, written when made and
+    // again when its attempt was recorded.
+    r#"
+    ALTER TABLE webhook_deliveries ADD COLUMN target_url TEXT
+    "#,
 ];
 
 pub fn apply(m: &mut dyn Migrator) -> Result<(), StoreError> {

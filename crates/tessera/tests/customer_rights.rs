@@ -373,6 +373,20 @@ async fn permanent_deletion(backend: Backend) {
         l["data"].as_array().map(Vec::len) == Some(6)
     })
     .await;
+    // A replay stores the body it sends (the fan-out's deliveries store none, theirs is
+    // built from the event): one more copy for the deletion to find.
+    let deliveries = format!("/management/v1/projects/{}/webhooks/{hook_id}/deliveries", p.id);
+    let (_, l) = server.mgmt(Method::GET, &format!("{deliveries}?status=succeeded"), None).await;
+    let first = l["data"][0]["id"].as_str().expect("a delivery").to_string();
+    let (status, r) = server.mgmt(Method::POST, &format!("{deliveries}/{first}/replay"), None).await;
+    assert_eq!(status, 200, "{r}");
+    wait_until("the replay delivered", || async {
+        let (_, l) = server.mgmt(Method::GET, &format!("{deliveries}?status=succeeded"), None).await;
+        l["data"].as_array().map(Vec::len) == Some(7)
+    })
+    .await;
+    let (_, shown) = server.mgmt(Method::GET, &format!("{deliveries}/{first}"), None).await;
+    assert!(PERSONAL.iter().any(|v| shown["body"].to_string().contains(v)), "{shown}");
     wait_until("statistics", || async {
         let (_, s) = server.call(&p, Method::GET, "/v1/vouchers/GIFT-ANN/stats", None).await;
         s["data"][0]["rolled_back"] == 1
@@ -432,7 +446,7 @@ async fn permanent_deletion(backend: Backend) {
         "{done}"
     );
     assert_eq!((n["events"].as_i64(), n["customer_events"].as_i64()), (Some(7), Some(2)), "{done}");
-    assert_eq!(n["webhook_deliveries"], 6, "{done}");
+    assert_eq!(n["webhook_deliveries"], 7, "{done}");
     assert_eq!(n["orders"], 2, "{done}");
     assert!(n["idempotency_records"].as_i64() >= Some(1), "{done}");
     assert_eq!(
@@ -472,11 +486,15 @@ async fn permanent_deletion(backend: Backend) {
                 None,
             )
             .await;
-        l["data"].as_array().map(Vec::len) == Some(7)
+        l["data"].as_array().map(Vec::len) == Some(8)
     })
     .await;
     let left = personal_data_found(&backend);
     assert!(left.is_empty(), "personal data left after the deletion: {left:#?}");
+    // A delivery's body, built from its scrubbed event, shows none either.
+    let (_, shown) = server.mgmt(Method::GET, &format!("{deliveries}/{first}"), None).await;
+    assert!(shown["body"]["data"].is_object(), "{shown}");
+    assert!(PERSONAL.iter().all(|v| !shown["body"].to_string().contains(v)), "{shown}");
 
     // The export that held them is gone; the bulk update's report stays, without them.
     let (status, e) = server.call(&p, Method::GET, &format!("/v1/exports/{export_id}"), None).await;

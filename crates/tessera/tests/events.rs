@@ -317,6 +317,9 @@ async fn webhooks_are_signed_retried_dead_lettered_and_replayable() {
         .map(|a| a["status_code"].as_i64().unwrap_or(0))
         .collect();
     assert_eq!(codes, vec![500, 500, 500, 200], "{d}");
+    // The log shows the body that was sent (it is built from the event, not stored).
+    let sent: Value = serde_json::from_str(&by_id[fid][0].body).expect("json body");
+    assert_eq!(d["body"], sent, "{d}");
 
     // The receiver that never answers: every delivery dead-lettered after 4 attempts.
     let did = dead["id"].as_str().expect("id").to_string();

@@ -13,8 +13,9 @@
 //! - publications (customer snapshot, tracking id): by customer;
 //! - outbox events: the customer's own (`customer.created`/`updated`) by resource id,
 //!   and those of the records above by theirs;
-//! - webhook deliveries made from those events (body; the receiver's logged answer may
-//!   echo it): by event id;
+//! - webhook deliveries made from those events, by event id: a replay's stored body (a
+//!   fan-out's deliveries store none; theirs is built from the scrubbed event), and the
+//!   receiver's logged answer, which may echo the body;
 //! - idempotency records (stored responses, kept 24 hours): the project's records whose
 //!   body mentions the customer's id or source id, a range of the project's own keys;
 //! - job reports (an import's refused rows name their customer by source id): the
@@ -327,7 +328,10 @@ fn erase(c: &mut dyn Conn, p: &str, key: &str) -> Result<PermanentDeletion> {
     n.events = OUTBOX.scrub(c, &forget, p, &events)?;
     let mut deliveries = ids_where_in(c, "SELECT id FROM webhook_deliveries WHERE project_id = $1", "event_id", p, &events)?;
     deliveries.sort();
-    n.webhook_deliveries = DELIVERIES.scrub(c, &forget, p, &deliveries)?;
+    // Only replays (and deliveries made before schema 11) store a body; the others are
+    // built from the event, scrubbed above. All of them now send nothing of the customer.
+    DELIVERIES.scrub(c, &forget, p, &deliveries)?;
+    n.webhook_deliveries = deliveries.len() as i64;
     // What the receiver answered may echo the body; the attempts themselves stay.
     for chunk in deliveries.chunks(CHUNK) {
         let mut params = vec![Val::from(p)];

@@ -232,10 +232,31 @@ fn lease_end(lease_secs: i64) -> Result<String> {
     ))
 }
 
+/// What a delivery's body is made of: the delivery's own columns and its event. Each is
+/// stored, so a body built again later is the same bytes as the one first sent.
+struct BodyOf<'a> {
+    id: &'a str,
+    created_at: &'a str,
+    webhook_id: &'a str,
+    target_url: &'a str,
+    event: &'a Event,
+}
+
+/// The event's stored payload as a body's `data`: JSON already, so spliced in as text,
+/// only checked, not rebuilt.
+fn json_or_null(payload: &str) -> &str {
+    if serde_json::from_str::<serde::de::IgnoredAny>(payload).is_ok() {
+        payload
+    } else {
+        "null"
+    }
+}
+
 /// A delivery's body: the envelope, then the event's stored payload as `data`, spliced
 /// in as text (it is JSON already; parsing it into a tree to write it out again was most
 /// of a fan-out's cost).
-fn delivery_body(id: &str, e: &Event, w: &Webhook, now: &str, data: &str) -> Result<String> {
+fn delivery_body(d: &BodyOf) -> Result<String> {
+    let (e, data) = (d.event, json_or_null(&d.event.payload));
     #[derive(Serialize)]
     struct Source<'a> {
         id: &'a str,
@@ -261,14 +282,14 @@ fn delivery_body(id: &str, e: &Event, w: &Webhook, now: &str, data: &str) -> Res
         event: EventRef<'a>,
     }
     let mut body = serde_json::to_string(&Envelope {
-        id,
+        id: d.id,
         project_id: &e.project_id,
-        created_at: now,
+        created_at: d.created_at,
         event_type: &e.event_type,
         source: Source {
-            id: &w.id,
+            id: d.webhook_id,
             object: "webhook",
-            target_url: &w.target_url,
+            target_url: d.target_url,
         },
         event: EventRef {
             id: &e.id,
@@ -318,7 +339,7 @@ pub(crate) fn claim_sql(which: &str, lock: &str) -> String {
         "UPDATE webhook_deliveries SET status = 'delivering', lease_until = $1 WHERE (project_id, id) IN (\
          SELECT project_id, id FROM webhook_deliveries WHERE project_id = $2 AND webhook_id = $3 AND {which} \
          ORDER BY next_attempt_at LIMIT $5{lock}) \
-         RETURNING project_id, id, webhook_id, event_id, body, attempts"
+         RETURNING project_id, id, webhook_id, event_id, body, attempts, created_at, target_url"
     )
 }
 
@@ -456,13 +477,23 @@ impl Store {
             project_exists(c, &project_id)?;
             let row = c
                 .query_opt(
-                    "SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status, replay_of, created_at, updated_at, body \
+                    "SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status, replay_of, created_at, updated_at, body, target_url \
                      FROM webhook_deliveries WHERE project_id = $1 AND webhook_id = $2 AND id = $3",
                     &[project_id.clone().into(), webhook_id.clone().into(), id.clone().into()],
                 )?
                 .ok_or_else(|| StoreError::not_found("webhook_delivery", &id))?;
             let mut v = delivery_view(&row, &webhook_id)?;
-            v["body"] = serde_json::from_str(&row.text(10)?).unwrap_or(Value::Null);
+            let stored = Stored {
+                project_id: project_id.clone(),
+                id: id.clone(),
+                webhook_id: webhook_id.clone(),
+                event_id: row.text(1)?,
+                body: row.text(10)?,
+                created_at: row.text(8)?,
+                target_url: row.opt_text(11)?,
+            };
+            let body = bodies(c, std::slice::from_ref(&stored), false)?.pop().flatten();
+            v["body"] = body.and_then(|b| serde_json::from_str(&b).ok()).unwrap_or(Value::Null);
             let attempts = c.query(
                 "SELECT attempt, started_at, duration_ms, status_code, error, response FROM webhook_attempts \
                  WHERE project_id = $1 AND delivery_id = $2 ORDER BY attempt LIMIT 100",
@@ -490,10 +521,25 @@ impl Store {
             load_webhook(c, &project_id, &webhook_id)?;
             let row = c
                 .query_opt(
-                    "SELECT event_id, event_type, body FROM webhook_deliveries WHERE project_id = $1 AND webhook_id = $2 AND id = $3",
+                    "SELECT event_id, event_type, body, created_at, target_url FROM webhook_deliveries WHERE project_id = $1 AND webhook_id = $2 AND id = $3",
                     &[project_id.clone().into(), webhook_id.clone().into(), id.clone().into()],
                 )?
                 .ok_or_else(|| StoreError::not_found("webhook_delivery", &id))?;
+            // The replay sends what the original sent, so it stores that body: its own
+            // id and date would make another.
+            let stored = Stored {
+                project_id: project_id.clone(),
+                id: id.clone(),
+                webhook_id: webhook_id.clone(),
+                event_id: row.text(0)?,
+                body: row.text(2)?,
+                created_at: row.text(3)?,
+                target_url: row.opt_text(4)?,
+            };
+            let body = bodies(c, std::slice::from_ref(&stored), true)?
+                .pop()
+                .flatten()
+                .ok_or_else(|| StoreError::Internal(format!("the event of webhook delivery {id} is gone")))?;
             let new = new_id("whs");
             let now = now_string();
             c.execute(
@@ -505,7 +551,7 @@ impl Store {
                     webhook_id.clone().into(),
                     row.text(0)?.into(),
                     row.text(1)?.into(),
-                    row.text(2)?.into(),
+                    body.into(),
                     now.into(),
                     id.into(),
                 ],
@@ -584,39 +630,33 @@ impl Store {
                     targets.push((e, matching));
                 }
             }
-            let payloads = current_payloads(c, targets.iter().map(|(e, _)| e.id.clone()).collect())?;
+            let current = current_events(c, targets.iter().map(|(e, _)| e.id.clone()).collect(), true)?;
             let now = now_string();
             let until = lease_end(room.lease_secs)?;
             let mut out = FanOut::default();
             for (e, matching) in targets {
                 // An event gone from the outbox has nothing left to deliver.
-                let Some(payload) = payloads.get(&e.id) else { continue };
-                // The stored text goes into the body as it is; only checked, not rebuilt.
-                let data = if serde_json::from_str::<serde::de::IgnoredAny>(payload).is_ok() {
-                    payload.as_str()
-                } else {
-                    "null"
-                };
+                let Some(event) = current.get(&e.id) else { continue };
                 for w in matching.into_iter().map(|i| &hooks[&e.project_id][i]) {
                     let id = new_id("whs");
-                    // The body is fixed here, once: every retry sends exactly these bytes.
-                    let body = delivery_body(&id, e, w, &now, data)?;
                     let claimed = room.take(&e.project_id, &w.id);
                     let (status, lease): (&str, Option<String>) = if claimed {
                         ("delivering", Some(until.clone()))
                     } else {
                         ("pending", None)
                     };
+                    // No body is stored (''): it is built from these columns and the
+                    // event whenever it is needed, the same bytes every time.
                     c.execute(
-                        "INSERT INTO webhook_deliveries (project_id, id, webhook_id, event_id, event_type, body, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $8, $8)",
+                        "INSERT INTO webhook_deliveries (project_id, id, webhook_id, event_id, event_type, body, target_url, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, '', $6, $7, 0, $8, $9, $8, $8)",
                         &[
                             e.project_id.clone().into(),
                             id.clone().into(),
                             w.id.clone().into(),
                             e.id.clone().into(),
                             e.event_type.clone().into(),
-                            body.clone().into(),
+                            w.target_url.clone().into(),
                             status.into(),
                             now.clone().into(),
                             lease.into(),
@@ -624,6 +664,13 @@ impl Store {
                     )?;
                     out.made += 1;
                     if claimed {
+                        let body = delivery_body(&BodyOf {
+                            id: &id,
+                            created_at: &now,
+                            webhook_id: &w.id,
+                            target_url: &w.target_url,
+                            event,
+                        })?;
                         out.claimed.push(Due {
                             project_id: e.project_id.clone(),
                             id,
@@ -694,13 +741,38 @@ impl Store {
                         ],
                     )?);
                 }
-                for r in rows {
+                let stored = rows
+                    .iter()
+                    .map(|r| {
+                        Ok(Stored {
+                            project_id: r.text(0)?,
+                            id: r.text(1)?,
+                            webhook_id: r.text(2)?,
+                            event_id: r.text(3)?,
+                            body: r.text(4)?,
+                            created_at: r.text(6)?,
+                            target_url: r.opt_text(7)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let bodies = bodies(c, &stored, true)?;
+                for ((d, body), r) in stored.into_iter().zip(bodies).zip(&rows) {
+                    let Some(body) = body else {
+                        // Its event is gone (only damage does that): nothing can be sent,
+                        // and retrying would not bring it back.
+                        tracing::warn!(delivery = %d.id, event = %d.event_id, "webhook delivery without its event, canceled");
+                        c.execute(
+                            "UPDATE webhook_deliveries SET status = 'canceled', lease_until = NULL, updated_at = $1 WHERE project_id = $2 AND id = $3",
+                            &[now.clone().into(), d.project_id.into(), d.id.into()],
+                        )?;
+                        continue;
+                    };
                     out.push(Due {
-                        project_id: r.text(0)?,
-                        id: r.text(1)?,
-                        webhook_id: r.text(2)?,
-                        event_id: r.text(3)?,
-                        body: r.text(4)?,
+                        project_id: d.project_id,
+                        id: d.id,
+                        webhook_id: d.webhook_id,
+                        event_id: d.event_id,
+                        body,
                         attempts: r.int(5)?,
                         target_url: target_url.clone(),
                         secret: secret.clone(),
@@ -753,32 +825,85 @@ fn clean(s: Option<String>) -> Option<String> {
     s.map(|s| if s.contains('\0') { s.replace('\0', "\u{fffd}") } else { s })
 }
 
-/// The payloads of `events` as they are now, read inside the fan-out's transaction. The
-/// batch was read before it, and a permanent deletion may have scrubbed a payload in
-/// between; a delivery body is fixed once made, so it must be made from the current text.
-/// On PostgreSQL the rows are share-locked, in id order (the order a deletion updates
-/// them in, so the two cannot deadlock): a deletion still running is waited for, and one
-/// that starts later waits for this fan-out and then finds its deliveries to scrub.
-fn current_payloads(c: &mut dyn Conn, mut ids: Vec<String>) -> Result<std::collections::HashMap<String, String>> {
+/// The events with these ids as they are now, read inside the caller's transaction: a
+/// body sent is built from the current payload, which a permanent deletion may have
+/// scrubbed since the relay read its batch. With `lock`, on PostgreSQL the rows are
+/// share-locked, in id order (the order a deletion updates them in, so the two cannot
+/// deadlock): a deletion still running is waited for, and one that starts later waits
+/// for this transaction.
+fn current_events(c: &mut dyn Conn, mut ids: Vec<String>, lock: bool) -> Result<std::collections::HashMap<String, Event>> {
     ids.sort();
     ids.dedup();
     let mut out = std::collections::HashMap::with_capacity(ids.len());
-    let lock = if c.is_postgres() { " FOR SHARE" } else { "" };
+    let lock = if lock && c.is_postgres() { " FOR SHARE" } else { "" };
     for chunk in ids.chunks(100) {
         let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let params: Vec<Val> = chunk.iter().map(|id| id.clone().into()).collect();
         let rows = c.query(
             &format!(
-                "SELECT id, payload FROM outbox WHERE id IN ({}) ORDER BY id{lock}",
+                "SELECT id, project_id, event_type, resource_id, payload, created_at FROM outbox WHERE id IN ({}) ORDER BY id{lock}",
                 marks.join(", ")
             ),
             &params,
         )?;
         for r in rows {
-            out.insert(r.text(0)?, r.text(1)?);
+            let e = Event {
+                id: r.text(0)?,
+                project_id: r.text(1)?,
+                event_type: r.text(2)?,
+                resource_id: r.opt_text(3)?,
+                payload: r.text(4)?,
+                created_at: r.text(5)?,
+                position: String::new(),
+            };
+            out.insert(e.id.clone(), e);
         }
     }
     Ok(out)
+}
+
+/// A delivery as stored, for its body.
+struct Stored {
+    project_id: String,
+    id: String,
+    webhook_id: String,
+    event_id: String,
+    /// '' when it is to be built (every delivery a fan-out made since schema 11).
+    body: String,
+    created_at: String,
+    target_url: Option<String>,
+}
+
+/// The bodies of `rows`, in order: the stored text, or the body built again from the
+/// delivery and its event (`None` when that event is not in the delivery's project).
+fn bodies(c: &mut dyn Conn, rows: &[Stored], lock: bool) -> Result<Vec<Option<String>>> {
+    let wanted: Vec<String> = rows.iter().filter(|d| d.body.is_empty()).map(|d| d.event_id.clone()).collect();
+    let events = if wanted.is_empty() {
+        std::collections::HashMap::new()
+    } else {
+        current_events(c, wanted, lock)?
+    };
+    rows.iter()
+        .map(|d| {
+            if !d.body.is_empty() {
+                return Ok(Some(d.body.clone()));
+            }
+            let (Some(event), Some(target_url)) = (events.get(&d.event_id), d.target_url.as_deref()) else {
+                return Ok(None);
+            };
+            if event.project_id != d.project_id {
+                return Ok(None);
+            }
+            delivery_body(&BodyOf {
+                id: &d.id,
+                created_at: &d.created_at,
+                webhook_id: &d.webhook_id,
+                target_url,
+                event,
+            })
+            .map(Some)
+        })
+        .collect()
 }
 
 /// Records one attempt if this sender still holds the delivery's claim (the lease it was
