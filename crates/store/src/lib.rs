@@ -255,6 +255,39 @@ impl Store {
         }
     }
 
+    /// `write_unmarked`, in two steps: this returns once the write is queued (the single
+    /// writer runs its queue in order, so a write queued after it runs after it), and the
+    /// future it returns answers when it has committed. PostgreSQL has no queue: the
+    /// write runs to its end here.
+    pub async fn submit_unmarked<T, F>(&self, f: F) -> Result<impl std::future::Future<Output = Result<T>> + Send + 'static>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<T> + Send + 'static,
+    {
+        enum Answer<T> {
+            Queued(tokio::sync::oneshot::Receiver<Result<T>>),
+            Done(Result<T>),
+        }
+        let answer = match &*self.engine {
+            Engine::Sqlite(b) => Answer::Queued(b.submit(f).await?),
+            Engine::Postgres(b) => Answer::Done(b.write(f).await),
+        };
+        Ok(async move {
+            match answer {
+                Answer::Queued(rx) => rx
+                    .await
+                    .map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?,
+                Answer::Done(r) => r,
+            }
+        })
+    }
+
+    /// Whether this process is the only one serving the database (SQLite, under its
+    /// lock): nothing else can write between what it reads and what it writes.
+    pub fn is_sole_server(&self) -> bool {
+        self.sole_since.get().is_some()
+    }
+
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> Result<()> {
         self.read(|c| c.query("SELECT 1", &[]).map(|_| ())).await

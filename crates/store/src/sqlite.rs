@@ -369,6 +369,28 @@ impl SqliteBackend {
         self.write_with(f, false).await
     }
 
+    /// Queues `f` and returns once it is in the writer's queue, with what answers when it
+    /// has run: a caller can order later writes after it without waiting for its commit.
+    pub async fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job = Box::new(TypedJob {
+            f: Some(f),
+            outcome: None,
+            reply: tx,
+            queued_at: None,
+        });
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.jobs.send(Msg::Job(job)).await.is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Unavailable("the writer has stopped".into()));
+        }
+        Ok(rx)
+    }
+
     /// `write`, refused without running if it waits longer than `MAX_QUEUE_WAIT` when
     /// `sheddable`: for the first write of an API request, which nothing has committed
     /// for yet, so a refusal leaves the request all undone.

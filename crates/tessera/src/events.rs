@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tessera_store::ops::events::{AttemptResult, Due, Event, Room};
+use tessera_store::ops::events::{AttemptResult, Decided, Due, Event, Room};
 use tessera_store::Store;
 use tokio::sync::Semaphore;
 
@@ -500,41 +500,103 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
         let hook = slots.hook(&d.project_id, &d.webhook_id);
         hook.wait(d);
     };
+    // The sole server of its database sends new events' deliveries as soon as it has
+    // read them and queued their fan-out, and reads on while that fan-out waits for the
+    // writer (see `sole_server_fan_out`): `read_to` is how far it has read, ahead of the
+    // stored cursor, and `fan_outs` the fan-outs queued, oldest first.
+    let sole = store.is_sole_server();
+    let mut read_to: Option<String> = None;
+    let mut fan_outs: std::collections::VecDeque<tokio::task::JoinHandle<tessera_store::Result<usize>>> = std::collections::VecDeque::new();
     loop {
         let round = tokio::time::Instant::now();
         let mut busy = false;
-        // New events.
-        match store.outbox_heads("webhooks", BATCH).await {
-            Ok((from, events)) => {
-                let lag = events.first().map(|e| age_secs(&e.created_at)).unwrap_or(0.0);
-                metrics::gauge!("tessera_outbox_lag_seconds", "consumer" => "webhooks").set(lag);
-                let n = events.len();
-                if n > 0 {
-                    busy = n == BATCH as usize;
-                    match store.fan_out_webhooks("webhooks", from, events, slots.room(lease)).await {
-                        Ok(made) => {
-                            metrics::counter!("tessera_outbox_events_total", "consumer" => "webhooks").increment(n as u64);
-                            // What had no room waits in the table for the claim step
-                            // below, this round or when slots free up.
-                            for d in made.claimed {
-                                wait(&mut slots, d);
+        if sole {
+            // A fan-out that failed left the cursor where it was, and each one queued
+            // after it fails its compare-and-set: once they are all done, read again
+            // from the stored cursor (what was sent is sent again: at least once).
+            let mut failed = false;
+            while fan_outs.front().is_some_and(|h| h.is_finished()) || fan_outs.len() >= MAX_FAN_OUTS_QUEUED {
+                let Some(h) = fan_outs.pop_front() else { break };
+                failed |= !matches!(h.await, Ok(Ok(_)));
+            }
+            if failed {
+                for h in fan_outs.drain(..) {
+                    let _ = h.await;
+                }
+                read_to = None;
+                metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
+                tracing::warn!("webhook fan-out failed; reading from the stored cursor again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let read = match read_to.clone() {
+                Some(p) => store.outbox_after(p.clone(), BATCH).await.map(|events| (p, events)),
+                None => store.outbox_batch("webhooks", BATCH).await,
+            };
+            match read {
+                Ok((from, events)) => {
+                    let lag = events.first().map(|e| age_secs(&e.created_at)).unwrap_or(0.0);
+                    metrics::gauge!("tessera_outbox_lag_seconds", "consumer" => "webhooks").set(lag);
+                    let n = events.len();
+                    if n > 0 {
+                        busy = n == BATCH as usize;
+                        match sole_server_fan_out(&store, slots.room(lease), lease, from, events).await {
+                            Ok((due, fan_out, to)) => {
+                                metrics::counter!("tessera_outbox_events_total", "consumer" => "webhooks").increment(n as u64);
+                                for d in due {
+                                    wait(&mut slots, d);
+                                }
+                                pump(&mut slots);
+                                fan_outs.push_back(tokio::spawn(fan_out));
+                                read_to = Some(to);
                             }
-                            pump(&mut slots);
-                        }
-                        // Another node's relay moved the cursor first: read again.
-                        Err(tessera_store::StoreError::Conflict { .. }) => busy = true,
-                        Err(e) => {
-                            metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
-                            tracing::warn!(error = %e, "webhook fan-out failed; retrying");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            Err(e) => {
+                                metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
+                                tracing::warn!(error = %e, "webhook fan-out failed; retrying");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
                         }
                     }
                 }
+                Err(e) => {
+                    metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
+                    tracing::warn!(error = %e, "the webhook relay cannot read the outbox; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
-            Err(e) => {
-                metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
-                tracing::warn!(error = %e, "the webhook relay cannot read the outbox; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        } else {
+            // New events.
+            match store.outbox_heads("webhooks", BATCH).await {
+                Ok((from, events)) => {
+                    let lag = events.first().map(|e| age_secs(&e.created_at)).unwrap_or(0.0);
+                    metrics::gauge!("tessera_outbox_lag_seconds", "consumer" => "webhooks").set(lag);
+                    let n = events.len();
+                    if n > 0 {
+                        busy = n == BATCH as usize;
+                        match store.fan_out_webhooks("webhooks", from, events, slots.room(lease)).await {
+                            Ok(made) => {
+                                metrics::counter!("tessera_outbox_events_total", "consumer" => "webhooks").increment(n as u64);
+                                // What had no room waits in the table for the claim step
+                                // below, this round or when slots free up.
+                                for d in made.claimed {
+                                    wait(&mut slots, d);
+                                }
+                                pump(&mut slots);
+                            }
+                            // Another node's relay moved the cursor first: read again.
+                            Err(tessera_store::StoreError::Conflict { .. }) => busy = true,
+                            Err(e) => {
+                                metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
+                                tracing::warn!(error = %e, "webhook fan-out failed; retrying");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
+                    tracing::warn!(error = %e, "the webhook relay cannot read the outbox; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         }
         // Deliveries waiting in the table.
@@ -587,6 +649,71 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
         }
         tokio::time::sleep_until(round + ROUND_SPACING).await;
     }
+}
+
+/// Fan-outs a sole server may have queued and not seen commit before it stops reading
+/// on: a bound on what a failure makes it send again.
+const MAX_FAN_OUTS_QUEUED: usize = 4;
+
+/// What makes a sole server's webhooks fast: new events' deliveries are decided (those
+/// with room), their bodies built, and their fan-out queued in the writer right after
+/// the relay reads the events; the caller sends them at once, while the fan-out waits
+/// its turn. A multi-node relay must wait for its fan-out's commit before sending, or
+/// two nodes racing for the same events would both send them; one process alone under
+/// the database's lock cannot race, and the writer runs its queue in order, so the
+/// attempts recorded later (queued after the fan-out) find their deliveries made.
+///
+/// Returns the deliveries to send, the fan-out to await, and the position read to.
+async fn sole_server_fan_out(
+    store: &Store,
+    mut room: Room,
+    lease: i64,
+    from: String,
+    mut events: Vec<Event>,
+) -> tessera_store::Result<(Vec<Due>, impl std::future::Future<Output = tessera_store::Result<usize>>, String)> {
+    use tessera_store::ops::events::{lease_end, receives, webhook_body};
+    let to = events.last().map(|e| e.position.clone()).unwrap_or_else(|| from.clone());
+    let mut projects: Vec<String> = events.iter().map(|e| e.project_id.clone()).collect();
+    projects.sort();
+    projects.dedup();
+    let hooks = store.active_webhooks(projects).await?;
+    let now = tessera_domain::time::now_string();
+    let until = lease_end(lease)?;
+    let (mut due, mut decided) = (Vec::new(), Vec::new());
+    for e in &events {
+        for w in hooks.get(&e.project_id).into_iter().flatten().filter(|w| receives(w, e)) {
+            if !room.take(&e.project_id, &w.id) {
+                continue;
+            }
+            let id = tessera_domain::ids::new_id("whs");
+            let body = webhook_body(&id, &now, w, e)?;
+            decided.push(Decided {
+                event_id: e.id.clone(),
+                webhook_id: w.id.clone(),
+                id: id.clone(),
+                created_at: now.clone(),
+                target_url: w.target_url.clone(),
+                lease_until: until.clone(),
+            });
+            due.push(Due {
+                project_id: e.project_id.clone(),
+                id,
+                webhook_id: w.id.clone(),
+                event_id: e.id.clone(),
+                body,
+                attempts: 0,
+                target_url: w.target_url.clone(),
+                secret: w.secret.clone(),
+                lease_until: until.clone(),
+            });
+        }
+    }
+    // The bodies are built: the fan-out needs no payloads.
+    for e in &mut events {
+        e.payload = String::new();
+    }
+    let fan_out = store.submit_fan_out_decided("webhooks", from, events, decided).await?;
+    Ok((due, fan_out, to))
 }
 
 type Finished = (Due, AttemptResult, bool, Option<String>);

@@ -201,7 +201,8 @@ pub struct Room {
 }
 
 impl Room {
-    fn take(&mut self, project_id: &str, webhook_id: &str) -> bool {
+    /// Takes one place for a delivery to this webhook, if there is one.
+    pub fn take(&mut self, project_id: &str, webhook_id: &str) -> bool {
         if self.total == 0 {
             return false;
         }
@@ -224,7 +225,8 @@ pub struct FanOut {
     pub claimed: Vec<Due>,
 }
 
-fn lease_end(lease_secs: i64) -> Result<String> {
+/// When a claim made now for `lease_secs` runs out, as stored.
+pub fn lease_end(lease_secs: i64) -> Result<String> {
     Ok(tessera_domain::time::format(
         tessera_domain::time::now()
             .checked_add(jiff::SignedDuration::from_secs(lease_secs))
@@ -306,6 +308,79 @@ fn delivery_body(d: &BodyOf) -> Result<String> {
     body.push_str(data);
     body.push('}');
     Ok(body)
+}
+
+/// The body of a delivery made now (`id`, `created_at`) of `event` to `webhook`, as
+/// the fan-out would store its parts: what a relay that sends before its fan-out has
+/// committed sends.
+pub fn webhook_body(id: &str, created_at: &str, webhook: &Webhook, event: &Event) -> Result<String> {
+    delivery_body(&BodyOf {
+        id,
+        created_at,
+        webhook_id: &webhook.id,
+        target_url: &webhook.target_url,
+        event,
+    })
+}
+
+/// Whether `webhook` gets a delivery of `event`: subscribed to its type, and made before
+/// it (a webhook does not receive what happened before it existed).
+pub fn receives(webhook: &Webhook, event: &Event) -> bool {
+    webhook.created_at <= event.created_at && subscribed(&webhook.events, &event.event_type)
+}
+
+/// A delivery a relay made and started sending before its fan-out committed (possible
+/// only for the sole server of a database, see `fan_out_decided`).
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub event_id: String,
+    pub webhook_id: String,
+    pub id: String,
+    pub created_at: String,
+    /// The URL its body names (the webhook's when the relay read it).
+    pub target_url: String,
+    pub lease_until: String,
+}
+
+/// The active webhooks of a project, as the fan-out matches events against them.
+fn active_hooks(c: &mut dyn Conn, project_id: &str) -> Result<Vec<Webhook>> {
+    c.query(
+        &format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE project_id = $1 AND active = 1 LIMIT 1000"),
+        &[project_id.into()],
+    )?
+    .iter()
+    .map(row_to_webhook)
+    .collect()
+}
+
+/// One delivery row. Its body is not stored: it is built from these columns and the
+/// event whenever it is needed, the same bytes every time.
+fn insert_delivery(
+    c: &mut dyn Conn,
+    e: &Event,
+    id: &str,
+    webhook_id: &str,
+    target_url: &str,
+    created_at: &str,
+    lease_until: Option<&str>,
+) -> Result<()> {
+    let status = if lease_until.is_some() { "delivering" } else { "pending" };
+    c.execute(
+        "INSERT INTO webhook_deliveries (project_id, id, webhook_id, event_id, event_type, body, target_url, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, '', $6, $7, 0, $8, $9, $8, $8)",
+        &[
+            e.project_id.clone().into(),
+            id.into(),
+            webhook_id.into(),
+            e.id.clone().into(),
+            e.event_type.clone().into(),
+            target_url.into(),
+            status.into(),
+            created_at.into(),
+            lease_until.map(str::to_string).into(),
+        ],
+    )?;
+    Ok(())
 }
 
 /// What one attempt found.
@@ -610,20 +685,13 @@ impl Store {
             let mut targets: Vec<(&Event, Vec<usize>)> = Vec::new();
             for e in &events {
                 if !hooks.contains_key(&e.project_id) {
-                    let list = c
-                        .query(
-                            &format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE project_id = $1 AND active = 1 LIMIT 1000"),
-                            &[e.project_id.clone().into()],
-                        )?
-                        .iter()
-                        .map(row_to_webhook)
-                        .collect::<Result<Vec<_>>>()?;
+                    let list = active_hooks(c, &e.project_id)?;
                     hooks.insert(e.project_id.clone(), list);
                 }
                 let matching: Vec<usize> = hooks[&e.project_id]
                     .iter()
                     .enumerate()
-                    .filter(|(_, w)| w.created_at <= e.created_at && subscribed(&w.events, &e.event_type))
+                    .filter(|(_, w)| receives(w, e))
                     .map(|(i, _)| i)
                     .collect();
                 if !matching.is_empty() {
@@ -640,28 +708,8 @@ impl Store {
                 for w in matching.into_iter().map(|i| &hooks[&e.project_id][i]) {
                     let id = new_id("whs");
                     let claimed = room.take(&e.project_id, &w.id);
-                    let (status, lease): (&str, Option<String>) = if claimed {
-                        ("delivering", Some(until.clone()))
-                    } else {
-                        ("pending", None)
-                    };
-                    // No body is stored (''): it is built from these columns and the
-                    // event whenever it is needed, the same bytes every time.
-                    c.execute(
-                        "INSERT INTO webhook_deliveries (project_id, id, webhook_id, event_id, event_type, body, target_url, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, '', $6, $7, 0, $8, $9, $8, $8)",
-                        &[
-                            e.project_id.clone().into(),
-                            id.clone().into(),
-                            w.id.clone().into(),
-                            e.id.clone().into(),
-                            e.event_type.clone().into(),
-                            w.target_url.clone().into(),
-                            status.into(),
-                            now.clone().into(),
-                            lease.into(),
-                        ],
-                    )?;
+                    let lease = claimed.then_some(until.as_str());
+                    insert_delivery(c, e, &id, &w.id, &w.target_url, &now, lease)?;
                     out.made += 1;
                     if claimed {
                         let body = delivery_body(&BodyOf {
@@ -687,6 +735,71 @@ impl Store {
             }
             advance(c, consumer, &from, &to)?;
             Ok(out)
+        })
+        .await
+    }
+
+    /// The events after `position` (not the consumer's stored cursor): for a relay that
+    /// reads on while its previous fan-out is still queued.
+    pub async fn outbox_after(&self, position: String, limit: i64) -> Result<Vec<Event>> {
+        self.read(move |c| read_after(c, &position, limit, true)).await
+    }
+
+    /// The active webhooks of these projects.
+    pub async fn active_webhooks(&self, projects: Vec<String>) -> Result<std::collections::HashMap<String, Vec<Webhook>>> {
+        self.read(move |c| {
+            let mut out = std::collections::HashMap::new();
+            for p in projects {
+                let list = active_hooks(c, &p)?;
+                out.insert(p, list);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The webhook fan-out of a relay that is the database's sole server: it decided the
+    /// deliveries it had room for and started sending them before this commits (from
+    /// what it read just after the events committed), and this records them as made and
+    /// claimed, with the rest of each event's deliveries pending, and moves the cursor,
+    /// in one transaction. Queued, not awaited: the relay reads on meanwhile, and a
+    /// later fan-out's compare-and-set on the cursor fails if this one did not commit.
+    ///
+    /// The webhooks are read again here: a decided delivery whose webhook is gone or off
+    /// by now is not recorded (it was sent as one already in flight at that moment is),
+    /// and one the relay did not see gets a pending delivery.
+    pub async fn submit_fan_out_decided(
+        &self,
+        consumer: &'static str,
+        from: String,
+        events: Vec<Event>,
+        decided: Vec<Decided>,
+    ) -> Result<impl std::future::Future<Output = Result<usize>> + Send + 'static> {
+        self.submit_unmarked(move |c| {
+            let Some(last) = events.last() else { return Ok(0) };
+            let to = last.position.clone();
+            let mut decided: std::collections::HashMap<(String, String), Decided> = decided
+                .into_iter()
+                .map(|d| ((d.event_id.clone(), d.webhook_id.clone()), d))
+                .collect();
+            let mut hooks: std::collections::HashMap<String, Vec<Webhook>> = std::collections::HashMap::new();
+            let now = now_string();
+            let mut made = 0;
+            for e in &events {
+                if !hooks.contains_key(&e.project_id) {
+                    let list = active_hooks(c, &e.project_id)?;
+                    hooks.insert(e.project_id.clone(), list);
+                }
+                for w in hooks[&e.project_id].iter().filter(|w| receives(w, e)) {
+                    match decided.remove(&(e.id.clone(), w.id.clone())) {
+                        Some(d) => insert_delivery(c, e, &d.id, &w.id, &d.target_url, &d.created_at, Some(&d.lease_until))?,
+                        None => insert_delivery(c, e, &new_id("whs"), &w.id, &w.target_url, &now, None)?,
+                    }
+                    made += 1;
+                }
+            }
+            advance(c, consumer, &from, &to)?;
+            Ok(made)
         })
         .await
     }
