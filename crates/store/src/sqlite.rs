@@ -376,12 +376,24 @@ impl SqliteBackend {
         T: Send + 'static,
         F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
     {
+        self.enqueue(f, None).await
+    }
+
+    async fn enqueue<T, F>(
+        &self,
+        f: F,
+        queued_at: Option<std::time::Instant>,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
         let job = Box::new(TypedJob {
             f: Some(f),
             outcome: None,
             reply: tx,
-            queued_at: None,
+            queued_at,
         });
         self.queued.fetch_add(1, Ordering::Relaxed);
         if self.jobs.send(Msg::Job(job)).await.is_err() {
@@ -399,19 +411,9 @@ impl SqliteBackend {
         T: Send + 'static,
         F: FnOnce(&mut dyn Conn) -> Result<T, StoreError> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let job = Box::new(TypedJob {
-            f: Some(f),
-            outcome: None,
-            reply: tx,
-            queued_at: sheddable.then(std::time::Instant::now),
-        });
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.jobs.send(Msg::Job(job)).await.is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(StoreError::Unavailable("the writer has stopped".into()));
-        }
-        rx.await
+        self.enqueue(f, sheddable.then(std::time::Instant::now))
+            .await?
+            .await
             .map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
     }
 

@@ -528,75 +528,59 @@ async fn send_webhooks(store: Store, settings: EventSettings) {
                 tracing::warn!("webhook fan-out failed; reading from the stored cursor again");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            let read = match read_to.clone() {
-                Some(p) => store.outbox_after(p.clone(), BATCH).await.map(|events| (p, events)),
-                None => store.outbox_batch("webhooks", BATCH).await,
-            };
-            match read {
-                Ok((from, events)) => {
-                    let lag = events.first().map(|e| age_secs(&e.created_at)).unwrap_or(0.0);
-                    metrics::gauge!("tessera_outbox_lag_seconds", "consumer" => "webhooks").set(lag);
-                    let n = events.len();
-                    if n > 0 {
-                        busy = n == BATCH as usize;
-                        match sole_server_fan_out(&store, slots.room(lease), lease, from, events).await {
-                            Ok((due, fan_out, to)) => {
-                                metrics::counter!("tessera_outbox_events_total", "consumer" => "webhooks").increment(n as u64);
-                                for d in due {
-                                    wait(&mut slots, d);
-                                }
-                                pump(&mut slots);
+        }
+        // New events: after the stored cursor, or, on the sole server, after what it
+        // read last.
+        let read = match read_to.clone() {
+            Some(p) => store.outbox_after(p.clone(), BATCH).await.map(|events| (p, events)),
+            None if sole => store.outbox_batch("webhooks", BATCH).await,
+            None => store.outbox_heads("webhooks", BATCH).await,
+        };
+        match read {
+            Ok((from, events)) => {
+                let lag = events.first().map(|e| age_secs(&e.created_at)).unwrap_or(0.0);
+                metrics::gauge!("tessera_outbox_lag_seconds", "consumer" => "webhooks").set(lag);
+                let n = events.len();
+                if n > 0 {
+                    busy = n == BATCH as usize;
+                    let made = if sole {
+                        sole_server_fan_out(&store, slots.room(lease), lease, from, events)
+                            .await
+                            .map(|(due, fan_out, to)| {
                                 fan_outs.push_back(tokio::spawn(fan_out));
                                 read_to = Some(to);
+                                due
+                            })
+                    } else {
+                        store
+                            .fan_out_webhooks("webhooks", from, events, slots.room(lease))
+                            .await
+                            .map(|made| made.claimed)
+                    };
+                    match made {
+                        Ok(due) => {
+                            metrics::counter!("tessera_outbox_events_total", "consumer" => "webhooks").increment(n as u64);
+                            // What had no room waits in the table for the claim step
+                            // below, this round or when slots free up.
+                            for d in due {
+                                wait(&mut slots, d);
                             }
-                            Err(e) => {
-                                metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
-                                tracing::warn!(error = %e, "webhook fan-out failed; retrying");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
+                            pump(&mut slots);
+                        }
+                        // Another node's relay moved the cursor first: read again.
+                        Err(tessera_store::StoreError::Conflict { .. }) => busy = true,
+                        Err(e) => {
+                            metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
+                            tracing::warn!(error = %e, "webhook fan-out failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
                         }
                     }
-                }
-                Err(e) => {
-                    metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
-                    tracing::warn!(error = %e, "the webhook relay cannot read the outbox; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-        } else {
-            // New events.
-            match store.outbox_heads("webhooks", BATCH).await {
-                Ok((from, events)) => {
-                    let lag = events.first().map(|e| age_secs(&e.created_at)).unwrap_or(0.0);
-                    metrics::gauge!("tessera_outbox_lag_seconds", "consumer" => "webhooks").set(lag);
-                    let n = events.len();
-                    if n > 0 {
-                        busy = n == BATCH as usize;
-                        match store.fan_out_webhooks("webhooks", from, events, slots.room(lease)).await {
-                            Ok(made) => {
-                                metrics::counter!("tessera_outbox_events_total", "consumer" => "webhooks").increment(n as u64);
-                                // What had no room waits in the table for the claim step
-                                // below, this round or when slots free up.
-                                for d in made.claimed {
-                                    wait(&mut slots, d);
-                                }
-                                pump(&mut slots);
-                            }
-                            // Another node's relay moved the cursor first: read again.
-                            Err(tessera_store::StoreError::Conflict { .. }) => busy = true,
-                            Err(e) => {
-                                metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
-                                tracing::warn!(error = %e, "webhook fan-out failed; retrying");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
-                    tracing::warn!(error = %e, "the webhook relay cannot read the outbox; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+            Err(e) => {
+                metrics::counter!("tessera_outbox_errors_total", "consumer" => "webhooks").increment(1);
+                tracing::warn!(error = %e, "the webhook relay cannot read the outbox; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
         // Deliveries waiting in the table.

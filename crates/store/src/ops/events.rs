@@ -552,21 +552,12 @@ impl Store {
             project_exists(c, &project_id)?;
             let row = c
                 .query_opt(
-                    "SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status, replay_of, created_at, updated_at, body, target_url \
-                     FROM webhook_deliveries WHERE project_id = $1 AND webhook_id = $2 AND id = $3",
+                    &format!("SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE project_id = $1 AND webhook_id = $2 AND id = $3"),
                     &[project_id.clone().into(), webhook_id.clone().into(), id.clone().into()],
                 )?
                 .ok_or_else(|| StoreError::not_found("webhook_delivery", &id))?;
             let mut v = delivery_view(&row, &webhook_id)?;
-            let stored = Stored {
-                project_id: project_id.clone(),
-                id: id.clone(),
-                webhook_id: webhook_id.clone(),
-                event_id: row.text(1)?,
-                body: row.text(10)?,
-                created_at: row.text(8)?,
-                target_url: row.opt_text(11)?,
-            };
+            let stored = stored_of(&row, &project_id, &webhook_id)?;
             let body = bodies(c, std::slice::from_ref(&stored), false)?.pop().flatten();
             v["body"] = body.and_then(|b| serde_json::from_str(&b).ok()).unwrap_or(Value::Null);
             let attempts = c.query(
@@ -596,21 +587,13 @@ impl Store {
             load_webhook(c, &project_id, &webhook_id)?;
             let row = c
                 .query_opt(
-                    "SELECT event_id, event_type, body, created_at, target_url FROM webhook_deliveries WHERE project_id = $1 AND webhook_id = $2 AND id = $3",
+                    &format!("SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE project_id = $1 AND webhook_id = $2 AND id = $3"),
                     &[project_id.clone().into(), webhook_id.clone().into(), id.clone().into()],
                 )?
                 .ok_or_else(|| StoreError::not_found("webhook_delivery", &id))?;
             // The replay sends what the original sent, so it stores that body: its own
             // id and date would make another.
-            let stored = Stored {
-                project_id: project_id.clone(),
-                id: id.clone(),
-                webhook_id: webhook_id.clone(),
-                event_id: row.text(0)?,
-                body: row.text(2)?,
-                created_at: row.text(3)?,
-                target_url: row.opt_text(4)?,
-            };
+            let stored = stored_of(&row, &project_id, &webhook_id)?;
             let body = bodies(c, std::slice::from_ref(&stored), true)?
                 .pop()
                 .flatten()
@@ -624,8 +607,8 @@ impl Store {
                     project_id.clone().into(),
                     new.clone().into(),
                     webhook_id.clone().into(),
-                    row.text(0)?.into(),
-                    row.text(1)?.into(),
+                    stored.event_id.clone().into(),
+                    row.text(2)?.into(),
                     body.into(),
                     now.into(),
                     id.into(),
@@ -985,6 +968,23 @@ struct Stored {
     body: String,
     created_at: String,
     target_url: Option<String>,
+}
+
+/// A delivery's columns for its log entry (`delivery_view`) and its body (`stored_of`).
+const DELIVERY_COLS: &str =
+    "id, event_id, event_type, status, attempts, next_attempt_at, last_status, replay_of, created_at, updated_at, body, target_url";
+
+/// A row read with `DELIVERY_COLS`, for its body.
+fn stored_of(r: &Row, project_id: &str, webhook_id: &str) -> Result<Stored> {
+    Ok(Stored {
+        project_id: project_id.to_string(),
+        id: r.text(0)?,
+        webhook_id: webhook_id.to_string(),
+        event_id: r.text(1)?,
+        body: r.text(10)?,
+        created_at: r.text(8)?,
+        target_url: r.opt_text(11)?,
+    })
 }
 
 /// The bodies of `rows`, in order: the stored text, or the body built again from the
